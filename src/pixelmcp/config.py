@@ -1,0 +1,242 @@
+"""Settings and the model catalog.
+
+Settings come from `PIXELMCP_*` environment variables and, optionally, a TOML file named by
+`PIXELMCP_CONFIG` (or `--config`); environment variables win over the file. The catalog maps
+short aliases (`sdxl`, `flux-schnell`, ...) to a model source (hub id or local folder), the
+pipeline kind that loads it, and the defaults and limits every argument is checked against.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Profile = Literal["default", "tiny"]
+ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm"]
+Task = Literal["generate", "rewrite"]
+
+#: Pipeline kinds that make images, and whether each takes a negative prompt.
+IMAGE_KINDS: frozenset[str] = frozenset({"sd15", "sdxl", "sd3", "flux"})
+TEXT_KINDS: frozenset[str] = frozenset({"chat-llm"})
+
+
+class ModelSpec(BaseModel):
+    """One catalog entry: where a model comes from, how it loads, and the limits of its arguments."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alias: str
+    kind: ModelKind
+    source: str = Field(description="Hugging Face repo id or local folder passed to from_pretrained")
+    description: str = ""
+    tiny: bool = Field(False, description="built locally with tiny random weights (tiny profile)")
+    variant: str | None = Field(None, description="weights variant to prefer on GPU, e.g. fp16")
+    min_memory_gb: float = Field(0.0, description="accelerator memory this model wants at its native dtype")
+    # Image models only.
+    default_width: int = 1024
+    default_height: int = 1024
+    min_side: int = 256
+    max_side: int = 2048
+    multiple_of: int = 8
+    default_steps: int = 30
+    max_steps: int = 150
+    default_guidance: float = 7.5
+    min_guidance: float = 0.0
+    max_guidance: float = 30.0
+    negative_prompt: bool = True
+
+    @property
+    def task(self) -> Task:
+        return "generate" if self.kind in IMAGE_KINDS else "rewrite"
+
+
+def _sd(alias: str, source: str, **kw) -> ModelSpec:
+    return ModelSpec(alias=alias, source=source, **kw)
+
+
+DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
+    _sd("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", kind="sd15",
+        description="Stable Diffusion 1.5: small, fast, huge ecosystem of fine-tunes and ControlNets.",
+        default_width=512, default_height=512, min_side=256, max_side=1024,
+        default_steps=30, default_guidance=7.5, min_memory_gb=3),
+    _sd("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", kind="sdxl", variant="fp16",
+        description="SDXL base 1.0: strong general-purpose 1024 px model.",
+        default_steps=30, default_guidance=5.0, min_side=512, min_memory_gb=8),
+    _sd("sdxl-turbo", "stabilityai/sdxl-turbo", kind="sdxl", variant="fp16",
+        description="SDXL-Turbo: 1-4 step distilled SDXL at 512 px; guidance off.",
+        default_width=512, default_height=512, min_side=256, max_side=1024,
+        default_steps=1, max_steps=10, default_guidance=0.0, max_guidance=2.0, min_memory_gb=8),
+    _sd("sd3-medium", "stabilityai/stable-diffusion-3-medium-diffusers", kind="sd3",
+        description="Stable Diffusion 3 Medium (gated: accept the licence on the hub, set HF_TOKEN).",
+        multiple_of=16, default_steps=28, default_guidance=7.0, min_side=512, min_memory_gb=12),
+    _sd("flux-schnell", "black-forest-labs/FLUX.1-schnell", kind="flux",
+        description="FLUX.1 [schnell]: 1-4 step, Apache-2.0, excellent prompt following; no guidance.",
+        multiple_of=16, default_steps=4, max_steps=16, default_guidance=0.0, max_guidance=0.0,
+        negative_prompt=False, min_memory_gb=32),
+    _sd("flux-dev", "black-forest-labs/FLUX.1-dev", kind="flux",
+        description="FLUX.1 [dev]: guidance-distilled, 28 steps, non-commercial licence (gated).",
+        multiple_of=16, default_steps=28, max_steps=100, default_guidance=3.5, max_guidance=20.0,
+        negative_prompt=False, min_memory_gb=32),
+    _sd("qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct", kind="chat-llm",
+        description="Smallest Qwen2.5 instruct model; prompt rewriting on CPU or tiny GPUs."),
+    _sd("qwen2.5-1.5b-instruct", "Qwen/Qwen2.5-1.5B-Instruct", kind="chat-llm",
+        description="Default prompt rewriter: good detail for its size, ~3 GB in bf16."),
+    _sd("qwen2.5-3b-instruct", "Qwen/Qwen2.5-3B-Instruct", kind="chat-llm",
+        description="Larger rewriter for GPUs with memory to spare."),
+)
+
+_TINY_IMAGE = dict(default_width=64, default_height=64, min_side=16, max_side=512,
+                   default_steps=4, max_steps=50, tiny=True)
+
+TINY_CATALOG: tuple[ModelSpec, ...] = (
+    _sd("tiny-sd15", "sd15", kind="sd15", description="Tiny random-weight SD 1.5 architecture (offline tests).",
+        default_guidance=7.5, **_TINY_IMAGE),
+    _sd("tiny-sdxl", "sdxl", kind="sdxl", description="Tiny random-weight SDXL architecture.",
+        default_guidance=5.0, **_TINY_IMAGE),
+    _sd("tiny-sd3", "sd3", kind="sd3", description="Tiny random-weight SD3 architecture.",
+        multiple_of=16, default_guidance=7.0, **_TINY_IMAGE),
+    _sd("tiny-flux", "flux", kind="flux", description="Tiny random-weight FLUX.1-schnell architecture.",
+        multiple_of=16, default_guidance=0.0, max_guidance=0.0, negative_prompt=False, **_TINY_IMAGE),
+    _sd("tiny-llm", "chat-llm", kind="chat-llm", tiny=True,
+        description="Tiny random-weight Qwen2 chat LM (rewrites into gibberish; for tests)."),
+)
+
+#: Default-profile generator chosen by accelerator memory (GiB), best first.
+AUTO_GENERATORS: tuple[tuple[float, str], ...] = ((40.0, "flux-schnell"), (12.0, "sdxl"), (0.0, "sd15"))
+
+
+class ModelOverride(BaseModel):
+    """A `[models.ALIAS]` table in the TOML file: point an alias at a folder, or add a model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = None
+    kind: ModelKind | None = None
+    description: str | None = None
+    default_width: int | None = None
+    default_height: int | None = None
+    default_steps: int | None = None
+    default_guidance: float | None = None
+    max_side: int | None = None
+    max_steps: int | None = None
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the environment variable that sets it (`PIXELMCP_` + NAME)."""
+
+    model_config = SettingsConfigDict(env_prefix="PIXELMCP_", env_nested_delimiter="__", extra="ignore")
+
+    profile: Profile = Field("default", description="`default` (real models) or `tiny` (offline random weights)")
+    output_dir: Path = Field(
+        default_factory=lambda: platformdirs.user_data_path("pixelmcp") / "images",
+        description="where generated images and their sidecars are written",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: platformdirs.user_cache_path("pixelmcp"),
+        description="where the tiny profile's models are built and cached",
+    )
+    allowed_dirs: list[Path] = Field(
+        default_factory=list, description="extra folders image paths may be read from (output dir always allowed)"
+    )
+    allow_cwd: bool = Field(True, description="allow reading image paths inside the working directory")
+    device: str = Field("auto", description="`auto`, `cuda`, `cuda:N`, `mps` or `cpu`")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    generate_model: str | None = Field(None, description="default model for generate_image (alias)")
+    rewrite_model: str | None = Field(None, description="local LLM used by the `local` rewriter (alias)")
+    rewriter: Literal["local", "none"] = Field("local", description="who rewrites prompts")
+    rewrite_auto_max_words: int = Field(
+        30, ge=0, description="rewrite='auto' rewrites prompts with at most this many words"
+    )
+    rewrite_max_new_tokens: int = Field(160, ge=16, le=1024)
+    max_images: int = Field(4, ge=1, le=16, description="upper bound of the `n` argument")
+    max_prompt_chars: int = Field(2000, ge=16, description="upper bound of prompt lengths, in characters")
+    preview_max_side: int = Field(1024, ge=64, description="longest side of inline previews, px")
+    preview_max_bytes: int = Field(
+        600_000, ge=16_000, description="byte budget for all inline previews of one result (base64 adds 1/3)"
+    )
+    preview_format: Literal["webp", "jpeg"] = "webp"
+    max_input_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest encoded input image")
+    max_input_pixels: int = Field(40_000_000, ge=1024, description="largest decoded input image (w*h)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    models: dict[str, ModelOverride] = Field(default_factory=dict, description="catalog overrides and additions")
+
+    _catalog: dict[str, ModelSpec] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get("PIXELMCP_CONFIG")
+        if toml_path:
+            if not Path(toml_path).is_file():
+                raise ValueError(f"PIXELMCP_CONFIG={toml_path!r} is not a file; fix the path or unset it")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _check_catalog(self) -> Settings:
+        self._catalog = _build_catalog(self)
+        for name, value in (("generate_model", self.generate_model), ("rewrite_model", self.rewrite_model)):
+            if value is not None and value not in self._catalog:
+                raise ValueError(f"{name}={value!r} is not in the {self.profile} catalog: {sorted(self._catalog)}")
+        return self
+
+    # ------------------------------------------------------------------ catalog
+
+    @property
+    def catalog(self) -> dict[str, ModelSpec]:
+        """Aliases of this profile, with TOML/env overrides applied."""
+        return self._catalog
+
+    @property
+    def tiny_dir(self) -> Path:
+        return self.cache_dir / "tiny"
+
+    def read_roots(self) -> list[Path]:
+        """Folders an image path may point into, resolved."""
+        roots = [self.output_dir, *self.allowed_dirs]
+        if self.allow_cwd:
+            roots.append(Path.cwd())
+        return [Path(r).expanduser().resolve() for r in roots]
+
+
+def _build_catalog(settings: Settings) -> dict[str, ModelSpec]:
+    base = TINY_CATALOG if settings.profile == "tiny" else DEFAULT_CATALOG
+    catalog = {spec.alias: spec for spec in base}
+    for alias, override in settings.models.items():
+        changes = override.model_dump(exclude_none=True)
+        if alias in catalog:
+            spec = catalog[alias]
+            if "source" in changes and spec.tiny:
+                changes["tiny"] = False
+            catalog[alias] = spec.model_copy(update=changes)
+        else:
+            missing = [key for key in ("source", "kind") if key not in changes]
+            if missing:
+                raise ValueError(
+                    f"models.{alias} is a new model, so it needs {' and '.join(missing)} "
+                    f"(kind is one of sd15, sdxl, sd3, flux, chat-llm)"
+                )
+            catalog[alias] = ModelSpec(alias=alias, **changes)
+    return catalog
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment (and TOML file), with explicit keyword overrides on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

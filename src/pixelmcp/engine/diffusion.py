@@ -1,0 +1,125 @@
+"""Text-to-image on diffusers pipelines (SD 1.5, SDXL, SD3, FLUX).
+
+Loaded pipelines are shared by every request, but their schedulers hold per-run state and
+are not thread-safe, so each request gets its own scheduler and a light pipeline view built
+with `from_pipe` (the components are the same objects, not copies).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pixelmcp.config import ModelSpec
+from pixelmcp.errors import GenerationCancelled, ModelLoadError
+from pixelmcp.engine.pool import Job
+
+logger = logging.getLogger(__name__)
+
+_PIPELINES = {
+    "sd15": "StableDiffusionPipeline",
+    "sdxl": "StableDiffusionXLPipeline",
+    "sd3": "StableDiffusion3Pipeline",
+    "flux": "FluxPipeline",
+}
+
+
+@dataclass(frozen=True)
+class DiffusionCall:
+    """Arguments of one text-to-image call, already validated against the model's limits."""
+
+    prompt: str
+    negative_prompt: str | None
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    seeds: tuple[int, ...]
+
+
+def load_pipeline(spec: ModelSpec) -> Callable[[str, str, Any], Any]:
+    """A loader for the pool: `from_pretrained` of the pipeline class of `spec.kind`."""
+
+    def load(source: str, device: str, dtype) -> Any:
+        import diffusers
+
+        pipeline_class = getattr(diffusers, _PIPELINES[spec.kind])
+        local = Path(source).is_dir()
+        kwargs: dict[str, Any] = {"torch_dtype": dtype}
+        if local:
+            kwargs["local_files_only"] = True
+        elif spec.variant and str(dtype) == "torch.float16":
+            kwargs["variant"] = spec.variant
+        if spec.kind == "sd15":
+            # The SD 1.5 safety checker is a 1.2 GB CLIP model that blacks out images; not loaded.
+            kwargs.update(safety_checker=None, requires_safety_checker=False)
+        try:
+            pipe = pipeline_class.from_pretrained(source, **kwargs)
+            pipe.to(device)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ModelLoadError(load_advice(spec, source, e)) from e
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    return load
+
+
+def load_advice(spec: ModelSpec, source: str, error: BaseException) -> str:
+    """A load failure explained, with what to do about it."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = f"Could not load model {spec.alias!r} from {source!r}: {reason}."
+    if "out of memory" in str(error).lower():
+        return text + " The GPU is out of memory: choose a smaller model or free memory."
+    if Path(source).is_dir():
+        return text + " The folder must hold a complete diffusers/transformers save (model_index.json or config.json)."
+    return (
+        text + f" If the machine is offline, download it first (`hf download {source}`) or point the alias at a "
+        f"local folder in the config file ([models.{spec.alias}] source = \"/path\"). Gated models need their "
+        "licence accepted on huggingface.co and HF_TOKEN set."
+    )
+
+
+def text_to_image(pipe: Any, call: DiffusionCall, job: Job, on_step: Callable[[int, int], None]) -> tuple[list, str]:
+    """Run one text-to-image call; returns (PIL images, scheduler name).
+
+    Raises GenerationCancelled at the first step boundary after `job.cancel` is set, so no
+    partial image ever leaves this function.
+    """
+    import torch
+
+    # 1. A private scheduler and pipeline view over the shared components.
+    scheduler = pipe.scheduler.from_config(pipe.scheduler.config)
+    run = type(pipe).from_pipe(pipe, scheduler=scheduler)
+    run.set_progress_bar_config(disable=True)
+
+    # 2. One CPU generator per image: image i is reproducible alone from seeds[i].
+    generators = [torch.Generator("cpu").manual_seed(seed) for seed in call.seeds]
+
+    # 3. Step callback: progress out, cancellation in.
+    def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
+        if job.cancel.is_set():
+            raise GenerationCancelled()
+        on_step(step + 1, getattr(pipeline, "num_timesteps", call.steps))
+        return callback_kwargs
+
+    # 4. Denoise and decode.
+    kwargs: dict[str, Any] = dict(
+        prompt=call.prompt,
+        num_images_per_prompt=len(call.seeds),
+        width=call.width,
+        height=call.height,
+        num_inference_steps=call.steps,
+        guidance_scale=call.guidance_scale,
+        generator=generators,
+        callback_on_step_end=on_step_end,
+        output_type="pil",
+    )
+    if call.negative_prompt is not None:
+        kwargs["negative_prompt"] = call.negative_prompt
+    job.check()
+    with torch.inference_mode():
+        output = run(**kwargs)
+    return list(output.images), type(scheduler).__name__

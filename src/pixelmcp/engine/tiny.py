@@ -1,0 +1,380 @@
+"""Builders for the offline `tiny` profile.
+
+Each builder makes a *real* architecture (the same diffusers / transformers classes the
+published checkpoints use) with tiny random weights, saves it with `save_pretrained`, and
+leaves it in a folder that production code loads through the ordinary
+`from_pretrained(folder, local_files_only=True)` path. Nothing here touches a model hub.
+
+Random weights make noise images and garbage text; the point is that every code path,
+shape and dtype is the production one, in seconds, on a CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+#: Bump when a builder changes so stale caches are rebuilt instead of reused.
+TINY_VERSION = "1"
+
+_SEED = 0
+_CLIP_MAX_LENGTH = 77
+_T5_MAX_LENGTH = 64
+
+# ChatML template, as Qwen2.5-Instruct ships it (system prompt handled, generation prompt optional).
+_CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+# --------------------------------------------------------------------------- tokenizers
+
+
+def _byte_symbols() -> list[str]:
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return list(bytes_to_unicode().values())
+
+
+def clip_tokenizer():
+    """A CLIP BPE tokenizer over single bytes (no merges): every text encodes, offline."""
+    from transformers import CLIPTokenizer
+
+    symbols = _byte_symbols()
+    vocab: dict[str, int] = {}
+    for symbol in symbols:
+        vocab[symbol] = len(vocab)
+    for symbol in symbols:
+        vocab[symbol + "</w>"] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=_CLIP_MAX_LENGTH)
+
+
+def t5_tokenizer():
+    """A unigram T5 tokenizer over printable ASCII characters, offline."""
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)]
+    pieces += [(chr(c), -2.0) for c in range(33, 127)]
+    pieces += [("\u2581" + chr(c), -1.5) for c in range(33, 127)]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=_T5_MAX_LENGTH)
+
+
+def chat_tokenizer():
+    """A Qwen2 byte-level tokenizer with the ChatML special tokens and chat template."""
+    from transformers import Qwen2Tokenizer
+
+    vocab = {symbol: i for i, symbol in enumerate(_byte_symbols())}
+    for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+        vocab[special] = len(vocab)
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=[],
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=2048,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.chat_template = _CHATML_TEMPLATE
+    return tokenizer
+
+
+# --------------------------------------------------------------------------- components
+
+
+def _seeded() -> None:
+    import torch
+
+    torch.manual_seed(_SEED)
+
+
+def _clip_text_config(tokenizer, *, hidden_size: int = 32, projection_dim: int = 32):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=_CLIP_MAX_LENGTH,
+        projection_dim=projection_dim,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|startoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    )
+
+
+def _t5_encoder(tokenizer, d_model: int = 32):
+    from transformers import T5Config, T5EncoderModel
+
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return T5EncoderModel(config).eval()
+
+
+def _sd_vae(*, latent_channels: int = 4, flow: bool = False):
+    from diffusers import AutoencoderKL
+
+    extra = {}
+    if flow:
+        # SD3 / FLUX VAEs: no quant convs, shifted latents.
+        extra = dict(use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
+    return AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=latent_channels,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=64,
+        **extra,
+    ).eval()
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+def build_sd15(path: Path) -> None:
+    """Stable Diffusion 1.x: UNet2DConditionModel + CLIP text encoder + PNDM scheduler."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    _seeded()
+    tokenizer = clip_tokenizer()
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=(2, 4),
+        norm_num_groups=8,
+    ).eval()
+    scheduler = PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
+    )
+    pipe = StableDiffusionPipeline(
+        vae=_sd_vae(),
+        text_encoder=CLIPTextModel(_clip_text_config(tokenizer)).eval(),
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(path)
+
+
+def build_sdxl(path: Path) -> None:
+    """SDXL: two CLIP text encoders (the second with projection), text_time UNet, Euler."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    _seeded()
+    tokenizer = clip_tokenizer()
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=6 * 8 + 32,
+        cross_attention_dim=32 + 32,
+        norm_num_groups=8,
+    ).eval()
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=_sd_vae(),
+        text_encoder=CLIPTextModel(_clip_text_config(tokenizer)).eval(),
+        text_encoder_2=CLIPTextModelWithProjection(_clip_text_config(tokenizer)).eval(),
+        tokenizer=tokenizer,
+        tokenizer_2=clip_tokenizer(),
+        unet=unet,
+        scheduler=scheduler,
+    )
+    pipe.save_pretrained(path)
+
+
+def build_sd3(path: Path) -> None:
+    """SD3: MMDiT transformer, two CLIP encoders with projection plus T5, flow-matching Euler."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection
+
+    _seeded()
+    clip_tok = clip_tokenizer()
+    t5_tok = t5_tokenizer()
+    transformer = SD3Transformer2DModel(
+        sample_size=32,
+        patch_size=2,
+        in_channels=4,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=32,
+        pooled_projection_dim=64,
+        out_channels=4,
+    ).eval()
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_sd_vae(flow=True),
+        text_encoder=CLIPTextModelWithProjection(_clip_text_config(clip_tok)).eval(),
+        tokenizer=clip_tok,
+        text_encoder_2=CLIPTextModelWithProjection(_clip_text_config(clip_tok)).eval(),
+        tokenizer_2=clip_tokenizer(),
+        text_encoder_3=_t5_encoder(t5_tok, d_model=32),
+        tokenizer_3=t5_tok,
+    )
+    pipe.save_pretrained(path)
+
+
+def build_flux(path: Path) -> None:
+    """FLUX.1 (schnell-style, no guidance embedding): MM-DiT, CLIP pooled + T5, packed latents."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel
+
+    _seeded()
+    clip_tok = clip_tokenizer()
+    t5_tok = t5_tokenizer()
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=4 * 4,  # 4 latent channels packed 2x2
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        axes_dims_rope=[4, 4, 8],
+        guidance_embeds=False,
+    ).eval()
+    pipe = FluxPipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False),
+        vae=_sd_vae(flow=True),
+        text_encoder=CLIPTextModel(_clip_text_config(clip_tok)).eval(),
+        tokenizer=clip_tok,
+        text_encoder_2=_t5_encoder(t5_tok, d_model=32),
+        tokenizer_2=t5_tok,
+    )
+    pipe.save_pretrained(path)
+
+
+def build_chat_llm(path: Path) -> None:
+    """A Qwen2 causal LM (the Qwen2.5-Instruct architecture) with a ChatML tokenizer."""
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    _seeded()
+    tokenizer = chat_tokenizer()
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        tie_word_embeddings=True,
+    )
+    model = Qwen2ForCausalLM(config).eval()
+    _favour_words(model, tokenizer)
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
+    )
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+
+
+def _favour_words(model, tokenizer) -> None:
+    """Zero the (tied) embedding rows of every token but letters, space, comma and period.
+
+    Their logits become exactly 0 while the others stay random, so greedy decoding writes
+    word-like gibberish instead of runs of newlines or an immediate end-of-turn: the rewrite
+    path then exercises cleaning and generation end to end.
+    """
+    import torch
+
+    keep = {tokenizer.convert_tokens_to_ids(t) for t in _byte_symbols() if t.isalpha() and t.isascii()}
+    keep |= {tokenizer.convert_tokens_to_ids(t) for t in ("\u0120", ",", ".")}  # \u0120 is the byte-level space
+    with torch.no_grad():
+        weight = model.get_input_embeddings().weight
+        for token_id in range(weight.shape[0]):
+            if token_id not in keep:
+                weight[token_id].zero_()
+
+
+BUILDERS: dict[str, Callable[[Path], None]] = {
+    "sd15": build_sd15,
+    "sdxl": build_sdxl,
+    "sd3": build_sd3,
+    "flux": build_flux,
+    "chat-llm": build_chat_llm,
+}
+
+
+def ensure_built(name: str, cache_dir: Path) -> Path:
+    """Return the folder of tiny model `name`, building it first if it is not cached.
+
+    The build goes to a temporary sibling folder and is renamed into place, so a crash or a
+    concurrent build never leaves a half-written model behind.
+    """
+    if name not in BUILDERS:
+        raise KeyError(f"no tiny builder named {name!r}; known: {sorted(BUILDERS)}")
+    target = Path(cache_dir) / f"v{TINY_VERSION}" / name
+    if (target / ".complete").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        logger.info("building tiny model %s in %s", name, target)
+        BUILDERS[name](staging)
+        (staging / ".complete").write_text("ok\n")
+        try:
+            os.replace(staging, target)
+        except OSError:
+            # Another process finished the same build first: theirs is as good as ours.
+            if not (target / ".complete").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

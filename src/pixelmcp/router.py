@@ -1,0 +1,64 @@
+"""Router: picks the backend and catalog entry for a tool call from its `model` argument."""
+
+from __future__ import annotations
+
+import anyio
+
+from pixelmcp.backends import ImageGenerator, PromptRewriter
+from pixelmcp.config import AUTO_GENERATORS, ModelSpec, Settings
+from pixelmcp.engine.local import LocalImageGenerator, LocalRewriter
+from pixelmcp.engine.pool import ModelPool
+from pixelmcp.errors import InvalidArgument
+
+_TINY_DEFAULTS = {"generate": "tiny-sd15", "rewrite": "tiny-llm"}
+_DEFAULT_REWRITER = "qwen2.5-1.5b-instruct"
+
+
+class Router:
+    """Maps `model` arguments to (catalog entry, backend)."""
+
+    def __init__(self, settings: Settings, pool: ModelPool):
+        self.settings = settings
+        self.pool = pool
+        self._local_generator = LocalImageGenerator(pool)
+        self._rewriters: dict[str, LocalRewriter] = {}
+        self._auto_generator: str | None = None
+
+    def _spec(self, model: str, task: str, argument: str = "model") -> ModelSpec:
+        catalog = self.settings.catalog
+        spec = catalog.get(model)
+        if spec is None:
+            choices = ", ".join(sorted(a for a, s in catalog.items() if s.task == task))
+            raise InvalidArgument(
+                argument, model, f"not a {task} model in the {self.settings.profile} profile's catalog",
+                f"Use one of: {choices} (or add it under [models.{model}] in the config file).",
+            )
+        if spec.task != task:
+            choices = ", ".join(sorted(a for a, s in catalog.items() if s.task == task))
+            raise InvalidArgument(argument, model, f"is a {spec.task} model, not a {task} model", f"Use one of: {choices}.")
+        return spec
+
+    async def default_generator_alias(self) -> str:
+        """The configured default, or (default profile) the best model for this accelerator's memory."""
+        if self.settings.generate_model:
+            return self.settings.generate_model
+        if self.settings.profile == "tiny":
+            return _TINY_DEFAULTS["generate"]
+        if self._auto_generator is None:
+            memory = await anyio.to_thread.run_sync(self.pool.accelerator_memory_gb)
+            self._auto_generator = next(alias for floor, alias in AUTO_GENERATORS if memory >= floor)
+        return self._auto_generator
+
+    async def generator(self, model: str | None) -> tuple[ModelSpec, ImageGenerator]:
+        alias = model if model is not None else await self.default_generator_alias()
+        return self._spec(alias, "generate"), self._local_generator
+
+    def rewriter(self, model: str | None = None) -> PromptRewriter | None:
+        """The rewriter to use, or None when rewriting is switched off (`PIXELMCP_REWRITER=none`)."""
+        if model is None and self.settings.rewriter == "none":
+            return None
+        default = _TINY_DEFAULTS["rewrite"] if self.settings.profile == "tiny" else _DEFAULT_REWRITER
+        spec = self._spec(model or self.settings.rewrite_model or default, "rewrite")
+        if spec.alias not in self._rewriters:
+            self._rewriters[spec.alias] = LocalRewriter(self.pool, spec, self.settings.rewrite_max_new_tokens)
+        return self._rewriters[spec.alias]

@@ -1,0 +1,1 @@
+"""MCP wiring: the server, its image inputs/outputs and the image store."""

@@ -1,0 +1,79 @@
+"""build_server(settings) -> MCPServer: tools, resources and the lifespan that owns the pool.
+
+Importing this module must stay cheap: torch, diffusers and transformers are imported by the
+engine on the first call that needs them, so `initialize` and `tools/list` answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp_types import ToolAnnotations
+
+from pixelmcp import __version__
+from pixelmcp.config import Settings
+from pixelmcp.engine.pool import ModelPool
+from pixelmcp.router import Router
+from pixelmcp.server.state import AppState
+from pixelmcp.server.store import ImageStore, UnknownImageError
+from pixelmcp.tools import generate
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+pixelmcp makes and edits images on a local GPU. Tool results carry a small preview plus a \
+pixelmcp://images/<id> link to the full PNG; pass that uri as the image argument of another \
+tool to chain work without re-sending bytes. Same seed and arguments give the same image."""
+
+
+def build_server(settings: Settings) -> MCPServer:
+    """The pixelmcp MCP server for `settings` (nothing is loaded until a tool needs it)."""
+
+    store = ImageStore(settings.output_dir)
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer) -> AsyncIterator[AppState]:
+        pool = ModelPool(settings)
+        logger.info("pixelmcp %s: profile %s, images in %s", __version__, settings.profile, store.root)
+        yield AppState(settings=settings, store=store, pool=pool, router=Router(settings, pool))
+
+    server = MCPServer(
+        "pixelmcp",
+        title="pixelmcp",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+    )
+    server.add_tool(
+        generate.generate_image,
+        annotations=ToolAnnotations(title="Generate image", read_only_hint=False, destructive_hint=False,
+                                    idempotent_hint=False, open_world_hint=False),
+    )
+    server.add_tool(
+        generate.rewrite_prompt,
+        annotations=ToolAnnotations(title="Rewrite prompt", read_only_hint=True, open_world_hint=False),
+    )
+    _add_image_resources(server, store)
+    return server
+
+
+def _add_image_resources(server: MCPServer, store: ImageStore) -> None:
+    @server.resource("pixelmcp://images/{image_id}", name="image", mime_type="image/png",
+                     description="A full-resolution PNG made by this server.")
+    async def read_image(image_id: str) -> bytes:
+        try:
+            return store.png_path(image_id).read_bytes()
+        except UnknownImageError as e:
+            raise ResourceNotFoundError(str(e)) from e
+
+    @server.resource("pixelmcp://images", name="images", mime_type="application/json",
+                     description="The newest 100 images made by this server, with their parameters.")
+    async def list_images() -> str:
+        records = store.list(limit=100)
+        return json.dumps([r.model_dump() for r in records], indent=1)

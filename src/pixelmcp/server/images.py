@@ -1,0 +1,202 @@
+"""Image inputs and outputs at the protocol edge.
+
+Inputs: every tool that takes an image accepts the same forms, resolved here to a PIL image
+with limits applied *before* decoding (bytes, pixels, known formats):
+
+- `pixelmcp://images/{id}`: an image an earlier call made (chain tools without re-uploading)
+- `data:image/...;base64,...`: a data URI
+- bare base64 of a PNG / JPEG / WebP / GIF / BMP / TIFF file
+- a file path or `file://` URI inside an allowed folder (output folder, working directory,
+  `PIXELMCP_ALLOWED_DIRS`), checked after resolving symlinks
+
+Outputs: `encode_preview` makes the small inline image clients can display, within a size
+and byte budget; the full PNG stays in the store behind a resource link.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pixelmcp.errors import InvalidArgument
+from pixelmcp.server.store import URI_PREFIX, ImageStore, UnknownImageError
+
+ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"})
+_FORMS = "a pixelmcp://images/<id> uri, a data:image/...;base64 uri, bare base64, or a path inside an allowed folder"
+_BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=_\-\s]+$")
+_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Bounds applied to every input image before it is decoded."""
+
+    max_bytes: int
+    max_pixels: int
+    read_roots: tuple[Path, ...]
+
+
+def load_image(value: str, *, argument: str, store: ImageStore, limits: InputLimits) -> Image.Image:
+    """Resolve one image argument to an RGB PIL image, or raise InvalidArgument saying why."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgument(argument, value, "empty image", f"Pass {_FORMS}.")
+    text = value.strip()
+    if text.startswith(URI_PREFIX):
+        return _decode(_read_stored(text, argument, store), argument, limits)
+    if text.startswith("data:"):
+        return _decode(_read_data_uri(text, argument, limits), argument, limits)
+    scheme = urlparse(text).scheme.lower()
+    if scheme in ("http", "https"):
+        raise InvalidArgument(
+            argument, value, "URLs are not fetched by this server",
+            "Download the image and pass it as a data URI or base64, or save it inside an allowed folder.",
+        )
+    if scheme == "file" or _looks_like_path(text):
+        return _decode(_read_path(text, argument, limits), argument, limits)
+    if _BASE64_CHARS.match(text):
+        return _decode(_b64decode(text, argument, limits), argument, limits)
+    raise InvalidArgument(argument, value, "not a recognised image reference", f"Pass {_FORMS}.")
+
+
+def _looks_like_path(text: str) -> bool:
+    if "\n" in text or len(text) > 4096:
+        return False
+    return text.startswith(("/", "~", "./", "../", "\\\\")) or bool(re.match(r"^[A-Za-z]:[\\/]", text)) or (
+        "." in text[-6:] and ("/" in text or "\\" in text or not _BASE64_CHARS.match(text))
+    )
+
+
+def _read_stored(uri: str, argument: str, store: ImageStore) -> bytes:
+    try:
+        return store.png_path(store.id_from_uri(uri)).read_bytes()
+    except UnknownImageError as e:
+        raise InvalidArgument(argument, uri, str(e), "Use a uri exactly as an earlier tool result gave it.") from e
+
+
+def _read_data_uri(text: str, argument: str, limits: InputLimits) -> bytes:
+    match = _DATA_URI.match(text)
+    if not match:
+        raise InvalidArgument(
+            argument, text, "malformed data URI (only base64 data URIs are accepted)",
+            "Use the form data:image/png;base64,<data>.",
+        )
+    mime = (match.group("mime") or "").lower()
+    if mime and not mime.startswith("image/"):
+        raise InvalidArgument(argument, text, f"data URI has media type {mime!r}, not an image", "Send an image.")
+    return _b64decode(match.group("data"), argument, limits)
+
+
+def _b64decode(data: str, argument: str, limits: InputLimits) -> bytes:
+    compact = re.sub(r"\s+", "", data)
+    # Refuse before decoding: base64 is 4/3 the size of what it encodes.
+    if len(compact) * 3 // 4 > limits.max_bytes:
+        raise InvalidArgument(
+            argument, data, f"image data is about {len(compact) * 3 // 4} bytes, over the {limits.max_bytes}-byte limit",
+            "Send a smaller or more compressed image (or raise PIXELMCP_MAX_INPUT_BYTES).",
+        )
+    try:
+        if "-" in compact or "_" in compact:
+            return base64.urlsafe_b64decode(compact + "=" * (-len(compact) % 4))
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InvalidArgument(argument, data, f"invalid base64 ({e})", "Send the file's bytes base64-encoded.") from e
+
+
+def _read_path(text: str, argument: str, limits: InputLimits) -> bytes:
+    raw = unquote(urlparse(text).path) if text.lower().startswith("file://") else text
+    try:
+        path = Path(raw).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise InvalidArgument(argument, text, "no such file", f"Check the path; it must be inside {_roots(limits)}.")
+    if not any(path.is_relative_to(root) for root in limits.read_roots):
+        raise InvalidArgument(
+            argument, text, "path is outside the folders this server may read",
+            f"Move the file into one of {_roots(limits)}, or add its folder to PIXELMCP_ALLOWED_DIRS.",
+        )
+    if not path.is_file():
+        raise InvalidArgument(argument, text, "not a regular file", "Pass the path of an image file.")
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise InvalidArgument(
+            argument, text, f"file is {size} bytes, over the {limits.max_bytes}-byte limit",
+            "Use a smaller or more compressed image (or raise PIXELMCP_MAX_INPUT_BYTES).",
+        )
+    return path.read_bytes()
+
+
+def _roots(limits: InputLimits) -> str:
+    return ", ".join(str(r) for r in limits.read_roots) or "(no folder allowed)"
+
+
+def _decode(data: bytes, argument: str, limits: InputLimits) -> Image.Image:
+    if len(data) > limits.max_bytes:
+        raise InvalidArgument(
+            argument, f"<{len(data)} bytes>", f"over the {limits.max_bytes}-byte limit",
+            "Send a smaller image (or raise PIXELMCP_MAX_INPUT_BYTES).",
+        )
+    shown = f"<{len(data)} bytes>"
+    try:
+        image = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+    except Image.DecompressionBombError as e:
+        raise InvalidArgument(
+            argument, shown, f"refused as a decompression bomb ({e})",
+            "Downscale it first (or raise PIXELMCP_MAX_INPUT_PIXELS).",
+        ) from e
+    except UnidentifiedImageError as e:
+        raise InvalidArgument(
+            argument, shown, "not an image in a supported format",
+            f"Send one of {', '.join(sorted(ALLOWED_FORMATS))}.",
+        ) from e
+    # The header gives the size; refuse decompression bombs before decoding any pixels.
+    pixels = image.width * image.height
+    if pixels > limits.max_pixels:
+        raise InvalidArgument(
+            argument, shown, f"image is {image.width}x{image.height} = {pixels} pixels, over the {limits.max_pixels} limit",
+            "Downscale it first (or raise PIXELMCP_MAX_INPUT_PIXELS).",
+        )
+    try:
+        image.load()
+    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+        raise InvalidArgument(argument, shown, f"truncated or corrupt {image.format} data ({e})", "Re-export the image.") from e
+    image = ImageOps.exif_transpose(image)
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB copy; transparency is composited onto white (what a viewer would show)."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+# --------------------------------------------------------------------------- previews
+
+
+def encode_preview(image: Image.Image, *, max_side: int, max_bytes: int, fmt: str = "webp") -> tuple[bytes, str]:
+    """Encode a display copy within `max_side` px and `max_bytes`; returns (bytes, mime type).
+
+    Quality steps down first, then the size, until the budget holds.
+    """
+    preview = image.convert("RGB")
+    if max(preview.size) > max_side:
+        preview.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    pil_format, mime = ("WEBP", "image/webp") if fmt == "webp" else ("JPEG", "image/jpeg")
+    while True:
+        for quality in (85, 70, 55, 40):
+            buffer = io.BytesIO()
+            preview.save(buffer, format=pil_format, quality=quality)
+            if buffer.tell() <= max_bytes:
+                return buffer.getvalue(), mime
+        if max(preview.size) <= 64:
+            return buffer.getvalue(), mime  # cannot shrink further; a 64 px preview is tiny anyway
+        preview = preview.resize((max(1, preview.width * 3 // 4), max(1, preview.height * 3 // 4)),
+                                 Image.Resampling.LANCZOS)

@@ -1,0 +1,105 @@
+"""Argument checks shared by every tool: each names the argument, the value, the accepted range
+and the fix. Nothing is clamped or rounded: a value is either accepted as given or refused."""
+
+from __future__ import annotations
+
+import math
+import secrets
+
+from pixelmcp.config import ModelSpec, Settings
+from pixelmcp.errors import InvalidArgument
+
+MAX_SEED = 2**32 - 1
+
+
+def check_text(argument: str, value: str | None, settings: Settings, *, required: bool) -> str | None:
+    """A prompt-like string: non-blank when required, at most `max_prompt_chars`."""
+    if value is None:
+        if required:
+            raise InvalidArgument(argument, value, "is required", f"Describe the image in {argument}.")
+        return None
+    if not value.strip():
+        if required:
+            raise InvalidArgument(argument, value, "is empty", f"Describe the image in {argument}.")
+        return None
+    if len(value) > settings.max_prompt_chars:
+        raise InvalidArgument(
+            argument, value, f"is {len(value)} characters, over the limit of {settings.max_prompt_chars}",
+            f"Shorten {argument} (or raise PIXELMCP_MAX_PROMPT_CHARS).",
+        )
+    return value.strip()
+
+
+def check_side(argument: str, value: int | None, default: int, spec: ModelSpec) -> int:
+    """Width or height: a multiple of the model's step, within its bounds."""
+    if value is None:
+        return default
+    accepted = f"{spec.min_side}..{spec.max_side} in multiples of {spec.multiple_of} for model {spec.alias!r}"
+    if value < spec.min_side or value > spec.max_side:
+        raise InvalidArgument(argument, value, f"out of range; accepted: {accepted}",
+                              f"Use e.g. {argument}={spec.default_width if argument == 'width' else spec.default_height}.")
+    if value % spec.multiple_of:
+        lower = value - value % spec.multiple_of
+        candidates = [c for c in (lower, lower + spec.multiple_of) if spec.min_side <= c <= spec.max_side]
+        raise InvalidArgument(argument, value, f"not a multiple of {spec.multiple_of}; accepted: {accepted}",
+                              f"Use {' or '.join(str(c) for c in candidates)}.")
+    return value
+
+
+def check_steps(value: int | None, spec: ModelSpec) -> int:
+    if value is None:
+        return spec.default_steps
+    if not 1 <= value <= spec.max_steps:
+        raise InvalidArgument("steps", value, f"out of range; model {spec.alias!r} accepts 1..{spec.max_steps}",
+                              f"Use steps={spec.default_steps} (the model's default) or another value in range.")
+    return value
+
+
+def check_guidance(value: float | None, spec: ModelSpec) -> float:
+    if value is None:
+        return spec.default_guidance
+    if not math.isfinite(value):
+        raise InvalidArgument("guidance_scale", value, "is not a finite number",
+                              f"Use a number in {spec.min_guidance}..{spec.max_guidance}.")
+    if not spec.min_guidance <= value <= spec.max_guidance:
+        if spec.min_guidance == spec.max_guidance:
+            problem = f"model {spec.alias!r} does not use guidance (accepted: only {spec.max_guidance})"
+            fix = "Omit guidance_scale."
+        else:
+            problem = f"out of range; model {spec.alias!r} accepts {spec.min_guidance}..{spec.max_guidance}"
+            fix = f"Use guidance_scale={spec.default_guidance} (the model's default) or another value in range."
+        raise InvalidArgument("guidance_scale", value, problem, fix)
+    return float(value)
+
+
+def check_negative_prompt(value: str | None, guidance: float, spec: ModelSpec) -> str | None:
+    """A negative prompt must be able to act: the model supports it and guidance is on."""
+    if value is None:
+        return None
+    if not spec.negative_prompt:
+        raise InvalidArgument("negative_prompt", value, f"model {spec.alias!r} does not support negative prompts",
+                              "Omit negative_prompt, or describe what you want in prompt instead.")
+    if guidance <= 1.0:
+        raise InvalidArgument(
+            "negative_prompt", value,
+            f"has no effect at guidance_scale={guidance} (classifier-free guidance runs only above 1)",
+            "Omit negative_prompt, or pass guidance_scale above 1.",
+        )
+    return value
+
+
+def check_n(value: int, settings: Settings) -> int:
+    if not 1 <= value <= settings.max_images:
+        raise InvalidArgument("n", value, f"out of range; accepted: 1..{settings.max_images}",
+                              "Ask for fewer images per call (or raise PIXELMCP_MAX_IMAGES).")
+    return value
+
+
+def check_seed(value: int | None) -> int:
+    """The given seed, or a fresh random one (reported back so the image can be reproduced)."""
+    if value is None:
+        return secrets.randbelow(MAX_SEED + 1)
+    if not 0 <= value <= MAX_SEED:
+        raise InvalidArgument("seed", value, f"out of range; accepted: 0..{MAX_SEED}",
+                              "Use a non-negative 32-bit integer, or omit seed for a random one.")
+    return value

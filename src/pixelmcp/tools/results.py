@@ -1,0 +1,74 @@
+"""Pieces every image-producing tool returns: previews, resource links, progress."""
+
+from __future__ import annotations
+
+import base64
+
+from mcp.server.mcpserver import Context
+from mcp_types import ContentBlock, ImageContent, ResourceLink
+from PIL import Image
+
+from pixelmcp.config import Settings
+from pixelmcp.server.images import encode_preview
+from pixelmcp.server.store import StoredImage
+
+
+def image_blocks(records: list[StoredImage], images: list[Image.Image], settings: Settings) -> list[ContentBlock]:
+    """For each image: an inline preview within the byte budget, and a link to the full PNG.
+
+    The budget is shared by all previews of one result, so n images never exceed what
+    clients accept in a single message.
+    """
+    per_image = max(settings.preview_max_bytes // max(len(images), 1), 8_000)
+    blocks: list[ContentBlock] = []
+    for record, image in zip(records, images, strict=True):
+        data, mime = encode_preview(
+            image, max_side=settings.preview_max_side, max_bytes=per_image, fmt=settings.preview_format
+        )
+        blocks.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))
+        blocks.append(
+            ResourceLink(
+                type="resource_link",
+                uri=record.uri,
+                name=f"{record.id}.png",
+                title=f"{record.width}x{record.height} PNG (seed {record.params.get('seed')})",
+                description="Full-resolution PNG; pass this uri as an image argument to other tools.",
+                mime_type="image/png",
+                size=_file_size(record.path),
+            )
+        )
+    return blocks
+
+
+def _file_size(path: str) -> int | None:
+    from pathlib import Path
+
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return None
+
+
+class ProgressReporter:
+    """Sends MCP progress notifications that only ever increase, as the spec requires.
+
+    Steps report (done, total). Phase messages ("loading model", "rewriting prompt") carry no
+    step of their own; they are sent a fraction above the last value so the count still
+    increases.
+    """
+
+    def __init__(self, ctx: Context):
+        self._ctx = ctx
+        self._last = 0.0
+        self._total: float | None = None
+
+    async def __call__(self, done: float, total: float | None, message: str | None) -> None:
+        if total is None:
+            done = self._last + 0.01
+            total = self._total
+        elif done <= self._last:
+            return
+        else:
+            self._total = total
+        self._last = done
+        await self._ctx.report_progress(done, total, message)
