@@ -46,9 +46,10 @@ def load_pipeline(spec: ModelSpec) -> Callable[[str, str, Any], Any]:
     def load(source: str, device: str, dtype) -> Any:
         import diffusers
 
+        quiet_libraries()
         pipeline_class = getattr(diffusers, _PIPELINES[spec.kind])
         local = Path(source).is_dir()
-        kwargs: dict[str, Any] = {"torch_dtype": dtype}
+        kwargs: dict[str, Any] = {"dtype": dtype}
         if local:
             kwargs["local_files_only"] = True
         elif spec.variant and str(dtype) == "torch.float16":
@@ -65,6 +66,17 @@ def load_pipeline(spec: ModelSpec) -> Callable[[str, str, Any], Any]:
         return pipe
 
     return load
+
+
+def quiet_libraries() -> None:
+    """No progress bars or info chatter from the model libraries: logs are ours, on stderr."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
 
 
 def load_advice(spec: ModelSpec, source: str, error: BaseException) -> str:

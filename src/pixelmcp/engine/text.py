@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelmcp.config import ModelSpec
-from pixelmcp.engine.diffusion import load_advice
+from pixelmcp.engine.diffusion import load_advice, quiet_libraries
 from pixelmcp.engine.pool import Job
 from pixelmcp.errors import GenerationCancelled, ModelLoadError
 
@@ -24,6 +24,8 @@ def load_chat_model(spec: ModelSpec) -> Callable[[str, str, Any], ChatModel]:
 
     def load(source: str, device: str, dtype) -> ChatModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        quiet_libraries()
 
         kwargs: dict[str, Any] = {"local_files_only": True} if Path(source).is_dir() else {}
         try:

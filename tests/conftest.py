@@ -1,0 +1,62 @@
+"""Shared fixtures: the tiny profile, built once per session, and servers over it.
+
+Tests drive the server the way clients do, through `mcp.Client` (in memory here; stdio and
+HTTP subprocesses in test_e2e.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # a hub id must fail at once, never try the network
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from pixelmcp.config import Settings, load_settings  # noqa: E402
+from pixelmcp.server.app import build_server  # noqa: E402
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """One tiny-model cache for the whole session: each architecture is built once."""
+    shared = os.environ.get("PIXELMCP_TEST_CACHE_DIR")
+    return Path(shared) if shared else tmp_path_factory.mktemp("tiny-cache")
+
+
+@pytest.fixture
+def make_settings(tiny_cache, tmp_path, monkeypatch):
+    """Settings for the tiny profile with a fresh output folder; keyword arguments override."""
+    for key in list(os.environ):
+        if key.startswith("PIXELMCP_") and key != "PIXELMCP_TEST_CACHE_DIR":
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+    def make(**overrides) -> Settings:
+        values = dict(profile="tiny", output_dir=tmp_path / "out", cache_dir=tiny_cache)
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def server(settings):
+    return build_server(settings)
+
+
+def stored_files(settings: Settings) -> list[str]:
+    folder = Path(settings.output_dir)
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
