@@ -121,7 +121,15 @@ class ModelPool:
             from pixelmcp.engine.tiny import ensure_built
 
             return str(ensure_built(spec.source, self.settings.tiny_dir))
-        return str(Path(spec.source).expanduser()) if Path(spec.source).expanduser().is_dir() else spec.source
+        folder = Path(spec.source).expanduser()
+        if folder.is_dir():
+            return str(folder)
+        if spec.source.startswith(("/", "~", ".", "\\")) or (len(spec.source) > 1 and spec.source[1] == ":"):
+            raise ModelLoadError(
+                f"Model {spec.alias!r} points at the folder {spec.source!r}, which does not exist. "
+                f"Fix `source` under [models.{spec.alias}] in the config file, or download the model there."
+            )
+        return spec.source
 
     def get(self, spec: ModelSpec, loader: Callable[[str, str, Any], Any], job: Job) -> Any:
         """The loaded model for `spec`, loading it with `loader(source, device, dtype)` if needed.
@@ -173,6 +181,7 @@ class ModelPool:
 async def _run_until_done(work: Callable[[Job], T], job: Job) -> T:
     finished = False
     outcome: list[T] = []
+    failure: list[Exception] = []
 
     async def cancel_job_when_cancelled() -> None:
         try:
@@ -189,9 +198,13 @@ async def _run_until_done(work: Callable[[Job], T], job: Job) -> T:
             outcome.append(await anyio.to_thread.run_sync(work, job))
         except GenerationCancelled:
             pass
+        except Exception as e:  # re-raised below, outside the task group, so it is not wrapped in a group
+            failure.append(e)
         finally:
             finished = True
             tg.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
     if not outcome:
         await anyio.lowlevel.checkpoint()  # delivers the request's pending cancellation
         raise GenerationCancelled()

@@ -364,6 +364,8 @@ def ensure_built(name: str, cache_dir: Path) -> Path:
     if (target / ".complete").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target, ignore_errors=True)  # an interrupted build from an older layout
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         logger.info("building tiny model %s in %s", name, target)

@@ -58,11 +58,26 @@ def load_image(value: str, *, argument: str, store: ImageStore, limits: InputLim
             argument, value, "URLs are not fetched by this server",
             "Download the image and pass it as a data URI or base64, or save it inside an allowed folder.",
         )
+    # Base64 of a JPEG starts with "/9j/", which also looks like a path: check the magic bytes first.
+    if _is_base64_image(text) or (_BASE64_CHARS.match(text) and not _looks_like_path(text) and scheme != "file"):
+        return _decode(_b64decode(text, argument, limits), argument, limits)
     if scheme == "file" or _looks_like_path(text):
         return _decode(_read_path(text, argument, limits), argument, limits)
-    if _BASE64_CHARS.match(text):
-        return _decode(_b64decode(text, argument, limits), argument, limits)
     raise InvalidArgument(argument, value, "not a recognised image reference", f"Pass {_FORMS}.")
+
+
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _is_base64_image(text: str) -> bool:
+    head = re.sub(r"\s+", "", text[:128])[:64]
+    if len(head) < 16 or not _BASE64_CHARS.match(head):
+        return False
+    try:
+        raw = base64.b64decode(head[: len(head) // 4 * 4], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return raw.startswith(_MAGIC)
 
 
 def _looks_like_path(text: str) -> bool:
