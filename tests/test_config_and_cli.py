@@ -1,0 +1,96 @@
+"""Settings, the catalog, and the `pixelmcp` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from pixelmcp.cli import _is_loopback
+from pixelmcp.config import load_settings
+
+
+def test_environment_variables_configure_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("PIXELMCP_PROFILE", "tiny")
+    monkeypatch.setenv("PIXELMCP_OUTPUT_DIR", str(tmp_path / "imgs"))
+    monkeypatch.setenv("PIXELMCP_PREVIEW_MAX_SIDE", "512")
+    settings = load_settings()
+    assert settings.profile == "tiny" and settings.output_dir == tmp_path / "imgs"
+    assert settings.preview_max_side == 512
+    assert "tiny-sd15" in settings.catalog and "sdxl" not in settings.catalog
+
+
+def test_toml_file_points_an_alias_at_a_local_folder_and_adds_a_model(monkeypatch, tmp_path):
+    toml = tmp_path / "pixelmcp.toml"
+    toml.write_text(
+        'preview_format = "jpeg"\n'
+        '[models.sdxl]\nsource = "/models/sdxl"\n'
+        '[models.my-anime]\nsource = "/models/anime"\nkind = "sd15"\ndefault_steps = 20\n'
+    )
+    monkeypatch.setenv("PIXELMCP_CONFIG", str(toml))
+    monkeypatch.setenv("PIXELMCP_PREVIEW_FORMAT", "webp")  # the environment wins over the file
+    settings = load_settings()
+    assert settings.preview_format == "webp"
+    assert settings.catalog["sdxl"].source == "/models/sdxl" and settings.catalog["sdxl"].kind == "sdxl"
+    anime = settings.catalog["my-anime"]
+    assert (anime.kind, anime.default_steps, anime.default_width) == ("sd15", 20, 1024)
+
+
+def test_a_new_model_without_kind_is_a_clear_configuration_error(monkeypatch):
+    monkeypatch.delenv("PIXELMCP_CONFIG", raising=False)
+    with pytest.raises(ValidationError, match="needs kind"):
+        load_settings(models={"mine": {"source": "/x"}})
+
+
+def test_a_default_model_outside_the_catalog_is_refused():
+    with pytest.raises(ValidationError, match="not in the tiny catalog"):
+        load_settings(profile="tiny", generate_model="sdxl")
+
+
+def test_a_missing_config_file_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("PIXELMCP_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ValueError, match="missing.toml"):
+        load_settings()
+
+
+def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXELMCP_")}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "pixelmcp.cli", *args], capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+def test_models_command_lists_the_catalog_as_json():
+    out = run_cli("models", "--profile", "tiny", "--json")
+    assert out.returncode == 0, out.stderr
+    aliases = {entry["alias"]: entry["task"] for entry in json.loads(out.stdout)}
+    assert aliases == {"tiny-sd15": "generate", "tiny-sdxl": "generate", "tiny-sd3": "generate",
+                       "tiny-flux": "generate", "tiny-llm": "rewrite"}
+
+
+def test_models_command_prints_a_table_for_people():
+    out = run_cli("models")
+    assert out.returncode == 0 and "flux-schnell" in out.stdout and "black-forest-labs/FLUX.1-schnell" in out.stdout
+
+
+def test_serve_refuses_a_non_loopback_address_without_the_insecure_flag():
+    out = run_cli("serve", "--transport", "http", "--host", "0.0.0.0", "--profile", "tiny")
+    assert out.returncode != 0
+    assert "refusing to bind 0.0.0.0" in out.stderr and "--insecure-allow-remote" in out.stderr
+    assert out.stdout == ""
+
+
+def test_a_bad_setting_exits_with_a_message_not_a_traceback():
+    out = run_cli("models", env_extra={"PIXELMCP_PREVIEW_MAX_SIDE": "tiny"})
+    assert out.returncode != 0 and "preview_max_side" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                                                ("[::1]", True), ("0.0.0.0", False), ("192.168.1.5", False)])
+def test_loopback_detection(host, loopback):
+    assert _is_loopback(host) is loopback

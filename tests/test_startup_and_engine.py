@@ -1,0 +1,131 @@
+"""Cheap startup (no torch until a tool needs it) and the engine's sharing rules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+from PIL import Image
+
+from pixelmcp.config import load_settings
+from pixelmcp.engine.pool import Job, ModelPool
+
+HEAVY = ("torch", "diffusers", "transformers")
+
+
+def test_building_the_server_and_listing_tools_imports_no_model_library(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys, anyio
+        from mcp import Client
+        from pixelmcp.config import load_settings
+        from pixelmcp.server.app import build_server
+
+        async def main():
+            server = build_server(load_settings(profile="tiny", output_dir={str(tmp_path)!r}))
+            async with Client(server) as client:
+                tools = await client.list_tools()
+                await client.list_resource_templates()
+            print(sorted(t.name for t in tools.tools))
+            print([m for m in {HEAVY!r} if m in sys.modules])
+
+        anyio.run(main)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    tools_line, heavy_line = out.stdout.strip().splitlines()[-2:]
+    assert tools_line == "['generate_image', 'rewrite_prompt']"
+    assert heavy_line == "[]"
+
+
+@pytest.fixture(scope="module")
+def tiny_pool(tmp_path_factory):
+    import os
+    from pathlib import Path
+
+    cache = os.environ.get("PIXELMCP_TEST_CACHE_DIR") or tmp_path_factory.mktemp("engine-cache")
+    settings = load_settings(profile="tiny", output_dir=tmp_path_factory.mktemp("out"), cache_dir=Path(cache))
+    return ModelPool(settings), settings
+
+
+def test_pool_loads_once_and_reuses_the_pipeline(tiny_pool):
+    from pixelmcp.engine.diffusion import load_pipeline
+
+    pool, settings = tiny_pool
+    spec = settings.catalog["tiny-sd15"]
+    first = pool.get(spec, load_pipeline(spec), Job())
+    hits = pool.stats.hits
+    assert pool.get(spec, load_pipeline(spec), Job()) is first
+    assert pool.stats.hits == hits + 1
+    assert pool.device == "cpu" and str(first.unet.dtype) == "torch.float32"
+
+
+def test_each_request_gets_its_own_scheduler_over_shared_components(tiny_pool, monkeypatch):
+    from pixelmcp.engine import diffusion
+
+    pool, settings = tiny_pool
+    spec = settings.catalog["tiny-sd15"]
+    pipe = pool.get(spec, diffusion.load_pipeline(spec), Job())
+    seen = []
+    original = type(pipe).from_pipe
+
+    def spy(shared, **kwargs):
+        view = original(shared, **kwargs)
+        seen.append(view)
+        return view
+
+    monkeypatch.setattr(type(pipe), "from_pipe", classmethod(lambda cls, shared, **kw: spy(shared, **kw)))
+    call = diffusion.DiffusionCall("a cat", None, 32, 32, 2, 5.0, (1,))
+    diffusion.text_to_image(pipe, call, Job(), lambda done, total: None)
+    diffusion.text_to_image(pipe, call, Job(), lambda done, total: None)
+    assert len(seen) == 2
+    for view in seen:
+        assert view.unet is pipe.unet and view.vae is pipe.vae and view.text_encoder is pipe.text_encoder
+        assert view.scheduler is not pipe.scheduler
+    assert seen[0].scheduler is not seen[1].scheduler
+
+
+def test_a_set_cancel_event_stops_the_pipeline_before_any_image(tiny_pool):
+    from pixelmcp.engine import diffusion
+    from pixelmcp.errors import GenerationCancelled
+
+    pool, settings = tiny_pool
+    spec = settings.catalog["tiny-sd15"]
+    pipe = pool.get(spec, diffusion.load_pipeline(spec), Job())
+    job = Job(cancel=threading.Event())
+    steps = []
+
+    def on_step(done, total):
+        steps.append(done)
+        job.cancel.set()
+
+    with pytest.raises(GenerationCancelled):
+        diffusion.text_to_image(pipe, diffusion.DiffusionCall("a", None, 32, 32, 10, 5.0, (1,)), job, on_step)
+    assert steps == [1]
+
+
+def test_tiny_models_are_built_once_and_reused(tmp_path):
+    from pixelmcp.engine.tiny import ensure_built
+
+    folder = ensure_built("chat-llm", tmp_path)
+    stamp = (folder / "config.json").stat().st_mtime_ns
+    assert ensure_built("chat-llm", tmp_path) == folder
+    assert (folder / "config.json").stat().st_mtime_ns == stamp
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_generated_images_are_real_images_not_blank(tiny_pool):
+    from pixelmcp.engine import diffusion
+
+    pool, settings = tiny_pool
+    spec = settings.catalog["tiny-sd15"]
+    pipe = pool.get(spec, diffusion.load_pipeline(spec), Job())
+    images, scheduler = diffusion.text_to_image(
+        pipe, diffusion.DiffusionCall("a", None, 48, 32, 2, 5.0, (1, 2)), Job(), lambda d, t: None
+    )
+    assert scheduler == "PNDMScheduler"
+    assert [im.size for im in images] == [(48, 32), (48, 32)]
+    assert all(isinstance(im, Image.Image) and im.getextrema() != ((0, 0), (0, 0), (0, 0)) for im in images)
