@@ -35,18 +35,18 @@ class LocalImageGenerator:
             seeds=request.seeds,
         )
 
-        def on_step(done: int, total: int) -> None:
-            anyio.from_thread.run(progress, done, total, f"step {done}/{total}")
-
         def work(job: Job) -> tuple[list, str, float, float]:
-            if spec.alias not in {m.spec.alias for m in self.pool.loaded()}:
-                anyio.from_thread.run(progress, 0, None, f"loading {spec.alias}")
+            def on_step(done: int, total: int) -> None:
+                job.status = f"step {done}/{total}"
+                anyio.from_thread.run(progress, done, total, job.status)
+
+            _announce_load(self.pool, spec, progress)
             pipe = self.pool.get(spec, diffusion.load_pipeline(spec), job)
             started = time.perf_counter()
             images, scheduler = diffusion.text_to_image(pipe, call, job, on_step)
             return images, scheduler, time.perf_counter() - started, job.load_seconds
 
-        (images, scheduler, run_s, load_s), queue_s = await self.pool.run(work)
+        (images, scheduler, run_s, load_s), queue_s = await self.pool.run(work, _heartbeat(progress))
         return ImageBatch(
             images=images,
             scheduler=scheduler,
@@ -79,12 +79,14 @@ class LocalRewriter:
         ]
 
         def work(job: Job) -> str:
+            _announce_load(self.pool, self.spec, progress)
             llm = self.pool.get(self.spec, text.load_chat_model(self.spec), job)
-            anyio.from_thread.run(progress, 0, None, "rewriting prompt")
+            job.status = "rewriting prompt"
+            anyio.from_thread.run(progress, 0, None, job.status)
             reply, _ = text.chat(llm, messages, max_new_tokens=self.max_new_tokens, job=job)
             return reply
 
-        reply, _ = await self.pool.run(work)
+        reply, _ = await self.pool.run(work, _heartbeat(progress))
         cleaned = clean_rewrite(reply, _REWRITE_MAX_CHARS)
         if not cleaned:
             raise RewriteFailed(f"{self.name} returned no usable prompt (reply was {reply[:80]!r})")
@@ -92,3 +94,16 @@ class LocalRewriter:
         if len(self._cache) > _REWRITE_CACHE_SIZE:
             self._cache.popitem(last=False)
         return Rewrite(cleaned, self.name, time.perf_counter() - started)
+
+
+def _announce_load(pool: ModelPool, spec: ModelSpec, progress: Progress) -> None:
+    """From a worker: tell the client a model load is about to start (it can take minutes)."""
+    if spec.alias not in {m.spec.alias for m in pool.loaded()}:
+        anyio.from_thread.run(progress, 0, None, f"loading {spec.alias}")
+
+
+def _heartbeat(progress: Progress):
+    async def beat(status: str) -> None:
+        await progress(0, None, status)
+
+    return beat

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +29,10 @@ from pixelmcp.errors import GenerationCancelled, ModelLoadError
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Seconds between heartbeat progress messages while a request waits for its device or runs.
+HEARTBEAT_SECONDS = 10.0
+Heartbeat = Callable[[str], Awaitable[None]]
 
 
 @dataclass
@@ -57,6 +61,7 @@ class Job:
 
     cancel: threading.Event = field(default_factory=threading.Event)
     load_seconds: float = 0.0
+    status: str = "starting"
 
     def check(self) -> None:
         """Raise GenerationCancelled if the request was cancelled."""
@@ -140,6 +145,7 @@ class ModelPool:
             loaded = self._models.get(spec.alias)
             if loaded is None:
                 job.check()
+                job.status = f"loading {spec.alias}"
                 started = time.perf_counter()
                 device, dtype = self.device, self.dtype_for(spec)
                 source = self.source_of(spec)
@@ -161,54 +167,55 @@ class ModelPool:
 
     # ------------------------------------------------------------------ jobs
 
-    async def run(self, work: Callable[[Job], T]) -> tuple[T, float]:
+    async def run(self, work: Callable[[Job], T], heartbeat: Heartbeat | None = None) -> tuple[T, float]:
         """Run `work(job)` in a worker thread, one job per device; returns (result, queue seconds).
 
         Waiting for the device can be cancelled (the request simply leaves the queue). A
         running job is asked to stop through `job.cancel`; GenerationCancelled from the
-        worker is swallowed here and the request's own cancellation propagates.
+        worker is swallowed here and the request's own cancellation propagates. While the
+        request waits or runs, `heartbeat(job.status)` is awaited every HEARTBEAT_SECONDS, so
+        clients see progress through queueing and long model loads.
         """
         lock = self._device_locks.setdefault(self.settings.device, anyio.Lock())
-        job = Job()
+        job = Job(status="waiting for the device" if lock.locked() else "starting")
+        finished = False
+        outcome: list[tuple[T, float]] = []
+        failure: list[Exception] = []
+
+        async def watch() -> None:
+            try:
+                while heartbeat is not None:
+                    await anyio.sleep(HEARTBEAT_SECONDS)
+                    await heartbeat(job.status)
+                await anyio.sleep_forever()
+            finally:
+                if not finished:
+                    job.cancel.set()
+
         queued_at = time.perf_counter()
-        async with lock:
-            queue_seconds = time.perf_counter() - queued_at
-            self.stats.jobs += 1
-            result = await _run_until_done(work, job)
-        return result, queue_seconds
-
-
-async def _run_until_done(work: Callable[[Job], T], job: Job) -> T:
-    finished = False
-    outcome: list[T] = []
-    failure: list[Exception] = []
-
-    async def cancel_job_when_cancelled() -> None:
-        try:
-            await anyio.sleep_forever()
-        finally:
-            if not finished:
-                job.cancel.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(cancel_job_when_cancelled)
-        try:
-            # Not abandoned on cancel: the thread is waited for, so the device lock is held
-            # until the worker really stops.
-            outcome.append(await anyio.to_thread.run_sync(work, job))
-        except GenerationCancelled:
-            pass
-        except Exception as e:  # re-raised below, outside the task group, so it is not wrapped in a group
-            failure.append(e)
-        finally:
-            finished = True
-            tg.cancel_scope.cancel()
-    if failure:
-        raise failure[0]
-    if not outcome:
-        await anyio.lowlevel.checkpoint()  # delivers the request's pending cancellation
-        raise GenerationCancelled()
-    return outcome[0]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            try:
+                async with lock:
+                    queue_seconds = time.perf_counter() - queued_at
+                    self.stats.jobs += 1
+                    job.status = "running"
+                    # Not abandoned on cancel: the thread is waited for, so the device lock is
+                    # held until the worker really stops.
+                    outcome.append((await anyio.to_thread.run_sync(work, job), queue_seconds))
+            except GenerationCancelled:
+                self.stats.cancelled += 1
+            except Exception as e:  # re-raised below, outside the task group, so it is not wrapped in a group
+                failure.append(e)
+            finally:
+                finished = True
+                tg.cancel_scope.cancel()
+        if failure:
+            raise failure[0]
+        if not outcome:
+            await anyio.lowlevel.checkpoint()  # delivers the request's pending cancellation
+            raise GenerationCancelled()
+        return outcome[0]
 
 
 def pick_device(setting: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 
 from mcp.server.mcpserver import Context
 from mcp_types import ContentBlock, ImageContent, ResourceLink
@@ -52,9 +53,9 @@ def _file_size(path: str) -> int | None:
 class ProgressReporter:
     """Sends MCP progress notifications that only ever increase, as the spec requires.
 
-    Steps report (done, total). Phase messages ("loading model", "rewriting prompt") carry no
-    step of their own; they are sent a fraction above the last value so the count still
-    increases.
+    Steps report (done, total). Phase and heartbeat messages ("loading model", "waiting for
+    the device") carry no step of their own; each is sent halfway between the last value and
+    the next whole step, so the count increases and never overtakes the next real step.
     """
 
     def __init__(self, ctx: Context):
@@ -64,8 +65,10 @@ class ProgressReporter:
 
     async def __call__(self, done: float, total: float | None, message: str | None) -> None:
         if total is None:
-            done = self._last + 0.01
+            done = self._last + (math.floor(self._last) + 1 - self._last) / 2
             total = self._total
+            if done <= self._last:
+                return  # float precision exhausted after ~50 messages within one step
         elif done <= self._last:
             return
         else:
