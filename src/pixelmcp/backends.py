@@ -20,6 +20,29 @@ Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class ControlRequest:
+    """Structure guidance: a ControlNet and the image its map is made from (or the map itself)."""
+
+    control_type: str
+    controlnet: ModelSpec  # the ControlNet, as a loadable catalog entry
+    image: Image.Image
+    preprocess: bool  # make the map from `image` (canny / depth), or use `image` as the map
+    conditioning_scale: float
+    low_threshold: int = 100
+    high_threshold: int = 200
+    depth_model: ModelSpec | None = None  # for control_type "depth" with preprocess
+
+
+@dataclass(frozen=True)
+class StyleRequest:
+    """Reference guidance through an IP-Adapter."""
+
+    adapter: ModelSpec  # the adapter, as a loadable catalog entry (source = adapter repo)
+    image: Image.Image
+    scale: float | dict  # set_ip_adapter_scale argument: one number, or per-block scales
+
+
+@dataclass(frozen=True)
 class ImageRequest:
     """A validated text-to-image request. `seeds[i]` makes image i."""
 
@@ -30,6 +53,8 @@ class ImageRequest:
     steps: int
     guidance_scale: float
     seeds: tuple[int, ...]
+    control: ControlRequest | None = None
+    style: StyleRequest | None = None
 
 
 @dataclass
@@ -40,6 +65,7 @@ class ImageBatch:
     scheduler: str
     device: str
     timings: dict[str, float] = field(default_factory=dict)
+    control_map: Image.Image | None = None  # the map that steered the images, at their size
 
 
 @dataclass(frozen=True)

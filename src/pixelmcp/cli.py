@@ -88,7 +88,7 @@ def _models(args: argparse.Namespace) -> None:
     settings = _settings(args)
     specs = list(settings.catalog.values())
     if args.json:
-        print(json.dumps([s.model_dump() | {"task": s.task} for s in specs], indent=2))
+        print(json.dumps([s.model_dump() | {"task": s.task, "tiny": s.tiny} for s in specs], indent=2))
         return
     print(f"profile: {settings.profile}")
     for spec in specs:
@@ -96,7 +96,7 @@ def _models(args: argparse.Namespace) -> None:
             detail = (f"{spec.default_width}x{spec.default_height}, {spec.default_steps} steps, "
                       f"guidance {spec.default_guidance}")
         else:
-            detail = "prompt rewriter"
+            detail = {"rewrite": "prompt rewriter", "preprocess": "depth estimator"}[spec.task]
         print(f"  {spec.alias:24} {spec.kind:9} {detail:34} {'(built locally)' if spec.tiny else spec.source}")
 
 

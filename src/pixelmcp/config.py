@@ -22,12 +22,26 @@ from pydantic_settings import (
 )
 
 Profile = Literal["default", "tiny"]
-ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm"]
-Task = Literal["generate", "rewrite"]
+ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth"]
+Task = Literal["generate", "rewrite", "preprocess"]
+
+#: Sources with this prefix are built locally with tiny random weights (engine/tiny.py).
+TINY_PREFIX = "tiny:"
 
 #: Pipeline kinds that make images, and whether each takes a negative prompt.
 IMAGE_KINDS: frozenset[str] = frozenset({"sd15", "sdxl", "sd3", "flux"})
 TEXT_KINDS: frozenset[str] = frozenset({"chat-llm"})
+
+
+class IPAdapterSpec(BaseModel):
+    """Where an IP-Adapter checkpoint lives, in the h94/IP-Adapter layout."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str = Field(description="repo id or folder holding the adapter")
+    subfolder: str = Field(description="folder of the weight file, e.g. models or sdxl_models")
+    weight_name: str = Field(description="e.g. ip-adapter_sd15.safetensors")
+    image_encoder_subfolder: str = Field("image_encoder", description="CLIP vision encoder, inside subfolder")
 
 
 class ModelSpec(BaseModel):
@@ -39,7 +53,6 @@ class ModelSpec(BaseModel):
     kind: ModelKind
     source: str = Field(description="Hugging Face repo id or local folder passed to from_pretrained")
     description: str = ""
-    tiny: bool = Field(False, description="built locally with tiny random weights (tiny profile)")
     variant: str | None = Field(None, description="weights variant to prefer on GPU, e.g. fp16")
     min_memory_gb: float = Field(0.0, description="accelerator memory this model wants at its native dtype")
     # Image models only.
@@ -54,28 +67,56 @@ class ModelSpec(BaseModel):
     min_guidance: float = 0.0
     max_guidance: float = 30.0
     negative_prompt: bool = True
+    controlnets: dict[str, str] = Field(default_factory=dict, description="control type -> ControlNet source")
+    ip_adapter: IPAdapterSpec | None = None
+    style_blocks: dict | None = Field(
+        None, description="InstantStyle per-block IP-Adapter scales for style-only transfer (1.0 = the scale argument)"
+    )
 
     @property
     def task(self) -> Task:
-        return "generate" if self.kind in IMAGE_KINDS else "rewrite"
+        if self.kind in IMAGE_KINDS:
+            return "generate"
+        return "rewrite" if self.kind in TEXT_KINDS else "preprocess"
+
+    @property
+    def tiny(self) -> bool:
+        """Built locally with tiny random weights (the tiny profile)."""
+        return self.source.startswith(TINY_PREFIX)
 
 
 def _sd(alias: str, source: str, **kw) -> ModelSpec:
     return ModelSpec(alias=alias, source=source, **kw)
 
 
+SDXL_CONTROLNETS = {
+    "canny": "diffusers/controlnet-canny-sdxl-1.0",
+    "depth": "diffusers/controlnet-depth-sdxl-1.0",
+    "pose": "thibaud/controlnet-openpose-sdxl-1.0",
+}
+SDXL_IP_ADAPTER = IPAdapterSpec(source="h94/IP-Adapter", subfolder="sdxl_models", weight_name="ip-adapter_sdxl.safetensors")
+#: InstantStyle: up_blocks.0.attentions.1 carries style in SDXL.
+SDXL_STYLE_BLOCKS = {"up": {"block_0": [0.0, 1.0, 0.0]}}
+
 DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
     _sd("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", kind="sd15",
         description="Stable Diffusion 1.5: small, fast, huge ecosystem of fine-tunes and ControlNets.",
         default_width=512, default_height=512, min_side=256, max_side=1024,
-        default_steps=30, default_guidance=7.5, min_memory_gb=3),
+        default_steps=30, default_guidance=7.5, min_memory_gb=3,
+        controlnets={"canny": "lllyasviel/control_v11p_sd15_canny", "depth": "lllyasviel/control_v11f1p_sd15_depth",
+                     "pose": "lllyasviel/control_v11p_sd15_openpose"},
+        ip_adapter=IPAdapterSpec(source="h94/IP-Adapter", subfolder="models", weight_name="ip-adapter_sd15.safetensors"),
+        # SD 1.5's lowest-resolution cross-attention up block, the counterpart of SDXL's up_blocks.0.
+        style_blocks={"up": {"block_1": [0.0, 1.0, 0.0]}}),
     _sd("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", kind="sdxl", variant="fp16",
         description="SDXL base 1.0: strong general-purpose 1024 px model.",
-        default_steps=30, default_guidance=5.0, min_side=512, min_memory_gb=8),
+        default_steps=30, default_guidance=5.0, min_side=512, min_memory_gb=8,
+        controlnets=SDXL_CONTROLNETS, ip_adapter=SDXL_IP_ADAPTER, style_blocks=SDXL_STYLE_BLOCKS),
     _sd("sdxl-turbo", "stabilityai/sdxl-turbo", kind="sdxl", variant="fp16",
         description="SDXL-Turbo: 1-4 step distilled SDXL at 512 px; guidance off.",
         default_width=512, default_height=512, min_side=256, max_side=1024,
-        default_steps=1, max_steps=10, default_guidance=0.0, max_guidance=2.0, min_memory_gb=8),
+        default_steps=1, max_steps=10, default_guidance=0.0, max_guidance=2.0, min_memory_gb=8,
+        controlnets=SDXL_CONTROLNETS, ip_adapter=SDXL_IP_ADAPTER, style_blocks=SDXL_STYLE_BLOCKS),
     _sd("sd3-medium", "stabilityai/stable-diffusion-3-medium-diffusers", kind="sd3",
         description="Stable Diffusion 3 Medium (gated: accept the licence on the hub, set HF_TOKEN).",
         multiple_of=16, default_steps=28, default_guidance=7.0, min_side=512, min_memory_gb=12),
@@ -93,22 +134,35 @@ DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
         description="Default prompt rewriter: good detail for its size, ~3 GB in bf16."),
     _sd("qwen2.5-3b-instruct", "Qwen/Qwen2.5-3B-Instruct", kind="chat-llm",
         description="Larger rewriter for GPUs with memory to spare."),
+    _sd("depth-anything-v2-small", "depth-anything/Depth-Anything-V2-Small-hf", kind="depth",
+        description="Monocular depth estimator that makes depth maps for ControlNet."),
 )
 
-_TINY_IMAGE = dict(default_width=64, default_height=64, min_side=16, max_side=512,
-                   default_steps=4, max_steps=50, tiny=True)
+_TINY_IMAGE = dict(default_width=64, default_height=64, min_side=16, max_side=512, default_steps=4, max_steps=50)
+
+
+def _tiny_controlnets(family: str) -> dict[str, str]:
+    return {control: f"tiny:{family}-controlnet-{control}" for control in ("canny", "depth", "pose")}
+
 
 TINY_CATALOG: tuple[ModelSpec, ...] = (
-    _sd("tiny-sd15", "sd15", kind="sd15", description="Tiny random-weight SD 1.5 architecture (offline tests).",
-        default_guidance=7.5, **_TINY_IMAGE),
-    _sd("tiny-sdxl", "sdxl", kind="sdxl", description="Tiny random-weight SDXL architecture.",
-        default_guidance=5.0, **_TINY_IMAGE),
-    _sd("tiny-sd3", "sd3", kind="sd3", description="Tiny random-weight SD3 architecture.",
+    _sd("tiny-sd15", "tiny:sd15", kind="sd15", description="Tiny random-weight SD 1.5 architecture (offline tests).",
+        default_guidance=7.5, controlnets=_tiny_controlnets("sd15"),
+        ip_adapter=IPAdapterSpec(source="tiny:sd15-ip-adapter", subfolder="models",
+                                 weight_name="ip-adapter_sd15.safetensors"),
+        style_blocks={"up": {"block_0": [0.0, 1.0]}}, **_TINY_IMAGE),
+    _sd("tiny-sdxl", "tiny:sdxl", kind="sdxl", description="Tiny random-weight SDXL architecture.",
+        default_guidance=5.0, controlnets=_tiny_controlnets("sdxl"),
+        ip_adapter=IPAdapterSpec(source="tiny:sdxl-ip-adapter", subfolder="sdxl_models",
+                                 weight_name="ip-adapter_sdxl.safetensors"),
+        style_blocks={"up": {"block_0": [0.0, 1.0]}}, **_TINY_IMAGE),
+    _sd("tiny-sd3", "tiny:sd3", kind="sd3", description="Tiny random-weight SD3 architecture.",
         multiple_of=16, default_guidance=7.0, **_TINY_IMAGE),
-    _sd("tiny-flux", "flux", kind="flux", description="Tiny random-weight FLUX.1-schnell architecture.",
+    _sd("tiny-flux", "tiny:flux", kind="flux", description="Tiny random-weight FLUX.1-schnell architecture.",
         multiple_of=16, default_guidance=0.0, max_guidance=0.0, negative_prompt=False, **_TINY_IMAGE),
-    _sd("tiny-llm", "chat-llm", kind="chat-llm", tiny=True,
+    _sd("tiny-llm", "tiny:chat-llm", kind="chat-llm",
         description="Tiny random-weight Qwen2 chat LM (rewrites into gibberish; for tests)."),
+    _sd("tiny-depth", "tiny:depth-anything", kind="depth", description="Tiny random-weight Depth Anything."),
 )
 
 #: Default-profile generator chosen by accelerator memory (GiB), best first.
@@ -129,6 +183,9 @@ class ModelOverride(BaseModel):
     default_guidance: float | None = None
     max_side: int | None = None
     max_steps: int | None = None
+    controlnets: dict[str, str] | None = None
+    ip_adapter: IPAdapterSpec | None = None
+    style_blocks: dict | None = None
 
 
 class Settings(BaseSettings):
@@ -153,6 +210,7 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     generate_model: str | None = Field(None, description="default model for generate_image (alias)")
     rewrite_model: str | None = Field(None, description="local LLM used by the `local` rewriter (alias)")
+    depth_model: str | None = Field(None, description="depth estimator for control_type='depth' (alias)")
     rewriter: Literal["local", "none"] = Field("local", description="who rewrites prompts")
     rewrite_auto_max_words: int = Field(
         30, ge=0, description="rewrite='auto' rewrites prompts with at most this many words"
@@ -192,7 +250,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_catalog(self) -> Settings:
         self._catalog = _build_catalog(self)
-        for name, value in (("generate_model", self.generate_model), ("rewrite_model", self.rewrite_model)):
+        for name, value in (("generate_model", self.generate_model), ("rewrite_model", self.rewrite_model),
+                            ("depth_model", self.depth_model)):
             if value is not None and value not in self._catalog:
                 raise ValueError(f"{name}={value!r} is not in the {self.profile} catalog: {sorted(self._catalog)}")
         return self
@@ -222,16 +281,13 @@ def _build_catalog(settings: Settings) -> dict[str, ModelSpec]:
     for alias, override in settings.models.items():
         changes = override.model_dump(exclude_none=True)
         if alias in catalog:
-            spec = catalog[alias]
-            if "source" in changes and spec.tiny:
-                changes["tiny"] = False
-            catalog[alias] = spec.model_copy(update=changes)
+            catalog[alias] = catalog[alias].model_copy(update=changes)
         else:
             missing = [key for key in ("source", "kind") if key not in changes]
             if missing:
                 raise ValueError(
                     f"models.{alias} is a new model, so it needs {' and '.join(missing)} "
-                    f"(kind is one of sd15, sdxl, sd3, flux, chat-llm)"
+                    f"(kind is one of sd15, sdxl, sd3, flux, chat-llm, depth)"
                 )
             catalog[alias] = ModelSpec(alias=alias, **changes)
     return catalog

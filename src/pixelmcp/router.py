@@ -10,8 +10,8 @@ from pixelmcp.engine.local import LocalImageGenerator, LocalRewriter
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import InvalidArgument
 
-_TINY_DEFAULTS = {"generate": "tiny-sd15", "rewrite": "tiny-llm"}
-_DEFAULT_REWRITER = "qwen2.5-1.5b-instruct"
+_TINY_DEFAULTS = {"generate": "tiny-sd15", "rewrite": "tiny-llm", "preprocess": "tiny-depth"}
+_DEFAULTS = {"rewrite": "qwen2.5-1.5b-instruct", "preprocess": "depth-anything-v2-small"}
 
 
 class Router:
@@ -57,8 +57,33 @@ class Router:
         """The rewriter to use, or None when rewriting is switched off (`PIXELMCP_REWRITER=none`)."""
         if model is None and self.settings.rewriter == "none":
             return None
-        default = _TINY_DEFAULTS["rewrite"] if self.settings.profile == "tiny" else _DEFAULT_REWRITER
-        spec = self._spec(model or self.settings.rewrite_model or default, "rewrite")
+        spec = self._spec(model or self.settings.rewrite_model or self._default("rewrite"), "rewrite")
         if spec.alias not in self._rewriters:
             self._rewriters[spec.alias] = LocalRewriter(self.pool, spec, self.settings.rewrite_max_new_tokens)
         return self._rewriters[spec.alias]
+
+    def _default(self, task: str) -> str:
+        return (_TINY_DEFAULTS if self.settings.profile == "tiny" else _DEFAULTS)[task]
+
+    def controlnet(self, base: ModelSpec, control_type: str) -> ModelSpec:
+        """The ControlNet for `control_type` on `base`, as a loadable entry; a clear error if none."""
+        source = base.controlnets.get(control_type)
+        if source is None:
+            others = sorted(a for a, s in self.settings.catalog.items() if control_type in s.controlnets)
+            has = ", ".join(sorted(base.controlnets)) or "none"
+            fix = (f"Use one of its types ({has})" if base.controlnets else "Use another model")
+            fix += f", or a model with a {control_type} ControlNet: {', '.join(others)}." if others else "."
+            raise InvalidArgument("control_type", control_type,
+                                  f"model {base.alias!r} has no ControlNet for this type", fix)
+        return ModelSpec(alias=f"{base.alias}+controlnet-{control_type}", kind=base.kind, source=source)
+
+    def ip_adapter(self, base: ModelSpec) -> ModelSpec:
+        """The IP-Adapter of `base`, as a loadable entry; a clear error if it has none."""
+        if base.ip_adapter is None:
+            others = sorted(a for a, s in self.settings.catalog.items() if s.ip_adapter is not None)
+            raise InvalidArgument("model", base.alias, "has no IP-Adapter in the catalog",
+                                  f"Use one of: {', '.join(others) or 'none configured'}.")
+        return ModelSpec(alias=f"{base.alias}+ip-adapter", kind=base.kind, source=base.ip_adapter.source)
+
+    def depth_estimator(self) -> ModelSpec:
+        return self._spec(self.settings.depth_model or self._default("preprocess"), "preprocess", "depth_model")

@@ -25,6 +25,11 @@ _PIPELINES = {
     "sd3": "StableDiffusion3Pipeline",
     "flux": "FluxPipeline",
 }
+#: ControlNet pipeline per base pipeline class; the ControlNet view is built with from_pipe.
+CONTROLNET_PIPELINES = {
+    "StableDiffusionPipeline": "StableDiffusionControlNetPipeline",
+    "StableDiffusionXLPipeline": "StableDiffusionXLControlNetPipeline",
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,10 @@ class DiffusionCall:
     steps: int
     guidance_scale: float
     seeds: tuple[int, ...]
+    control_image: Any = None  # PIL image: the control map, already at width x height
+    conditioning_scale: float = 1.0
+    ip_image: Any = None  # PIL image: the IP-Adapter reference
+    ip_scale: float | dict = 1.0
 
 
 def load_pipeline(spec: ModelSpec) -> Callable[[str, str, Any], Any]:
@@ -94,17 +103,35 @@ def load_advice(spec: ModelSpec, source: str, error: BaseException) -> str:
     )
 
 
-def text_to_image(pipe: Any, call: DiffusionCall, job: Job, on_step: Callable[[int, int], None]) -> tuple[list, str]:
+def text_to_image(
+    pipe: Any,
+    call: DiffusionCall,
+    job: Job,
+    on_step: Callable[[int, int], None],
+    *,
+    controlnet: Any = None,
+    ip_adapter: Any = None,
+) -> tuple[list, str]:
     """Run one text-to-image call; returns (PIL images, scheduler name).
 
-    Raises GenerationCancelled at the first step boundary after `job.cancel` is set, so no
-    partial image ever leaves this function.
+    With `controlnet`, the call is steered by `call.control_image`; with `ip_adapter` (an
+    engine.control.IPAdapter), by `call.ip_image`. Either way the shared base pipeline is left
+    exactly as it was. Raises GenerationCancelled at the first step boundary after
+    `job.cancel` is set, so no partial image ever leaves this function.
     """
+    import diffusers
     import torch
 
     # 1. A private scheduler and pipeline view over the shared components.
     scheduler = pipe.scheduler.from_config(pipe.scheduler.config)
-    run = type(pipe).from_pipe(pipe, scheduler=scheduler)
+    components: dict[str, Any] = {"scheduler": scheduler}
+    if ip_adapter is not None:
+        components.update(image_encoder=ip_adapter.image_encoder, feature_extractor=ip_adapter.feature_extractor)
+    if controlnet is not None:
+        view_class = getattr(diffusers, CONTROLNET_PIPELINES[type(pipe).__name__])
+        run = view_class.from_pipe(pipe, controlnet=controlnet, **components)
+    else:
+        run = type(pipe).from_pipe(pipe, **components)
     run.set_progress_bar_config(disable=True)
 
     # 2. One CPU generator per image: image i is reproducible alone from seeds[i].
@@ -117,7 +144,7 @@ def text_to_image(pipe: Any, call: DiffusionCall, job: Job, on_step: Callable[[i
         on_step(step + 1, getattr(pipeline, "num_timesteps", call.steps))
         return callback_kwargs
 
-    # 4. Denoise and decode.
+    # 4. Arguments.
     kwargs: dict[str, Any] = dict(
         prompt=call.prompt,
         num_images_per_prompt=len(call.seeds),
@@ -131,7 +158,21 @@ def text_to_image(pipe: Any, call: DiffusionCall, job: Job, on_step: Callable[[i
     )
     if call.negative_prompt is not None:
         kwargs["negative_prompt"] = call.negative_prompt
+    if controlnet is not None:
+        kwargs.update(image=call.control_image, controlnet_conditioning_scale=call.conditioning_scale)
+    if ip_adapter is not None:
+        kwargs["ip_adapter_image"] = call.ip_image
+
+    # 5. Denoise and decode; adapters attached to the shared UNet come off again whatever happens.
     job.check()
-    with torch.inference_mode():
-        output = run(**kwargs)
+    if ip_adapter is not None:
+        run.load_ip_adapter(ip_adapter.state_dict, subfolder=None, weight_name=None, image_encoder_folder=None)
+    try:
+        if ip_adapter is not None:
+            run.set_ip_adapter_scale(call.ip_scale)
+        with torch.inference_mode():
+            output = run(**kwargs)
+    finally:
+        if ip_adapter is not None:
+            run.unload_ip_adapter()
     return list(output.images), type(scheduler).__name__

@@ -6,8 +6,9 @@ import time
 from collections import OrderedDict
 
 import anyio.from_thread
+from PIL import Image
 
-from pixelmcp.backends import ImageBatch, ImageRequest, Progress, Rewrite, RewriteFailed
+from pixelmcp.backends import ControlRequest, ImageBatch, ImageRequest, Progress, Rewrite, RewriteFailed
 from pixelmcp.config import ModelSpec
 from pixelmcp.engine.pool import Job, ModelPool
 from pixelmcp.prompts.rewrite import SYSTEM_PROMPT, clean_rewrite, user_message
@@ -23,36 +24,67 @@ class LocalImageGenerator:
         self.pool = pool
 
     async def generate(self, spec: ModelSpec, request: ImageRequest, progress: Progress) -> ImageBatch:
-        from pixelmcp.engine import diffusion
+        from pixelmcp.engine import control, diffusion
 
-        call = diffusion.DiffusionCall(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt,
-            width=request.width,
-            height=request.height,
-            steps=request.steps,
-            guidance_scale=request.guidance_scale,
-            seeds=request.seeds,
-        )
-
-        def work(job: Job) -> tuple[list, str, float, float]:
+        def work(job: Job) -> ImageBatch:
             def on_step(done: int, total: int) -> None:
                 job.status = f"step {done}/{total}"
                 anyio.from_thread.run(progress, done, total, job.status)
 
+            # 1. Models: the base pipeline, plus the ControlNet / IP-Adapter the request needs.
             _announce_load(self.pool, spec, progress)
             pipe = self.pool.get(spec, diffusion.load_pipeline(spec), job)
-            started = time.perf_counter()
-            images, scheduler = diffusion.text_to_image(pipe, call, job, on_step)
-            return images, scheduler, time.perf_counter() - started, job.load_seconds
+            controlnet = ip_adapter = control_map = None
+            if request.control is not None:
+                wanted = request.control.controlnet
+                _announce_load(self.pool, wanted, progress)
+                controlnet = self.pool.get(wanted, control.load_controlnet(wanted), job)
+                control_map = self._control_map(request.control, request.width, request.height, job, progress)
+            if request.style is not None:
+                wanted = request.style.adapter
+                _announce_load(self.pool, wanted, progress)
+                ip_adapter = self.pool.get(wanted, control.load_ip_adapter(wanted, spec.ip_adapter), job)
 
-        (images, scheduler, run_s, load_s), queue_s = await self.pool.run(work, _heartbeat(progress))
-        return ImageBatch(
-            images=images,
-            scheduler=scheduler,
-            device=self.pool.device,
-            timings={"queue_s": queue_s, "load_s": load_s, "run_s": run_s},
-        )
+            # 2. Denoise.
+            call = diffusion.DiffusionCall(
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt,
+                width=request.width,
+                height=request.height,
+                steps=request.steps,
+                guidance_scale=request.guidance_scale,
+                seeds=request.seeds,
+                control_image=control_map,
+                conditioning_scale=request.control.conditioning_scale if request.control else 1.0,
+                ip_image=request.style.image if request.style else None,
+                ip_scale=request.style.scale if request.style else 1.0,
+            )
+            started = time.perf_counter()
+            images, scheduler = diffusion.text_to_image(
+                pipe, call, job, on_step, controlnet=controlnet, ip_adapter=ip_adapter
+            )
+            batch = ImageBatch(images=images, scheduler=scheduler, device=self.pool.device, control_map=control_map)
+            batch.timings = {"load_s": job.load_seconds, "run_s": time.perf_counter() - started}
+            return batch
+
+        batch, queue_s = await self.pool.run(work, _heartbeat(progress))
+        batch.timings = {"queue_s": queue_s, **batch.timings}
+        return batch
+
+    def _control_map(self, wanted: ControlRequest, width: int, height: int, job: Job, progress: Progress):
+        """The control map at the output size: made from the image, or the image itself."""
+        from pixelmcp.engine import control
+
+        if not wanted.preprocess:
+            return wanted.image.resize((width, height), Image.Resampling.BICUBIC)
+        if wanted.control_type == "canny":
+            source = wanted.image.resize((width, height), Image.Resampling.LANCZOS)
+            return control.canny_map(source, wanted.low_threshold, wanted.high_threshold)
+        if wanted.control_type == "depth" and wanted.depth_model is not None:
+            _announce_load(self.pool, wanted.depth_model, progress)
+            estimator = self.pool.get(wanted.depth_model, control.load_depth_estimator(wanted.depth_model), job)
+            return control.depth_map(estimator, wanted.image, job).resize((width, height), Image.Resampling.BICUBIC)
+        raise ValueError(f"no preprocessor for control_type {wanted.control_type!r}")  # the tool checks first
 
 
 class LocalRewriter:

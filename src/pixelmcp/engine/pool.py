@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from pixelmcp.config import ModelSpec, Settings
+from pixelmcp.config import TINY_PREFIX, ModelSpec, Settings
 from pixelmcp.errors import GenerationCancelled, ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class ModelPool:
             return torch.float32
         if device == "mps":
             return torch.float16
-        if spec.kind in ("sd3", "flux", "chat-llm") and torch.cuda.is_bf16_supported():
+        if spec.kind in ("sd3", "flux", "chat-llm", "depth") and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float16
 
@@ -122,19 +122,7 @@ class ModelPool:
 
     def source_of(self, spec: ModelSpec) -> str:
         """Where from_pretrained loads `spec` from: a built tiny folder, a local folder, or a hub id."""
-        if spec.tiny:
-            from pixelmcp.engine.tiny import ensure_built
-
-            return str(ensure_built(spec.source, self.settings.tiny_dir))
-        folder = Path(spec.source).expanduser()
-        if folder.is_dir():
-            return str(folder)
-        if spec.source.startswith(("/", "~", ".", "\\")) or (len(spec.source) > 1 and spec.source[1] == ":"):
-            raise ModelLoadError(
-                f"Model {spec.alias!r} points at the folder {spec.source!r}, which does not exist. "
-                f"Fix `source` under [models.{spec.alias}] in the config file, or download the model there."
-            )
-        return spec.source
+        return resolve_source(spec.source, spec.alias, self.settings)
 
     def get(self, spec: ModelSpec, loader: Callable[[str, str, Any], Any], job: Job) -> Any:
         """The loaded model for `spec`, loading it with `loader(source, device, dtype)` if needed.
@@ -216,6 +204,23 @@ class ModelPool:
             await anyio.lowlevel.checkpoint()  # delivers the request's pending cancellation
             raise GenerationCancelled()
         return outcome[0]
+
+
+def resolve_source(source: str, alias: str, settings: Settings) -> str:
+    """A `tiny:` source built (once) into the cache, a local folder checked, or a hub id as given."""
+    if source.startswith(TINY_PREFIX):
+        from pixelmcp.engine.tiny import ensure_built
+
+        return str(ensure_built(source.removeprefix(TINY_PREFIX), settings.tiny_dir))
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        return str(folder)
+    if source.startswith(("/", "~", ".", "\\")) or (len(source) > 1 and source[1] == ":"):
+        raise ModelLoadError(
+            f"Model {alias!r} points at the folder {source!r}, which does not exist. "
+            f"Fix its source under [models.{alias.split('+')[0]}] in the config file, or download the model there."
+        )
+    return source
 
 
 def pick_device(setting: str) -> str:

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -157,14 +158,11 @@ def _sd_vae(*, latent_channels: int = 4, flow: bool = False):
 # --------------------------------------------------------------------------- pipelines
 
 
-def build_sd15(path: Path) -> None:
-    """Stable Diffusion 1.x: UNet2DConditionModel + CLIP text encoder + PNDM scheduler."""
-    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel
+def sd15_unet():
+    """The tiny SD 1.x UNet (cross-attention dim 32, two resolutions)."""
+    from diffusers import UNet2DConditionModel
 
-    _seeded()
-    tokenizer = clip_tokenizer()
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,
         sample_size=32,
@@ -176,6 +174,39 @@ def build_sd15(path: Path) -> None:
         attention_head_dim=(2, 4),
         norm_num_groups=8,
     ).eval()
+
+
+def sdxl_unet():
+    """The tiny SDXL UNet: text_time added conditioning, two text encoders' worth of context."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=6 * 8 + 32,
+        cross_attention_dim=32 + 32,
+        norm_num_groups=8,
+    ).eval()
+
+
+def build_sd15(path: Path) -> None:
+    """Stable Diffusion 1.x: UNet2DConditionModel + CLIP text encoder + PNDM scheduler."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextModel
+
+    _seeded()
+    tokenizer = clip_tokenizer()
+    unet = sd15_unet()
     scheduler = PNDMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
     )
@@ -194,28 +225,12 @@ def build_sd15(path: Path) -> None:
 
 def build_sdxl(path: Path) -> None:
     """SDXL: two CLIP text encoders (the second with projection), text_time UNet, Euler."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     _seeded()
     tokenizer = clip_tokenizer()
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 1),
-        projection_class_embeddings_input_dim=6 * 8 + 32,
-        cross_attention_dim=32 + 32,
-        norm_num_groups=8,
-    ).eval()
+    unet = sdxl_unet()
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
     )
@@ -343,13 +358,103 @@ def _favour_words(model, tokenizer) -> None:
                 weight[token_id].zero_()
 
 
+def _build_controlnet(path: Path, unet_factory: Callable, seed: int) -> None:
+    """A ControlNet made from the family's UNet, with its zero convolutions randomised.
+
+    Real ControlNets start from zero convs and learn them; left at zero here, the control
+    image would have no effect and no test about it could fail.
+    """
+    import torch
+    from diffusers import ControlNetModel
+
+    _seeded()
+    unet = unet_factory()
+    # The tiny VAE halves the resolution once, so the control embedding downsamples once too.
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    torch.manual_seed(seed)
+    zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block,
+                  controlnet.controlnet_cond_embedding.conv_out]
+    with torch.no_grad():
+        for conv in zero_convs:
+            conv.weight.normal_(0.0, 0.2)
+            conv.bias.normal_(0.0, 0.05)
+    controlnet.eval().save_pretrained(path)
+
+
+def _build_ip_adapter(path: Path, unet_factory: Callable, subfolder: str, weight_name: str) -> None:
+    """An IP-Adapter checkpoint in the h94/IP-Adapter layout for the family's UNet.
+
+    `{subfolder}/{weight_name}` holds `image_proj.*` (the ImageProjection: 4 tokens) and
+    `ip_adapter.{k}.to_k_ip/to_v_ip` for every cross-attention layer, numbered as diffusers
+    expects (1, 3, 5, ...); `{subfolder}/image_encoder` holds a CLIP vision model.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    _seeded()
+    unet = unet_factory()
+    folder = path / subfolder
+    folder.mkdir(parents=True)
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+        image_size=32, patch_size=4, projection_dim=32,
+    )).eval()
+    encoder.save_pretrained(folder / "image_encoder")
+    cross_dim = unet.config.cross_attention_dim
+    tokens = 4
+    tensors = {
+        "image_proj.proj.weight": torch.randn(tokens * cross_dim, encoder.config.projection_dim) * 0.1,
+        "image_proj.proj.bias": torch.zeros(tokens * cross_dim),
+        "image_proj.norm.weight": torch.ones(cross_dim),
+        "image_proj.norm.bias": torch.zeros(cross_dim),
+    }
+    modules = dict(unet.named_modules())
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue  # self-attention takes no image tokens
+        attn = modules[name.removesuffix(".processor")]
+        for projection in ("to_k", "to_v"):
+            weight = getattr(attn, projection).weight
+            tensors[f"ip_adapter.{key_id}.{projection}_ip.weight"] = torch.randn_like(weight) * 0.2
+        key_id += 2
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / weight_name))
+
+
+def build_depth_anything(path: Path) -> None:
+    """Depth Anything (DINOv2 backbone + DPT head) with its image processor."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessorPil
+
+    _seeded()
+    backbone = Dinov2Config(
+        hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37, image_size=56,
+        patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"], reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone, patch_size=14, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 64],
+        fusion_hidden_size=16, head_hidden_size=8,
+    )
+    DepthAnythingForDepthEstimation(config).eval().save_pretrained(path)
+    DPTImageProcessorPil(
+        do_resize=True, size={"height": 56, "width": 56}, keep_aspect_ratio=True, ensure_multiple_of=14,
+        do_normalize=True, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(path)
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "sd15": build_sd15,
     "sdxl": build_sdxl,
     "sd3": build_sd3,
     "flux": build_flux,
     "chat-llm": build_chat_llm,
+    "depth-anything": build_depth_anything,
+    "sd15-ip-adapter": lambda p: _build_ip_adapter(p, sd15_unet, "models", "ip-adapter_sd15.safetensors"),
+    "sdxl-ip-adapter": lambda p: _build_ip_adapter(p, sdxl_unet, "sdxl_models", "ip-adapter_sdxl.safetensors"),
 }
+for _index, _control in enumerate(("canny", "depth", "pose")):
+    BUILDERS[f"sd15-controlnet-{_control}"] = partial(_build_controlnet, unet_factory=sd15_unet, seed=100 + _index)
+    BUILDERS[f"sdxl-controlnet-{_control}"] = partial(_build_controlnet, unet_factory=sdxl_unet, seed=200 + _index)
 
 
 def ensure_built(name: str, cache_dir: Path) -> Path:
@@ -369,6 +474,9 @@ def ensure_built(name: str, cache_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         logger.info("building tiny model %s in %s", name, target)
+        from pixelmcp.engine.diffusion import quiet_libraries
+
+        quiet_libraries()
         BUILDERS[name](staging)
         (staging / ".complete").write_text("ok\n")
         try:

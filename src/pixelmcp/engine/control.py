@@ -1,0 +1,164 @@
+"""Control maps and adapters: ControlNet models, IP-Adapters, canny and depth preprocessing.
+
+ControlNets and IP-Adapters never get a pipeline of their own: diffusion.py builds a
+per-request view over the already loaded base pipeline with `from_pipe`, so the UNet, VAE and
+text encoders are shared. The pool caches the ControlNet models, the IP-Adapter weights (in
+CPU memory) with their image encoder, and the depth estimator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pixelmcp.config import IPAdapterSpec, ModelSpec
+from pixelmcp.engine.diffusion import load_advice, quiet_libraries
+from pixelmcp.engine.pool import Job
+from pixelmcp.errors import ModelLoadError
+
+
+@dataclass
+class IPAdapter:
+    """An IP-Adapter ready for `load_ip_adapter`: its state dict and its CLIP image encoder."""
+
+    state_dict: dict[str, dict[str, Any]]
+    image_encoder: Any
+    feature_extractor: Any
+
+
+def load_controlnet(spec: ModelSpec) -> Callable[[str, str, Any], Any]:
+    """A pool loader for the ControlNet at `spec.source`."""
+
+    def load(source: str, device: str, dtype) -> Any:
+        from diffusers import ControlNetModel
+
+        quiet_libraries()
+        kwargs = {"local_files_only": True} if Path(source).is_dir() else {}
+        try:
+            return ControlNetModel.from_pretrained(source, dtype=dtype, **kwargs).to(device).eval()
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ModelLoadError(load_advice(spec, source, e)) from e
+
+    return load
+
+
+def load_ip_adapter(spec: ModelSpec, adapter: IPAdapterSpec) -> Callable[[str, str, Any], IPAdapter]:
+    """A pool loader: the adapter's weights (kept on CPU) and its image encoder (on the device)."""
+
+    def load(source: str, device: str, dtype) -> IPAdapter:
+        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+        quiet_libraries()
+        local = Path(source).is_dir()
+        try:
+            weights = _adapter_file(source, adapter, local)
+            encoder = CLIPVisionModelWithProjection.from_pretrained(
+                source, subfolder=f"{adapter.subfolder}/{adapter.image_encoder_subfolder}", dtype=dtype,
+                **({"local_files_only": True} if local else {}),
+            ).to(device).eval()
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ModelLoadError(load_advice(spec, source, e)) from e
+        size = encoder.config.image_size
+        return IPAdapter(_read_adapter(weights), encoder, CLIPImageProcessor(size=size, crop_size=size))
+
+    return load
+
+
+def _adapter_file(source: str, adapter: IPAdapterSpec, local: bool) -> Path:
+    if local:
+        path = Path(source) / adapter.subfolder / adapter.weight_name
+        if not path.is_file():
+            raise OSError(f"no IP-Adapter weights at {path}")
+        return path
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(source, adapter.weight_name, subfolder=adapter.subfolder))
+
+
+def _read_adapter(path: Path) -> dict[str, dict[str, Any]]:
+    """{"image_proj": {...}, "ip_adapter": {...}} from a .safetensors or .bin checkpoint."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        state: dict[str, dict[str, Any]] = {"image_proj": {}, "ip_adapter": {}}
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                group, _, name = key.partition(".")
+                if group in state:
+                    state[group][name] = f.get_tensor(key)
+        return state
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def ip_adapter_scale(mode: str, scale: float, style_blocks: dict | None) -> float | dict:
+    """`set_ip_adapter_scale` argument: everywhere (subject), or only the style blocks (InstantStyle)."""
+    if mode == "subject" or style_blocks is None:
+        return scale
+
+    def scaled(value):
+        if isinstance(value, dict):
+            return {key: scaled(inner) for key, inner in value.items()}
+        if isinstance(value, list):
+            return [scaled(inner) for inner in value]
+        return value * scale
+
+    return scaled(style_blocks)
+
+
+# --------------------------------------------------------------------------- preprocessors
+
+
+def canny_map(image: Image.Image, low_threshold: int, high_threshold: int) -> Image.Image:
+    """White edges on black, as canny ControlNets were trained on (OpenCV's Canny)."""
+    import cv2
+    import numpy as np
+
+    gray = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2GRAY)
+    edges = cv2.Canny(gray, low_threshold, high_threshold)
+    return Image.fromarray(np.stack([edges] * 3, axis=-1))
+
+
+@dataclass
+class DepthEstimator:
+    processor: Any
+    model: Any
+
+
+def load_depth_estimator(spec: ModelSpec) -> Callable[[str, str, Any], DepthEstimator]:
+    def load(source: str, device: str, dtype) -> DepthEstimator:
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+        quiet_libraries()
+        kwargs = {"local_files_only": True} if Path(source).is_dir() else {}
+        try:
+            processor = AutoImageProcessor.from_pretrained(source, **kwargs)
+            model = AutoModelForDepthEstimation.from_pretrained(source, dtype=dtype, **kwargs).to(device).eval()
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ModelLoadError(load_advice(spec, source, e)) from e
+        return DepthEstimator(processor, model)
+
+    return load
+
+
+def depth_map(estimator: DepthEstimator, image: Image.Image, job: Job) -> Image.Image:
+    """Relative depth as a grey image the size of `image` (near = bright), normalised to 0..255."""
+    import torch
+
+    job.check()
+    inputs = estimator.processor(images=image, return_tensors="pt").to(estimator.model.device)
+    inputs["pixel_values"] = inputs["pixel_values"].to(estimator.model.dtype)
+    with torch.inference_mode():
+        depth = estimator.model(**inputs).predicted_depth
+    depth = torch.nn.functional.interpolate(
+        depth[:, None].float(), size=(image.height, image.width), mode="bicubic", align_corners=False
+    )[0, 0]
+    low, high = depth.min(), depth.max()
+    scaled = ((depth - low) / (high - low).clamp_min(1e-6) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    grey = Image.fromarray(scaled.cpu().numpy())
+    return Image.merge("RGB", (grey, grey, grey))

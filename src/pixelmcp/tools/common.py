@@ -1,0 +1,233 @@
+"""What every image-making tool shares: argument checks, the prompt rewrite, storing, answering."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from mcp_types import CallToolResult, TextContent
+from pydantic import BaseModel, Field
+
+from pixelmcp import __version__
+from pixelmcp.backends import ImageBatch, Progress, PromptRewriter, RewriteFailed
+from pixelmcp.config import ModelSpec
+from pixelmcp.errors import InvalidArgument, PixelError
+from pixelmcp.server.state import AppState
+from pixelmcp.server.store import StoredImage
+from pixelmcp.tools import arguments
+from pixelmcp.tools.results import image_blocks
+
+logger = logging.getLogger(__name__)
+
+Rewrite = bool | Literal["auto"]
+
+# Argument types shared by every image tool: one name and one description per idea.
+PromptArg = Annotated[str, Field(description="What the image should show.")]
+NegativePromptArg = Annotated[
+    str | None, Field(description="What to keep out of the image (models with guidance only).")
+]
+ModelArg = Annotated[
+    str | None, Field(description="Model alias from the server's catalog (e.g. sdxl, flux-schnell); default from config.")
+]
+WidthArg = Annotated[int | None, Field(description="Width in px; a multiple of 8 (16 for SD3/FLUX). Default per model.")]
+HeightArg = Annotated[int | None, Field(description="Height in px; same rules as width. Default per model.")]
+StepsArg = Annotated[int | None, Field(description="Denoising steps. Default per model.")]
+GuidanceArg = Annotated[float | None, Field(description="Prompt adherence (CFG). Default per model.")]
+SeedArg = Annotated[
+    int | None, Field(description="0..4294967295. Same seed and arguments give the same image; omit for random.")
+]
+NArg = Annotated[int, Field(description="Number of images; image i uses seed + i.")]
+RewriteArg = Annotated[
+    Rewrite, Field(description="Expand the prompt with an LLM first: true, false, or 'auto' (short prompts only).")
+]
+
+
+# --------------------------------------------------------------------------- result shapes
+
+
+class StoredRef(BaseModel):
+    """A stored image that is not a generated result (e.g. a control map)."""
+
+    id: str
+    uri: str = Field(description="pixelmcp://images/{id}: readable as a resource, usable as an image input")
+    path: str
+    width: int
+    height: int
+
+
+class ImageInfo(StoredRef):
+    seed: int = Field(description="re-running with this seed and n=1 gives the same pixels")
+
+
+class Timings(BaseModel):
+    rewrite_s: float = 0.0
+    queue_s: float = 0.0
+    load_s: float = 0.0
+    run_s: float = 0.0
+    total_s: float = 0.0
+
+
+class GenerateImageResult(BaseModel):
+    id: str = Field(description="id of the first image (same as images[0].id)")
+    uri: str
+    path: str
+    width: int
+    height: int
+    seed: int = Field(description="seed of the first image; image i used seed + i")
+    images: list[ImageInfo]
+    model: str
+    steps: int
+    guidance_scale: float
+    scheduler: str
+    prompt: str = Field(description="the prompt as given")
+    revised_prompt: str | None = Field(description="the rewritten prompt the model received, or null if not rewritten")
+    negative_prompt: str | None
+    rewrite_error: str | None = Field(None, description="why a requested rewrite did not happen")
+    timings: Timings
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+@dataclass(frozen=True)
+class GenerationArgs:
+    """The arguments every image tool shares, checked against the chosen model."""
+
+    spec: ModelSpec
+    prompt: str
+    negative_prompt: str | None
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    n: int
+    seed: int
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(self.seed + i for i in range(self.n))
+
+
+def check_generation_args(
+    app: AppState,
+    spec: ModelSpec,
+    *,
+    prompt: str,
+    negative_prompt: str | None,
+    width: int | None,
+    height: int | None,
+    steps: int | None,
+    guidance_scale: float | None,
+    seed: int | None,
+    n: int,
+    default_size: tuple[int, int] | None = None,
+) -> GenerationArgs:
+    """Check every shared argument up front; nothing is clamped. `default_size` overrides the model's."""
+    default_width, default_height = default_size or (spec.default_width, spec.default_height)
+    guidance = arguments.check_guidance(guidance_scale, spec)
+    negative = arguments.check_text("negative_prompt", negative_prompt, app.settings, required=False)
+    return GenerationArgs(
+        spec=spec,
+        prompt=arguments.check_text("prompt", prompt, app.settings, required=True),
+        negative_prompt=arguments.check_negative_prompt(negative, guidance, spec),
+        width=arguments.check_side("width", width, default_width, spec),
+        height=arguments.check_side("height", height, default_height, spec),
+        steps=arguments.check_steps(steps, spec),
+        guidance_scale=guidance,
+        n=arguments.check_n(n, app.settings),
+        seed=arguments.check_seed(seed),
+    )
+
+
+# --------------------------------------------------------------------------- rewriting
+
+
+@dataclass
+class RewriteOutcome:
+    revised_prompt: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def wants_rewrite(rewrite: Rewrite, prompt: str, app: AppState) -> bool:
+    if rewrite is True:
+        return True  # a missing rewriter is reported as rewrite_error, not silently skipped
+    if rewrite is False:
+        return False
+    if rewrite != "auto":
+        raise InvalidArgument("rewrite", rewrite, "must be true, false or 'auto'", "Pass one of those.")
+    return app.settings.rewriter != "none" and len(prompt.split()) <= app.settings.rewrite_auto_max_words
+
+
+async def run_rewriter(rewriter: PromptRewriter | None, prompt: str, style: str | None, progress: Progress):
+    """The rewriter's answer; RewriteFailed when there is none to ask or it produced nothing usable."""
+    if rewriter is None:
+        raise RewriteFailed("prompt rewriting is switched off on this server (PIXELMCP_REWRITER=none)")
+    return await rewriter.rewrite(prompt, style=style, progress=progress)
+
+
+async def rewrite_for_generation(app: AppState, prompt: str, rewrite: Rewrite, progress: Progress) -> RewriteOutcome:
+    """Rewrite the prompt if asked; a failure is reported, never raised: the original prompt is used."""
+    if not wants_rewrite(rewrite, prompt, app):
+        return RewriteOutcome()
+    started = time.perf_counter()
+    try:
+        result = await run_rewriter(app.router.rewriter(), prompt, None, progress)
+    except (RewriteFailed, PixelError) as e:
+        logger.warning("rewrite failed, using the original prompt: %s", e)
+        return RewriteOutcome(error=str(e), seconds=time.perf_counter() - started)
+    return RewriteOutcome(revised_prompt=result.text, seconds=time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------- answering
+
+
+def store_images(app: AppState, tool: str, args: GenerationArgs, rewrite: RewriteOutcome, batch: ImageBatch,
+                 extra: dict[str, Any]) -> list[StoredImage]:
+    """Store every image with everything needed to make it again."""
+    params = dict(
+        tool=tool, model=args.spec.alias, source=args.spec.source, prompt=args.prompt,
+        revised_prompt=rewrite.revised_prompt, negative_prompt=args.negative_prompt, width=args.width,
+        height=args.height, steps=args.steps, guidance_scale=args.guidance_scale, scheduler=batch.scheduler,
+        device=batch.device, n=args.n, pixelmcp_version=__version__, **extra,
+    )
+    return [app.store.save(image, {**params, "seed": seed})
+            for image, seed in zip(batch.images, args.seeds, strict=True)]
+
+
+def stored_ref(record: StoredImage) -> StoredRef:
+    return StoredRef(id=record.id, uri=record.uri, path=record.path, width=record.width, height=record.height)
+
+
+def result_fields(args: GenerationArgs, rewrite: RewriteOutcome, batch: ImageBatch, records: list[StoredImage],
+                  started: float) -> dict[str, Any]:
+    """The GenerateImageResult fields, for the result model of any image tool."""
+    infos = [ImageInfo(**stored_ref(r).model_dump(), seed=r.params["seed"]) for r in records]
+    timings = Timings(rewrite_s=rewrite.seconds, **batch.timings, total_s=time.perf_counter() - started)
+    return dict(
+        **infos[0].model_dump(), images=infos, model=args.spec.alias, steps=args.steps,
+        guidance_scale=args.guidance_scale, scheduler=batch.scheduler, prompt=args.prompt,
+        revised_prompt=rewrite.revised_prompt, negative_prompt=args.negative_prompt,
+        rewrite_error=rewrite.error, timings=timings,
+    )
+
+
+def answer(app: AppState, result: GenerateImageResult, records: list[StoredImage], batch: ImageBatch,
+           extra_lines: list[str] = ()) -> CallToolResult:
+    """Previews and links for the client, a short summary for the model, structured content for programs."""
+    lines = [
+        f"Generated {len(result.images)} image(s) with {result.model}: {result.width}x{result.height}, "
+        f"{result.steps} steps, guidance {result.guidance_scale}, seed {result.seed}."
+    ]
+    lines += [f"- {image.uri} (seed {image.seed}) saved at {image.path}" for image in result.images]
+    lines += list(extra_lines)
+    if result.revised_prompt:
+        lines.append(f"Revised prompt: {result.revised_prompt}")
+    if result.rewrite_error:
+        lines.append(f"Prompt not rewritten: {result.rewrite_error}")
+    return CallToolResult(
+        content=[*image_blocks(records, batch.images, app.settings), TextContent(type="text", text="\n".join(lines))],
+        structured_content=result.model_dump(mode="json"),
+    )
