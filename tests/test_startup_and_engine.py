@@ -37,7 +37,7 @@ def test_building_the_server_and_listing_tools_imports_no_model_library(tmp_path
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     tools_line, heavy_line = out.stdout.strip().splitlines()[-2:]
-    assert tools_line == "['generate_image', 'rewrite_prompt']"
+    assert tools_line == "['controlnet_generate', 'generate_image', 'rewrite_prompt', 'style_transfer']"
     assert heavy_line == "[]"
 
 
@@ -129,3 +129,69 @@ def test_generated_images_are_real_images_not_blank(tiny_pool):
     assert scheduler == "PNDMScheduler"
     assert [im.size for im in images] == [(48, 32), (48, 32)]
     assert all(isinstance(im, Image.Image) and im.getextrema() != ((0, 0), (0, 0), (0, 0)) for im in images)
+
+
+def test_controlnet_view_shares_the_base_components_and_the_pool_caches_the_controlnet(tiny_pool, monkeypatch):
+    import diffusers
+
+    from pixelmcp.engine import control, diffusion
+    from pixelmcp.router import Router
+
+    pool, settings = tiny_pool
+    spec = settings.catalog["tiny-sd15"]
+    wanted = Router(settings, pool).controlnet(spec, "canny")
+    pipe = pool.get(spec, diffusion.load_pipeline(spec), Job())
+    controlnet = pool.get(wanted, control.load_controlnet(wanted), Job())
+    assert pool.get(wanted, control.load_controlnet(wanted), Job()) is controlnet
+
+    views = []
+    view_class = diffusers.StableDiffusionControlNetPipeline
+    original = view_class.from_pipe.__func__
+
+    def spy(cls, shared, **kwargs):
+        views.append(original(cls, shared, **kwargs))
+        return views[-1]
+
+    monkeypatch.setattr(view_class, "from_pipe", classmethod(spy))
+    call = diffusion.DiffusionCall("a", None, 32, 32, 2, 5.0, (1,), control_image=Image.new("RGB", (32, 32)))
+    diffusion.text_to_image(pipe, call, Job(), lambda d, t: None, controlnet=controlnet)
+    (view,) = views
+    assert view.unet is pipe.unet and view.vae is pipe.vae
+    assert view.text_encoder is pipe.text_encoder and view.tokenizer is pipe.tokenizer
+    assert view.controlnet is controlnet and view.scheduler is not pipe.scheduler
+
+
+def test_tiny_controlnet_zero_convolutions_are_randomised(tiny_pool):
+    from pixelmcp.engine import control
+    from pixelmcp.router import Router
+
+    pool, settings = tiny_pool
+    wanted = Router(settings, pool).controlnet(settings.catalog["tiny-sdxl"], "depth")
+    controlnet = pool.get(wanted, control.load_controlnet(wanted), Job())
+    for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+        assert conv.weight.abs().sum() > 0
+
+
+def test_ip_adapter_is_attached_for_the_call_only(tiny_pool):
+    from pixelmcp.engine import control, diffusion
+    from pixelmcp.router import Router
+
+    pool, settings = tiny_pool
+    spec = settings.catalog["tiny-sd15"]
+    wanted = Router(settings, pool).ip_adapter(spec)
+    pipe = pool.get(spec, diffusion.load_pipeline(spec), Job())
+    adapter = pool.get(wanted, control.load_ip_adapter(wanted, spec.ip_adapter), Job())
+    processors = {name: type(p) for name, p in pipe.unet.attn_processors.items()}
+    call = diffusion.DiffusionCall("a", None, 32, 32, 2, 5.0, (1,), ip_image=Image.new("RGB", (32, 32)),
+                                   ip_scale=control.ip_adapter_scale("style", 0.7, spec.style_blocks))
+    diffusion.text_to_image(pipe, call, Job(), lambda d, t: None, ip_adapter=adapter)
+    assert {name: type(p) for name, p in pipe.unet.attn_processors.items()} == processors
+    assert pipe.unet.encoder_hid_proj is None and pipe.image_encoder is None
+
+
+def test_style_mode_scales_only_the_style_blocks():
+    from pixelmcp.engine.control import ip_adapter_scale
+
+    blocks = {"up": {"block_0": [0.0, 1.0, 0.0]}}
+    assert ip_adapter_scale("style", 0.5, blocks) == {"up": {"block_0": [0.0, 0.5, 0.0]}}
+    assert ip_adapter_scale("subject", 0.5, blocks) == 0.5

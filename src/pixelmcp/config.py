@@ -279,9 +279,9 @@ def _build_catalog(settings: Settings) -> dict[str, ModelSpec]:
     base = TINY_CATALOG if settings.profile == "tiny" else DEFAULT_CATALOG
     catalog = {spec.alias: spec for spec in base}
     for alias, override in settings.models.items():
-        changes = override.model_dump(exclude_none=True)
+        changes = override.model_dump(exclude_unset=True)
         if alias in catalog:
-            catalog[alias] = catalog[alias].model_copy(update=changes)
+            catalog[alias] = ModelSpec.model_validate({**catalog[alias].model_dump(), **changes})
         else:
             missing = [key for key in ("source", "kind") if key not in changes]
             if missing:

@@ -159,6 +159,9 @@ def depth_map(estimator: DepthEstimator, image: Image.Image, job: Job) -> Image.
         depth[:, None].float(), size=(image.height, image.width), mode="bicubic", align_corners=False
     )[0, 0]
     low, high = depth.min(), depth.max()
-    scaled = ((depth - low) / (high - low).clamp_min(1e-6) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    if not bool(high > low):
+        scaled = torch.zeros_like(depth, dtype=torch.uint8)  # a flat scene (or a degenerate estimate)
+    else:
+        scaled = ((depth - low) / (high - low) * 255.0).round().clamp(0, 255).to(torch.uint8)
     grey = Image.fromarray(scaled.cpu().numpy())
     return Image.merge("RGB", (grey, grey, grey))

@@ -21,7 +21,7 @@ from pixelmcp.engine.pool import ModelPool
 from pixelmcp.router import Router
 from pixelmcp.server.state import AppState
 from pixelmcp.server.store import ImageStore, UnknownImageError
-from pixelmcp.tools import generate
+from pixelmcp.tools import control, generate
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,16 @@ def build_server(settings: Settings) -> MCPServer:
     server.add_tool(
         generate.rewrite_prompt,
         annotations=ToolAnnotations(title="Rewrite prompt", read_only_hint=True, open_world_hint=False),
+    )
+    server.add_tool(
+        control.controlnet_generate,
+        annotations=ToolAnnotations(title="Generate with ControlNet", read_only_hint=False, destructive_hint=False,
+                                    idempotent_hint=False, open_world_hint=False),
+    )
+    server.add_tool(
+        control.style_transfer,
+        annotations=ToolAnnotations(title="Style transfer", read_only_hint=False, destructive_hint=False,
+                                    idempotent_hint=False, open_world_hint=False),
     )
     _add_image_resources(server, store)
     return server

@@ -1,0 +1,330 @@
+"""controlnet_generate and style_transfer: images steered by a control map or a reference image."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Annotated, Literal
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult, ResourceLink
+from PIL import Image
+from pydantic import Field
+
+from pixelmcp.backends import ControlRequest, ImageRequest, StyleRequest
+from pixelmcp.config import ModelSpec
+from pixelmcp.engine.control import ip_adapter_scale
+from pixelmcp.errors import InvalidArgument
+from pixelmcp.server.images import load_image
+from pixelmcp.server.state import AppState, app_state
+from pixelmcp.server.store import URI_PREFIX, StoredImage
+from pixelmcp.tools.common import (
+    GenerateImageResult,
+    GuidanceArg,
+    HeightArg,
+    ModelArg,
+    NArg,
+    NegativePromptArg,
+    PromptArg,
+    RewriteArg,
+    SeedArg,
+    StepsArg,
+    StoredRef,
+    WidthArg,
+    answer,
+    check_generation_args,
+    result_fields,
+    rewrite_for_generation,
+    store_images,
+    stored_ref,
+)
+from pixelmcp.tools.results import ProgressReporter
+
+PREPROCESSORS = ("canny", "depth")
+MAX_CONDITIONING_SCALE = 2.0
+MAX_IP_SCALE = 2.0
+MAX_CANNY_THRESHOLD = 1000
+#: Explicit width/height may differ from the control image's aspect ratio by this much at most.
+ASPECT_TOLERANCE = 0.05
+
+ImageArg = Annotated[
+    str,
+    Field(description="A pixelmcp://images/<id> uri from an earlier result, a data:image/...;base64 uri, bare "
+                      "base64, or a file path inside the server's allowed folders."),
+]
+
+
+class ControlNetResult(GenerateImageResult):
+    control_type: str
+    conditioning_scale: float
+    preprocess: bool
+    control_map: StoredRef = Field(description="the map that steered the image (edges, depth, pose)")
+
+
+class StyleTransferResult(GenerateImageResult):
+    mode: Literal["style", "subject"]
+    scale: float
+    style_image: StoredRef = Field(description="the reference image, as stored with the result")
+    control_map: StoredRef | None = Field(None, description="canny edges of `image`, when a structure image was given")
+
+
+# --------------------------------------------------------------------------- tools
+
+
+async def controlnet_generate(
+    prompt: PromptArg,
+    image: ImageArg,
+    ctx: Context,
+    control_type: Annotated[
+        str, Field(description="canny, depth or pose (or another type the model's catalog entry maps).")
+    ] = "canny",
+    preprocess: Annotated[
+        bool, Field(description="Make the control map from the image (canny, depth); false: the image is the map.")
+    ] = True,
+    conditioning_scale: Annotated[float, Field(description="How strongly the map steers, 0..2.")] = 1.0,
+    negative_prompt: NegativePromptArg = None,
+    model: ModelArg = None,
+    width: WidthArg = None,
+    height: HeightArg = None,
+    steps: StepsArg = None,
+    guidance_scale: GuidanceArg = None,
+    seed: SeedArg = None,
+    n: NArg = 1,
+    rewrite: RewriteArg = "auto",
+    low_threshold: Annotated[int, Field(description="Canny lower hysteresis threshold (canny only).")] = 100,
+    high_threshold: Annotated[int, Field(description="Canny upper hysteresis threshold (canny only).")] = 200,
+) -> Annotated[CallToolResult, ControlNetResult]:
+    """Generate images that keep the structure of `image` (its edges, depth or pose) while the prompt sets the
+    content. Width and height follow the image unless given. Returns the images and the control map used."""
+    app = app_state(ctx)
+    started = time.perf_counter()
+
+    # 1. Check every argument before any work.
+    spec, generator = await app.router.generator(model)
+    controlnet = app.router.controlnet(spec, control_type)
+    _check_preprocess(control_type, preprocess)
+    _check_thresholds(control_type, low_threshold, high_threshold)
+    _check_scale("conditioning_scale", conditioning_scale, MAX_CONDITIONING_SCALE)
+    source = await _load(app, image, "image")
+    args = check_generation_args(
+        app, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+        guidance_scale=guidance_scale, seed=seed, n=n, default_size=_size_from(source, width, height, spec, "image"),
+    )
+    progress = ProgressReporter(ctx)
+
+    # 2. Rewrite, then generate.
+    rewritten = await rewrite_for_generation(app, args.prompt, rewrite, progress)
+    control = ControlRequest(
+        control_type=control_type, controlnet=controlnet, image=source, preprocess=preprocess,
+        conditioning_scale=conditioning_scale, low_threshold=low_threshold, high_threshold=high_threshold,
+        depth_model=app.router.depth_estimator() if preprocess and control_type == "depth" else None,
+    )
+    request = ImageRequest(
+        prompt=rewritten.revised_prompt or args.prompt, negative_prompt=args.negative_prompt, width=args.width,
+        height=args.height, steps=args.steps, guidance_scale=args.guidance_scale, seeds=args.seeds, control=control,
+    )
+    batch = await generator.generate(spec, request, progress)
+
+    # 3. Store the control map and the images; answer.
+    control_map = _store_reference(app, batch.control_map, "control map", control_type=control_type)
+    records = store_images(app, "controlnet_generate", args, rewritten, batch, dict(
+        control_type=control_type, preprocess=preprocess, conditioning_scale=conditioning_scale,
+        low_threshold=low_threshold, high_threshold=high_threshold, control_map=control_map.uri,
+    ))
+    result = ControlNetResult(
+        **result_fields(args, rewritten, batch, records, started), control_type=control_type,
+        conditioning_scale=conditioning_scale, preprocess=preprocess, control_map=stored_ref(control_map),
+    )
+    return _with_links(answer(app, result, records, batch, [f"Control map ({control_type}): {control_map.uri}"]),
+                       [(control_map, f"{control_type} control map")])
+
+
+async def style_transfer(
+    prompt: PromptArg,
+    style_image: Annotated[str, Field(description="The reference image whose style (or subject) to use; "
+                                                  "same forms as any image argument.")],
+    ctx: Context,
+    scale: Annotated[float, Field(description="Strength of the reference, 0..2 (0 = ignore it).")] = 0.8,
+    mode: Annotated[
+        Literal["style", "subject"],
+        Field(description="style: take colours, texture and medium but not the content; subject: keep the "
+                          "reference's subject or identity."),
+    ] = "style",
+    image: Annotated[
+        str | None, Field(description="Optional structure image: its canny edges also steer the result.")
+    ] = None,
+    negative_prompt: NegativePromptArg = None,
+    model: ModelArg = None,
+    width: WidthArg = None,
+    height: HeightArg = None,
+    steps: StepsArg = None,
+    guidance_scale: GuidanceArg = None,
+    seed: SeedArg = None,
+    n: NArg = 1,
+    rewrite: RewriteArg = "auto",
+) -> Annotated[CallToolResult, StyleTransferResult]:
+    """Generate images in the style of a reference image (mode='style'), or keeping its subject (mode='subject'),
+    via IP-Adapter; with `image`, its edges also fix the composition. Returns previews and pixelmcp:// links."""
+    app = app_state(ctx)
+    started = time.perf_counter()
+
+    # 1. Check every argument before any work.
+    spec, generator = await app.router.generator(model)
+    adapter = app.router.ip_adapter(spec)
+    _check_scale("scale", scale, MAX_IP_SCALE)
+    if mode == "style" and spec.style_blocks is None:
+        raise InvalidArgument("mode", mode, f"model {spec.alias!r} has no style-block map for style-only transfer",
+                              "Use mode='subject', or set style_blocks for the model in the config file.")
+    controlnet = None
+    if image is not None:
+        try:
+            controlnet = app.router.controlnet(spec, "canny")
+        except InvalidArgument as e:
+            raise InvalidArgument("image", image, f"a structure image needs a canny ControlNet ({e})",
+                                  "Omit image, or choose a model with a canny ControlNet.") from e
+    reference = await _load(app, style_image, "style_image")
+    structure = await _load(app, image, "image") if image is not None else None
+    default_size = _size_from(structure, width, height, spec, "image") if structure is not None else None
+    args = check_generation_args(
+        app, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+        guidance_scale=guidance_scale, seed=seed, n=n, default_size=default_size,
+    )
+    progress = ProgressReporter(ctx)
+
+    # 2. Rewrite, then generate.
+    rewritten = await rewrite_for_generation(app, args.prompt, rewrite, progress)
+    style = StyleRequest(adapter=adapter, image=reference, scale=ip_adapter_scale(mode, scale, spec.style_blocks))
+    control = None
+    if structure is not None:
+        control = ControlRequest(control_type="canny", controlnet=controlnet, image=structure, preprocess=True,
+                                 conditioning_scale=1.0)
+    request = ImageRequest(
+        prompt=rewritten.revised_prompt or args.prompt, negative_prompt=args.negative_prompt, width=args.width,
+        height=args.height, steps=args.steps, guidance_scale=args.guidance_scale, seeds=args.seeds,
+        control=control, style=style,
+    )
+    batch = await generator.generate(spec, request, progress)
+
+    # 3. Store the reference (and control map) with the images; answer.
+    style_record = _reference_record(app, style_image, reference)
+    control_map = _store_reference(app, batch.control_map, "control map", control_type="canny") if control else None
+    records = store_images(app, "style_transfer", args, rewritten, batch, dict(
+        mode=mode, scale=scale, style_image=style_record.uri,
+        control_map=control_map.uri if control_map else None,
+    ))
+    result = StyleTransferResult(
+        **result_fields(args, rewritten, batch, records, started), mode=mode, scale=scale,
+        style_image=stored_ref(style_record), control_map=stored_ref(control_map) if control_map else None,
+    )
+    links = [(style_record, "style reference")] + ([(control_map, "canny control map")] if control_map else [])
+    lines = [f"Style reference: {style_record.uri} (mode {mode}, scale {scale})"]
+    if control_map:
+        lines.append(f"Control map (canny): {control_map.uri}")
+    return _with_links(answer(app, result, records, batch, lines), links)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_preprocess(control_type: str, preprocess: bool) -> None:
+    if not preprocess or control_type in PREPROCESSORS:
+        return
+    if control_type == "pose":
+        raise InvalidArgument(
+            "preprocess", True, "no pose estimator is configured on this server, so it cannot make pose maps",
+            "Pass a ready OpenPose skeleton image as image with preprocess=false.",
+        )
+    raise InvalidArgument(
+        "preprocess", True, f"there is no preprocessor for control_type {control_type!r} (only {', '.join(PREPROCESSORS)})",
+        f"Pass a ready {control_type} map as image with preprocess=false.",
+    )
+
+
+def _check_thresholds(control_type: str, low: int, high: int) -> None:
+    if control_type != "canny":
+        if (low, high) != (100, 200):
+            raise InvalidArgument("low_threshold", low, f"thresholds apply only to control_type='canny', not {control_type!r}",
+                                  "Omit low_threshold and high_threshold.")
+        return
+    for name, value in (("low_threshold", low), ("high_threshold", high)):
+        if not 0 <= value <= MAX_CANNY_THRESHOLD:
+            raise InvalidArgument(name, value, f"out of range; accepted: 0..{MAX_CANNY_THRESHOLD}",
+                                  "Typical values are 100 and 200; lower values find more edges.")
+    if low >= high:
+        raise InvalidArgument("low_threshold", low, f"must be below high_threshold={high}",
+                              "Use e.g. low_threshold=100, high_threshold=200.")
+
+
+def _check_scale(argument: str, value: float, maximum: float) -> None:
+    if not math.isfinite(value) or not 0.0 <= value <= maximum:
+        raise InvalidArgument(argument, value, f"out of range; accepted: 0..{maximum}", f"Pass a number in 0..{maximum}.")
+
+
+async def _load(app: AppState, value: str, argument: str) -> Image.Image:
+    limits = app.input_limits
+    return await anyio.to_thread.run_sync(lambda: load_image(value, argument=argument, store=app.store, limits=limits))
+
+
+def _size_from(image: Image.Image, width: int | None, height: int | None, spec: ModelSpec,
+               argument: str) -> tuple[int, int]:
+    """Default output size that follows `image`: its aspect ratio, within the model's bounds.
+
+    An explicit width and height must keep the image's aspect ratio (within 5%): the control
+    map is never silently stretched. With one of them given, the other follows the ratio.
+    """
+    ratio = image.width / image.height
+    if width is not None and height is not None:
+        if abs(math.log((width / height) / ratio)) > math.log1p(ASPECT_TOLERANCE):
+            raise InvalidArgument(
+                "width", width, f"{width}x{height} would distort the {image.width}x{image.height} {argument} "
+                f"(aspect ratios {width / height:.2f} vs {ratio:.2f})",
+                f"Omit width and height to follow the {argument}, give only one of them, or crop the {argument} first.",
+            )
+        return width, height
+    if width is not None:
+        return width, _fit(width / ratio, spec)
+    if height is not None:
+        return _fit(height * ratio, spec), height
+    scale = min(1.0, spec.max_side / max(image.width, image.height))
+    scale = max(scale, spec.min_side / min(image.width, image.height))
+    if max(image.width, image.height) * scale > spec.max_side + spec.multiple_of:
+        raise InvalidArgument(
+            argument, f"<{image.width}x{image.height} image>",
+            f"its aspect ratio cannot fit model {spec.alias!r} ({spec.min_side}..{spec.max_side} px a side)",
+            f"Crop the {argument} to a less extreme aspect ratio.",
+        )
+    return _fit(image.width * scale, spec), _fit(image.height * scale, spec)
+
+
+def _fit(length: float, spec: ModelSpec) -> int:
+    """The nearest multiple of the model's step inside its bounds (a default, not a user value)."""
+    rounded = round(length / spec.multiple_of) * spec.multiple_of
+    lowest = math.ceil(spec.min_side / spec.multiple_of) * spec.multiple_of
+    highest = spec.max_side // spec.multiple_of * spec.multiple_of
+    return min(max(rounded, lowest), highest)
+
+
+# --------------------------------------------------------------------------- storing
+
+
+def _store_reference(app: AppState, image: Image.Image, role: str, **params) -> StoredImage:
+    return app.store.save(image, {"role": role, **params})
+
+
+def _reference_record(app: AppState, given: str, image: Image.Image) -> StoredImage:
+    """The stored record of an input image: itself if it came from the store, else a stored copy."""
+    if given.strip().startswith(URI_PREFIX):
+        return app.store.get(app.store.id_from_uri(given.strip()))
+    return _store_reference(app, image, "style reference")
+
+
+def _with_links(result: CallToolResult, records: list[tuple[StoredImage, str]]) -> CallToolResult:
+    links = [
+        ResourceLink(type="resource_link", uri=r.uri, name=f"{r.id}.png", title=f"{title} ({r.width}x{r.height})",
+                     description=f"The {title} used for this result.", mime_type="image/png")
+        for r, title in records
+    ]
+    text = result.content[-1]
+    result.content = [*result.content[:-1], *links, text]
+    return result
