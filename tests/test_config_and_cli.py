@@ -70,7 +70,9 @@ def test_models_command_lists_the_catalog_as_json():
     assert out.returncode == 0, out.stderr
     aliases = {entry["alias"]: entry["task"] for entry in json.loads(out.stdout)}
     assert aliases == {"tiny-sd15": "generate", "tiny-sdxl": "generate", "tiny-sd3": "generate",
-                       "tiny-flux": "generate", "tiny-llm": "rewrite", "tiny-depth": "preprocess"}
+                       "tiny-flux": "generate", "tiny-llm": "rewrite", "tiny-depth": "preprocess",
+                       "tiny-clip": "classify", "tiny-siglip": "classify", "tiny-qwen2-vl": "answer",
+                       "tiny-llava": "answer"}
 
 
 def test_models_command_prints_a_table_for_people():

@@ -98,3 +98,42 @@ class PromptRewriter(Protocol):
         reproduced from its seed.
         """
         ...
+
+
+# --------------------------------------------------------------------------- understanding
+
+Scoring = str  # "softmax" (over the labels), "sigmoid" (independent), "binary-softmax" (label vs. neutral)
+
+
+@dataclass
+class Classification:
+    """scores[i][j]: image i's score for label j; how the scores were computed; timings."""
+
+    scores: list[list[float]]
+    scoring: Scoring
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Answer:
+    text: str
+    tokens: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class ImageClassifier(Protocol):
+    async def classify(self, spec: ModelSpec, images: list[Image.Image], prompts: list[str], neutral: str,
+                       multi_label: bool, progress: Progress) -> Classification:
+        """Zero-shot scores of each image against each prompt (one batched pass)."""
+        ...
+
+    async def embed(self, spec: ModelSpec, images: list[Image.Image], progress: Progress) -> list[list[float]]:
+        """Unit-length image embeddings."""
+        ...
+
+
+class VisionAnswerer(Protocol):
+    async def answer(self, spec: ModelSpec, images: list[Image.Image], question: str, max_tokens: int,
+                     progress: Progress) -> Answer:
+        """Answer `question` about `images` (one prompt holding all of them)."""
+        ...

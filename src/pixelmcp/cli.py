@@ -96,7 +96,8 @@ def _models(args: argparse.Namespace) -> None:
             detail = (f"{spec.default_width}x{spec.default_height}, {spec.default_steps} steps, "
                       f"guidance {spec.default_guidance}")
         else:
-            detail = {"rewrite": "prompt rewriter", "preprocess": "depth estimator"}[spec.task]
+            detail = {"rewrite": "prompt rewriter", "preprocess": "depth estimator", "classify": "zero-shot labels",
+                      "answer": f"vision-language ({spec.family})"}[spec.task]
         print(f"  {spec.alias:24} {spec.kind:9} {detail:34} {'(built locally)' if spec.tiny else spec.source}")
 
 

@@ -22,15 +22,17 @@ from pydantic_settings import (
 )
 
 Profile = Literal["default", "tiny"]
-ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth"]
-Task = Literal["generate", "rewrite", "preprocess"]
+ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth", "clip", "siglip", "vlm"]
+Task = Literal["generate", "rewrite", "preprocess", "classify", "answer"]
+VLMFamily = Literal["qwen2-vl", "qwen2.5-vl", "llava", "llava-next", "idefics3"]
 
 #: Sources with this prefix are built locally with tiny random weights (engine/tiny.py).
 TINY_PREFIX = "tiny:"
 
 #: Pipeline kinds that make images, and whether each takes a negative prompt.
 IMAGE_KINDS: frozenset[str] = frozenset({"sd15", "sdxl", "sd3", "flux"})
-TEXT_KINDS: frozenset[str] = frozenset({"chat-llm"})
+_TASKS: dict[str, Task] = {"chat-llm": "rewrite", "depth": "preprocess", "clip": "classify", "siglip": "classify",
+                           "vlm": "answer"}
 
 
 class IPAdapterSpec(BaseModel):
@@ -72,12 +74,11 @@ class ModelSpec(BaseModel):
     style_blocks: dict | None = Field(
         None, description="InstantStyle per-block IP-Adapter scales for style-only transfer (1.0 = the scale argument)"
     )
+    family: VLMFamily | None = Field(None, description="vision-language model family (kind vlm)")
 
     @property
     def task(self) -> Task:
-        if self.kind in IMAGE_KINDS:
-            return "generate"
-        return "rewrite" if self.kind in TEXT_KINDS else "preprocess"
+        return "generate" if self.kind in IMAGE_KINDS else _TASKS[self.kind]
 
     @property
     def tiny(self) -> bool:
@@ -136,6 +137,23 @@ DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
         description="Larger rewriter for GPUs with memory to spare."),
     _sd("depth-anything-v2-small", "depth-anything/Depth-Anything-V2-Small-hf", kind="depth",
         description="Monocular depth estimator that makes depth maps for ControlNet."),
+    _sd("clip-vit-large", "openai/clip-vit-large-patch14", kind="clip",
+        description="CLIP ViT-L/14: zero-shot labels (softmax over the labels) and image similarity."),
+    _sd("clip-vit-base", "openai/clip-vit-base-patch32", kind="clip", description="CLIP ViT-B/32: smaller, faster."),
+    _sd("siglip-so400m", "google/siglip-so400m-patch14-384", kind="siglip",
+        description="SigLIP so400m: stronger zero-shot, independent sigmoid score per label."),
+    _sd("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", kind="vlm", family="qwen2.5-vl",
+        description="Qwen2.5-VL 3B: default VLM; multi-image, good at text in images; ~8 GB in bf16."),
+    _sd("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct", kind="vlm", family="qwen2.5-vl",
+        description="Qwen2.5-VL 7B: stronger answers; ~17 GB in bf16."),
+    _sd("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", kind="vlm", family="qwen2-vl",
+        description="Qwen2-VL 2B: small multi-image VLM."),
+    _sd("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", kind="vlm", family="llava",
+        description="LLaVA 1.5 7B (336 px, one image works best)."),
+    _sd("llava-next-mistral-7b", "llava-hf/llava-v1.6-mistral-7b-hf", kind="vlm", family="llava-next",
+        description="LLaVA-NeXT (1.6) Mistral 7B: dynamic high resolution."),
+    _sd("smolvlm", "HuggingFaceTB/SmolVLM-Instruct", kind="vlm", family="idefics3",
+        description="SmolVLM 2B (Idefics3 architecture): small, multi-image."),
 )
 
 _TINY_IMAGE = dict(default_width=64, default_height=64, min_side=16, max_side=512, default_steps=4, max_steps=50)
@@ -163,6 +181,10 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
     _sd("tiny-llm", "tiny:chat-llm", kind="chat-llm",
         description="Tiny random-weight Qwen2 chat LM (rewrites into gibberish; for tests)."),
     _sd("tiny-depth", "tiny:depth-anything", kind="depth", description="Tiny random-weight Depth Anything."),
+    _sd("tiny-clip", "tiny:clip", kind="clip", description="Tiny random-weight CLIP."),
+    _sd("tiny-siglip", "tiny:siglip", kind="siglip", description="Tiny random-weight SigLIP."),
+    _sd("tiny-qwen2-vl", "tiny:qwen2-vl", kind="vlm", family="qwen2-vl", description="Tiny random-weight Qwen2-VL."),
+    _sd("tiny-llava", "tiny:llava", kind="vlm", family="llava", description="Tiny random-weight LLaVA 1.5."),
 )
 
 #: Default-profile generator chosen by accelerator memory (GiB), best first.
@@ -186,6 +208,7 @@ class ModelOverride(BaseModel):
     controlnets: dict[str, str] | None = None
     ip_adapter: IPAdapterSpec | None = None
     style_blocks: dict | None = None
+    family: VLMFamily | None = None
 
 
 class Settings(BaseSettings):
@@ -211,6 +234,10 @@ class Settings(BaseSettings):
     generate_model: str | None = Field(None, description="default model for generate_image (alias)")
     rewrite_model: str | None = Field(None, description="local LLM used by the `local` rewriter (alias)")
     depth_model: str | None = Field(None, description="depth estimator for control_type='depth' (alias)")
+    classify_model: str | None = Field(None, description="default CLIP/SigLIP for classify_image and similarity")
+    vision_model: str | None = Field(None, description="default VLM for ask_about_image and compare_images")
+    max_labels: int = Field(64, ge=2, le=1000, description="upper bound of classify_image labels")
+    max_batch_images: int = Field(16, ge=1, le=256, description="upper bound of classify_image images")
     rewriter: Literal["local", "none"] = Field("local", description="who rewrites prompts")
     rewrite_auto_max_words: int = Field(
         30, ge=0, description="rewrite='auto' rewrites prompts with at most this many words"
@@ -251,7 +278,8 @@ class Settings(BaseSettings):
     def _check_catalog(self) -> Settings:
         self._catalog = _build_catalog(self)
         for name, value in (("generate_model", self.generate_model), ("rewrite_model", self.rewrite_model),
-                            ("depth_model", self.depth_model)):
+                            ("depth_model", self.depth_model), ("classify_model", self.classify_model),
+                            ("vision_model", self.vision_model)):
             if value is not None and value not in self._catalog:
                 raise ValueError(f"{name}={value!r} is not in the {self.profile} catalog: {sorted(self._catalog)}")
         return self
@@ -287,7 +315,7 @@ def _build_catalog(settings: Settings) -> dict[str, ModelSpec]:
             if missing:
                 raise ValueError(
                     f"models.{alias} is a new model, so it needs {' and '.join(missing)} "
-                    f"(kind is one of sd15, sdxl, sd3, flux, chat-llm, depth)"
+                    f"(kind is one of sd15, sdxl, sd3, flux, chat-llm, depth, clip, siglip, vlm)"
                 )
             catalog[alias] = ModelSpec(alias=alias, **changes)
     return catalog

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import anyio
 
-from pixelmcp.backends import ImageGenerator, PromptRewriter
+from pixelmcp.backends import ImageClassifier, ImageGenerator, PromptRewriter, VisionAnswerer
 from pixelmcp.config import AUTO_GENERATORS, ModelSpec, Settings
 from pixelmcp.engine.local import LocalImageGenerator, LocalRewriter
+from pixelmcp.engine.local_vision import LocalAnswerer, LocalClassifier
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import InvalidArgument
 
-_TINY_DEFAULTS = {"generate": "tiny-sd15", "rewrite": "tiny-llm", "preprocess": "tiny-depth"}
-_DEFAULTS = {"rewrite": "qwen2.5-1.5b-instruct", "preprocess": "depth-anything-v2-small"}
+_TINY_DEFAULTS = {"generate": "tiny-sd15", "rewrite": "tiny-llm", "preprocess": "tiny-depth",
+                  "classify": "tiny-clip", "answer": "tiny-qwen2-vl"}
+_DEFAULTS = {"rewrite": "qwen2.5-1.5b-instruct", "preprocess": "depth-anything-v2-small",
+             "classify": "clip-vit-large", "answer": "qwen2.5-vl-3b"}
 
 
 class Router:
@@ -21,6 +24,8 @@ class Router:
         self.settings = settings
         self.pool = pool
         self._local_generator = LocalImageGenerator(pool)
+        self._local_classifier = LocalClassifier(pool)
+        self._local_answerer = LocalAnswerer(pool)
         self._rewriters: dict[str, LocalRewriter] = {}
         self._auto_generator: str | None = None
 
@@ -87,3 +92,13 @@ class Router:
 
     def depth_estimator(self) -> ModelSpec:
         return self._spec(self.settings.depth_model or self._default("preprocess"), "preprocess", "depth_model")
+
+    def classifier(self, model: str | None) -> tuple[ModelSpec, ImageClassifier]:
+        """CLIP / SigLIP for zero-shot labels and image similarity."""
+        spec = self._spec(model or self.settings.classify_model or self._default("classify"), "classify")
+        return spec, self._local_classifier
+
+    def answerer(self, model: str | None) -> tuple[ModelSpec, VisionAnswerer]:
+        """The vision-language model that answers questions about images."""
+        spec = self._spec(model or self.settings.vision_model or self._default("answer"), "answer")
+        return spec, self._local_answerer

@@ -32,17 +32,17 @@ class LocalImageGenerator:
                 anyio.from_thread.run(progress, done, total, job.status)
 
             # 1. Models: the base pipeline, plus the ControlNet / IP-Adapter the request needs.
-            _announce_load(self.pool, spec, progress)
+            announce_load(self.pool, spec, progress)
             pipe = self.pool.get(spec, diffusion.load_pipeline(spec), job)
             controlnet = ip_adapter = control_map = None
             if request.control is not None:
                 wanted = request.control.controlnet
-                _announce_load(self.pool, wanted, progress)
+                announce_load(self.pool, wanted, progress)
                 controlnet = self.pool.get(wanted, control.load_controlnet(wanted), job)
                 control_map = self._control_map(request.control, request.width, request.height, job, progress)
             if request.style is not None:
                 wanted = request.style.adapter
-                _announce_load(self.pool, wanted, progress)
+                announce_load(self.pool, wanted, progress)
                 ip_adapter = self.pool.get(wanted, control.load_ip_adapter(wanted, spec.ip_adapter), job)
 
             # 2. Denoise.
@@ -67,7 +67,7 @@ class LocalImageGenerator:
             batch.timings = {"load_s": job.load_seconds, "run_s": time.perf_counter() - started}
             return batch
 
-        batch, queue_s = await self.pool.run(work, _heartbeat(progress))
+        batch, queue_s = await self.pool.run(work, heartbeat(progress))
         batch.timings = {"queue_s": queue_s, **batch.timings}
         return batch
 
@@ -81,7 +81,7 @@ class LocalImageGenerator:
             source = wanted.image.resize((width, height), Image.Resampling.LANCZOS)
             return control.canny_map(source, wanted.low_threshold, wanted.high_threshold)
         if wanted.control_type == "depth" and wanted.depth_model is not None:
-            _announce_load(self.pool, wanted.depth_model, progress)
+            announce_load(self.pool, wanted.depth_model, progress)
             estimator = self.pool.get(wanted.depth_model, control.load_depth_estimator(wanted.depth_model), job)
             return control.depth_map(estimator, wanted.image, job).resize((width, height), Image.Resampling.BICUBIC)
         raise ValueError(f"no preprocessor for control_type {wanted.control_type!r}")  # the tool checks first
@@ -111,14 +111,14 @@ class LocalRewriter:
         ]
 
         def work(job: Job) -> str:
-            _announce_load(self.pool, self.spec, progress)
+            announce_load(self.pool, self.spec, progress)
             llm = self.pool.get(self.spec, text.load_chat_model(self.spec), job)
             job.status = "rewriting prompt"
             anyio.from_thread.run(progress, 0, None, job.status)
             reply, _ = text.chat(llm, messages, max_new_tokens=self.max_new_tokens, job=job)
             return reply
 
-        reply, _ = await self.pool.run(work, _heartbeat(progress))
+        reply, _ = await self.pool.run(work, heartbeat(progress))
         cleaned = clean_rewrite(reply, _REWRITE_MAX_CHARS)
         if not cleaned:
             raise RewriteFailed(f"{self.name} returned no usable prompt (reply was {reply[:80]!r})")
@@ -128,13 +128,13 @@ class LocalRewriter:
         return Rewrite(cleaned, self.name, time.perf_counter() - started)
 
 
-def _announce_load(pool: ModelPool, spec: ModelSpec, progress: Progress) -> None:
+def announce_load(pool: ModelPool, spec: ModelSpec, progress: Progress) -> None:
     """From a worker: tell the client a model load is about to start (it can take minutes)."""
     if spec.alias not in {m.spec.alias for m in pool.loaded()}:
         anyio.from_thread.run(progress, 0, None, f"loading {spec.alias}")
 
 
-def _heartbeat(progress: Progress):
+def heartbeat(progress: Progress):
     async def beat(status: str) -> None:
         await progress(0, None, status)
 

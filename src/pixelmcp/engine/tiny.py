@@ -352,10 +352,11 @@ def _favour_words(model, tokenizer) -> None:
     keep = {tokenizer.convert_tokens_to_ids(t) for t in _byte_symbols() if t.isalpha() and t.isascii()}
     keep |= {tokenizer.convert_tokens_to_ids(t) for t in ("\u0120", ",", ".")}  # \u0120 is the byte-level space
     with torch.no_grad():
-        weight = model.get_input_embeddings().weight
-        for token_id in range(weight.shape[0]):
-            if token_id not in keep:
-                weight[token_id].zero_()
+        tables = {id(t.weight): t.weight for t in (model.get_input_embeddings(), model.get_output_embeddings())}
+        for weight in tables.values():
+            for token_id in range(weight.shape[0]):
+                if token_id not in keep:
+                    weight[token_id].zero_()
 
 
 def _build_controlnet(path: Path, unet_factory: Callable, seed: int) -> None:
@@ -442,6 +443,138 @@ def build_depth_anything(path: Path) -> None:
     ).save_pretrained(path)
 
 
+# --------------------------------------------------------------------------- vision
+
+
+_VLM_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ IMAGE }}{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _vlm_tokenizer(specials: list[str]):
+    """The chat tokenizer plus a model's image placeholder tokens."""
+    tokenizer = chat_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", *specials]})
+    return tokenizer
+
+
+def _text_config(tokenizer, config_class):
+    return config_class(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    )
+
+
+def _finish_vlm(model, tokenizer, path: Path) -> None:
+    from transformers import GenerationConfig
+
+    _favour_words(model, tokenizer)
+    text = model.config.get_text_config()
+    model.generation_config = GenerationConfig(
+        bos_token_id=text.bos_token_id, eos_token_id=text.eos_token_id, pad_token_id=text.pad_token_id
+    )
+    model.eval().save_pretrained(path)
+
+
+def build_clip(path: Path) -> None:
+    """CLIP (text + vision towers, projections, logit scale) with its processor."""
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    _seeded()
+    tokenizer = clip_tokenizer()
+    text = _clip_text_config(tokenizer).to_dict()
+    vision = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                  image_size=32, patch_size=4)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=32)).eval().save_pretrained(path)
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
+
+
+def build_siglip(path: Path) -> None:
+    """SigLIP (sigmoid loss, learned bias). The tokenizer is the tiny unigram one: SigLIP's own is a
+    sentencepiece model that cannot be made offline, and only the tokenizer class differs."""
+    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
+
+    _seeded()
+    tokenizer = t5_tokenizer()
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                num_hidden_layers=2, max_position_embeddings=_T5_MAX_LENGTH, pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id)
+    vision = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                  image_size=32, patch_size=4)
+    SiglipModel(SiglipConfig(text_config=text, vision_config=vision)).eval().save_pretrained(path)
+    image_processor = SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
+
+
+def build_llava(path: Path) -> None:
+    """LLaVA 1.5: CLIP vision tower, MLP projector, causal LM; `<image>` expands to patch tokens."""
+    from transformers import (CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration,
+                              LlavaProcessor, Qwen2Config)
+
+    _seeded()
+    tokenizer = _vlm_tokenizer(["<image>"])
+    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                  num_hidden_layers=2, image_size=32, patch_size=8, projection_dim=32)
+    config = LlavaConfig(
+        vision_config=vision, text_config=_text_config(tokenizer, Qwen2Config).to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default", vision_feature_layer=-2,
+    )
+    _finish_vlm(LlavaForConditionalGeneration(config), tokenizer, path)
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=_VLM_TEMPLATE.replace("{{ IMAGE }}", "<image>"),
+    )
+    processor.save_pretrained(path)
+
+
+def build_qwen2_vl(path: Path) -> None:
+    """Qwen2-VL: ViT with 2x2 patch merging and M-RoPE; images as <|vision_start|><|image_pad|>...<|vision_end|>."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    from pixelmcp.engine.vision import ImageOnlyQwen2VLProcessor
+
+    _seeded()
+    specials = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    tokenizer = _vlm_tokenizer(specials)
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in specials}
+    config = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+            rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
+            bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+            eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        ),
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )
+    _finish_vlm(Qwen2VLForConditionalGeneration(config), tokenizer, path)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14,
+                                               merge_size=2, temporal_patch_size=2)
+    processor = ImageOnlyQwen2VLProcessor(
+        image_processor=image_processor, tokenizer=tokenizer,
+        chat_template=_VLM_TEMPLATE.replace("{{ IMAGE }}", "<|vision_start|><|image_pad|><|vision_end|>"),
+    )
+    processor.save_pretrained(path)
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "sd15": build_sd15,
     "sdxl": build_sdxl,
@@ -449,6 +582,10 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "flux": build_flux,
     "chat-llm": build_chat_llm,
     "depth-anything": build_depth_anything,
+    "clip": build_clip,
+    "siglip": build_siglip,
+    "llava": build_llava,
+    "qwen2-vl": build_qwen2_vl,
     "sd15-ip-adapter": lambda p: _build_ip_adapter(p, sd15_unet, "models", "ip-adapter_sd15.safetensors"),
     "sdxl-ip-adapter": lambda p: _build_ip_adapter(p, sdxl_unet, "sdxl_models", "ip-adapter_sdxl.safetensors"),
 }

@@ -21,7 +21,7 @@ from pixelmcp.engine.pool import ModelPool
 from pixelmcp.router import Router
 from pixelmcp.server.state import AppState
 from pixelmcp.server.store import ImageStore, UnknownImageError
-from pixelmcp.tools import control, generate
+from pixelmcp.tools import control, generate, vision
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ def build_server(settings: Settings) -> MCPServer:
         annotations=ToolAnnotations(title="Style transfer", read_only_hint=False, destructive_hint=False,
                                     idempotent_hint=False, open_world_hint=False),
     )
+    for tool, title in ((vision.classify_image, "Classify image"), (vision.ask_about_image, "Ask about image"),
+                        (vision.compare_images, "Compare images")):
+        server.add_tool(tool, annotations=ToolAnnotations(title=title, read_only_hint=True, open_world_hint=False))
     _add_image_resources(server, store)
     return server
 

@@ -1,0 +1,181 @@
+"""Seeing: zero-shot classification (CLIP / SigLIP), image embeddings, and vision-language chat.
+
+This module imports transformers at import time; only the engine imports it, lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
+
+from pixelmcp.config import ModelSpec
+from pixelmcp.engine.diffusion import load_advice, quiet_libraries
+from pixelmcp.engine.pool import Job
+from pixelmcp.errors import GenerationCancelled, ModelLoadError
+
+
+class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+    """Qwen2-VL's processor without its video processor, which needs torchvision (not installed)."""
+
+    @classmethod
+    def get_attributes(cls) -> list[str]:
+        return ["image_processor", "tokenizer"]
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+
+
+class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):  # noqa: N801 (the model family's own spelling)
+    """Qwen2.5-VL's processor without its video processor."""
+
+    @classmethod
+    def get_attributes(cls) -> list[str]:
+        return ["image_processor", "tokenizer"]
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+
+
+_IMAGE_ONLY_PROCESSORS = {"qwen2-vl": ImageOnlyQwen2VLProcessor, "qwen2.5-vl": ImageOnlyQwen2_5_VLProcessor}
+
+
+def _local(source: str) -> dict[str, Any]:
+    return {"local_files_only": True} if Path(source).is_dir() else {}
+
+
+# --------------------------------------------------------------------------- CLIP / SigLIP
+
+
+@dataclass
+class Classifier:
+    model: Any
+    processor: Any
+    kind: str  # "clip" or "siglip"
+
+
+def load_classifier(spec: ModelSpec) -> Callable[[str, str, Any], Classifier]:
+    def load(source: str, device: str, dtype) -> Classifier:
+        from transformers import AutoModel, AutoProcessor
+
+        quiet_libraries()
+        try:
+            processor = AutoProcessor.from_pretrained(source, **_local(source))
+            model = AutoModel.from_pretrained(source, dtype=dtype, **_local(source)).to(device).eval()
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ModelLoadError(load_advice(spec, source, e)) from e
+        return Classifier(model, processor, spec.kind)
+
+    return load
+
+
+def _text_inputs(classifier: Classifier, texts: list[str]) -> dict:
+    # SigLIP was trained on max-length padded text; CLIP pads to the longest.
+    padding = "max_length" if classifier.kind == "siglip" else True
+    return classifier.processor(text=texts, padding=padding, truncation=True, return_tensors="pt")
+
+
+def _image_inputs(classifier: Classifier, images: list[Image.Image]) -> dict:
+    inputs = classifier.processor(images=images, return_tensors="pt")
+    return {"pixel_values": inputs["pixel_values"].to(classifier.model.device, classifier.model.dtype)}
+
+
+def zero_shot_logits(classifier: Classifier, images: list[Image.Image], texts: list[str], job: Job):
+    """logits[i][j]: how well image i matches text j (one forward pass for the whole batch)."""
+    import torch
+
+    job.check()
+    inputs = {**_text_inputs(classifier, texts), **_image_inputs(classifier, images)}
+    inputs = {k: v.to(classifier.model.device) for k, v in inputs.items()}
+    with torch.inference_mode():
+        return classifier.model(**inputs).logits_per_image.float().cpu()
+
+
+def image_embeddings(classifier: Classifier, images: list[Image.Image], job: Job):
+    """Unit-length image embeddings, one row per image."""
+    import torch
+
+    job.check()
+    with torch.inference_mode():
+        features = classifier.model.get_image_features(**_image_inputs(classifier, images))
+    if not isinstance(features, torch.Tensor):  # some versions return a model output
+        features = features.pooler_output
+    return torch.nn.functional.normalize(features.float(), dim=-1).cpu()
+
+
+# --------------------------------------------------------------------------- vision-language models
+
+
+@dataclass
+class VisionLanguageModel:
+    model: Any
+    processor: Any
+    family: str
+
+
+def load_vlm(spec: ModelSpec) -> Callable[[str, str, Any], VisionLanguageModel]:
+    def load(source: str, device: str, dtype) -> VisionLanguageModel:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        quiet_libraries()
+        processor_class = _IMAGE_ONLY_PROCESSORS.get(spec.family or "", AutoProcessor)
+        try:
+            processor = processor_class.from_pretrained(source, **_local(source))
+            model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, **_local(source))
+            model = model.to(device).eval()
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ModelLoadError(load_advice(spec, source, e)) from e
+        if getattr(processor, "chat_template", None) is None:
+            raise ModelLoadError(f"Model {spec.alias!r} ({source}) has no chat template; use an instruct/chat VLM.")
+        return VisionLanguageModel(model, processor, spec.family or "")
+
+    return load
+
+
+def chat_about_images(
+    vlm: VisionLanguageModel,
+    images: list[Image.Image],
+    text: str,
+    *,
+    max_new_tokens: int,
+    job: Job,
+    on_tokens: Callable[[int], None],
+    chunk: int = 16,
+) -> tuple[str, int]:
+    """Greedy-decode the answer to `text` about `images`; returns (answer, tokens generated).
+
+    `on_tokens(count)` is called every `chunk` generated tokens; generation stops at the next
+    token once `job.cancel` is set.
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    content = [*({"type": "image"} for _ in images), {"type": "text", "text": text}]
+    prompt = vlm.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+    inputs = vlm.processor(text=[prompt], images=images, return_tensors="pt").to(vlm.model.device)
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(vlm.model.dtype)
+    prompt_length = inputs["input_ids"].shape[1]
+
+    class ReportAndStop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs) -> bool:
+            generated = input_ids.shape[1] - prompt_length
+            if generated and generated % chunk == 0:
+                on_tokens(generated)
+            return job.cancel.is_set()
+
+    job.check()
+    with torch.inference_mode():
+        output = vlm.model.generate(
+            **inputs, do_sample=False, max_new_tokens=max_new_tokens,
+            stopping_criteria=StoppingCriteriaList([ReportAndStop()]),
+        )
+    if job.cancel.is_set():
+        raise GenerationCancelled()
+    new_tokens = output[0, prompt_length:]
+    answer = vlm.processor.decode(new_tokens, skip_special_tokens=True).strip()
+    return answer, int(new_tokens.shape[0])

@@ -1,0 +1,319 @@
+"""classify_image, ask_about_image and compare_images."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult, ResourceLink, TextContent
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from pixelmcp.engine import metrics
+from pixelmcp.errors import InvalidArgument
+from pixelmcp.prompts.vision import DEFAULT_COMPARE_QUESTION, answer_prompt, compare_prompt
+from pixelmcp.server.images import load_image
+from pixelmcp.server.state import AppState, app_state
+from pixelmcp.tools import arguments
+from pixelmcp.tools.common import ModelArg, StoredRef, stored_ref
+from pixelmcp.tools.results import ProgressReporter
+
+MAX_COMPARE_IMAGES = 8
+MAX_ANSWER_TOKENS = 2048
+#: Longest image side handed to a VLM for each `detail` (None: the model's own processor decides).
+DETAIL_MAX_SIDE: dict[str, int | None] = {"low": 512, "auto": 1536, "high": None}
+#: compare_images resizes the second image of a pair to the first's size when their aspect ratios
+#: agree this closely; otherwise pixel metrics are not computed for that pair.
+RESIZE_ASPECT_TOLERANCE = 0.01
+
+ImageArg = Annotated[
+    str,
+    Field(description="A pixelmcp://images/<id> uri from an earlier result, a data:image/...;base64 uri, bare "
+                      "base64, or a file path inside the server's allowed folders."),
+]
+
+
+# --------------------------------------------------------------------------- result shapes
+
+
+class Timings(BaseModel):
+    queue_s: float = 0.0
+    load_s: float = 0.0
+    run_s: float = 0.0
+    total_s: float = 0.0
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class ImageLabels(BaseModel):
+    image: int = Field(description="index of the image in the request (0 for `image`)")
+    top_label: str
+    top_score: float
+    labels: list[LabelScore] = Field(description="every label, highest score first")
+
+
+class ClassifyResult(BaseModel):
+    model: str
+    scoring: Literal["softmax", "sigmoid", "binary-softmax"] = Field(
+        description="softmax: scores over the labels sum to 1 (CLIP); sigmoid: independent per label (SigLIP); "
+                    "binary-softmax: each label against a neutral prompt (CLIP with multi_label)"
+    )
+    template: str
+    results: list[ImageLabels]
+    timings: Timings
+
+
+class AnswerResult(BaseModel):
+    answer: str
+    model: str
+    tokens_generated: int
+    timings: Timings
+
+
+class Box(BaseModel):
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class PairComparison(BaseModel):
+    a: int = Field(description="index of the first image")
+    b: int = Field(description="index of the second image")
+    clip_similarity: float = Field(description="cosine similarity of the CLIP/SigLIP image embeddings (1 = same)")
+    pixel_metrics: bool = Field(description="whether SSIM / difference / regions were measured for this pair")
+    resized: bool = Field(False, description="image b was resized to image a's size (same aspect ratio) first")
+    note: str | None = Field(None, description="why pixel metrics are missing")
+    ssim: float | None = None
+    mean_abs_diff: float | None = Field(None, description="0..1 over all pixels and channels")
+    changed_share: float | None = Field(None, description="share of pixels that changed noticeably")
+    changed_regions: list[Box] = Field(default_factory=list, description="boxes of changed areas, in image a's pixels")
+    heatmap: StoredRef | None = None
+
+
+class CompareResult(BaseModel):
+    answer: str
+    model: str
+    similarity_model: str
+    tokens_generated: int
+    images: list[str] = Field(description="the image arguments as given (uris and paths; data shown by size)")
+    pairs: list[PairComparison]
+    timings: Timings
+
+
+# --------------------------------------------------------------------------- tools
+
+
+async def classify_image(
+    labels: Annotated[list[str], Field(description="Candidate labels, e.g. ['cat', 'dog', 'car'].")],
+    ctx: Context,
+    image: Annotated[str | None, Field(description="One image (any image form). Give image or images.")] = None,
+    images: Annotated[list[str] | None, Field(description="Several images, classified in one batch.")] = None,
+    model: ModelArg = None,
+    template: Annotated[str, Field(description="Prompt per label; {} is replaced by the label.")] = "a photo of {}",
+    multi_label: Annotated[bool, Field(description="Score each label independently (several may apply).")] = False,
+) -> ClassifyResult:
+    """Zero-shot classify one or more images against your labels with CLIP or SigLIP; returns every label's score,
+    ranked, and the top label per image. Use it for quick, checkable judgements (what is this, which style)."""
+    app = app_state(ctx)
+    started = time.perf_counter()
+    spec, classifier = app.router.classifier(model)
+    labels = _check_labels(labels, app)
+    if "{}" not in template or template.count("{}") != 1:
+        raise InvalidArgument("template", template, "must contain {} exactly once (where the label goes)",
+                              "Use e.g. 'a photo of {}'.")
+    arguments.check_text("template", template, app.settings, required=True)
+    given = _one_or_many(image, images, app.settings.max_batch_images)
+    loaded = await _load_all(app, given)
+    neutral = template.format("something else")
+    result = await classifier.classify(spec, loaded, [template.format(label) for label in labels], neutral,
+                                       multi_label, ProgressReporter(ctx))
+    per_image = []
+    for index, scores in enumerate(result.scores):
+        ranked = sorted(zip(labels, scores, strict=True), key=lambda pair: pair[1], reverse=True)
+        per_image.append(ImageLabels(image=index, top_label=ranked[0][0], top_score=round(ranked[0][1], 6),
+                                     labels=[LabelScore(label=lab, score=round(s, 6)) for lab, s in ranked]))
+    return ClassifyResult(model=spec.alias, scoring=result.scoring, template=template, results=per_image,
+                          timings=Timings(**result.timings, total_s=time.perf_counter() - started))
+
+
+async def ask_about_image(
+    image: ImageArg,
+    question: Annotated[str, Field(description="What you want to know about the image.")],
+    ctx: Context,
+    model: ModelArg = None,
+    max_tokens: Annotated[int, Field(description=f"Longest answer, in tokens (1..{MAX_ANSWER_TOKENS}).")] = 512,
+    detail: Annotated[
+        Literal["auto", "low", "high"],
+        Field(description="low: image shrunk to 512 px (fast); auto: at most 1536 px; high: the model's full "
+                          "resolution."),
+    ] = "auto",
+) -> AnswerResult:
+    """Ask a local vision-language model a question about one image. Answers can be wrong about fine detail,
+    small text and exact counts or numbers; check important facts (e.g. with compare_images' measurements)."""
+    app = app_state(ctx)
+    started = time.perf_counter()
+    spec, answerer = app.router.answerer(model)
+    question = arguments.check_text("question", question, app.settings, required=True)
+    _check_max_tokens(max_tokens)
+    (loaded,) = await _load_all(app, [image], argument="image", max_side=DETAIL_MAX_SIDE[detail])
+    result = await answerer.answer(spec, [loaded], answer_prompt(question), max_tokens, ProgressReporter(ctx))
+    return AnswerResult(answer=result.text, model=spec.alias, tokens_generated=result.tokens,
+                        timings=Timings(**result.timings, total_s=time.perf_counter() - started))
+
+
+async def compare_images(
+    images: Annotated[list[str], Field(description=f"2..{MAX_COMPARE_IMAGES} images, any image form, in order.")],
+    ctx: Context,
+    question: Annotated[str | None, Field(description="What to compare; default: what differs between them.")] = None,
+    model: ModelArg = None,
+) -> Annotated[CallToolResult, CompareResult]:
+    """Compare 2-8 images: a vision-language model answers your question (default: what differs), and measured
+    facts come with it for every pair (CLIP similarity; for same-size images SSIM, mean difference, boxes of changed
+    regions and a diff heat-map), so claims about the images can be checked."""
+    app = app_state(ctx)
+    started = time.perf_counter()
+    spec, answerer = app.router.answerer(model)
+    similarity_spec, classifier = app.router.classifier(None)
+    if not isinstance(images, list) or not 2 <= len(images) <= MAX_COMPARE_IMAGES:
+        raise InvalidArgument("images", f"<{len(images)} images>", f"compare needs 2..{MAX_COMPARE_IMAGES} images",
+                              "Pass at least two images (and at most eight); for one image use ask_about_image.")
+    question = arguments.check_text("question", question, app.settings, required=False) or DEFAULT_COMPARE_QUESTION
+    loaded = await _load_all(app, images)
+    progress = ProgressReporter(ctx)
+
+    # 1. Words: one multi-image prompt (images shrunk as for detail='auto').
+    shrunk = [_shrink(image, DETAIL_MAX_SIDE["auto"]) for image in loaded]
+    answer = await answerer.answer(spec, shrunk, compare_prompt(question, len(loaded)), 512, progress)
+
+    # 2. Numbers: embeddings for every pair, pixel metrics where sizes allow.
+    embeddings = await classifier.embed(similarity_spec, loaded, progress)
+    pairs = await anyio.to_thread.run_sync(lambda: _measure_pairs(app, loaded, embeddings))
+
+    result = CompareResult(
+        answer=answer.text, model=spec.alias, similarity_model=similarity_spec.alias, tokens_generated=answer.tokens,
+        images=[_shown(value) for value in images], pairs=pairs,
+        timings=Timings(**answer.timings, total_s=time.perf_counter() - started),
+    )
+    return CallToolResult(content=_compare_content(result), structured_content=result.model_dump(mode="json"))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_labels(labels: list[str], app: AppState) -> list[str]:
+    maximum = app.settings.max_labels
+    if not 2 <= len(labels) <= maximum:
+        raise InvalidArgument("labels", labels, f"needs 2..{maximum} labels, got {len(labels)}",
+                              "Give at least two candidate labels (scores are relative to the others).")
+    cleaned = []
+    for label in labels:
+        text = label.strip()
+        if not text:
+            raise InvalidArgument("labels", labels, "contains an empty label", "Remove it.")
+        if len(text) > 200:
+            raise InvalidArgument("labels", text, "a label is over 200 characters", "Use short labels.")
+        cleaned.append(text)
+    seen: set[str] = set()
+    duplicates = sorted({label for label in cleaned if label.casefold() in seen or seen.add(label.casefold())})
+    if duplicates:
+        raise InvalidArgument("labels", labels, f"has duplicates: {', '.join(duplicates)}", "Give each label once.")
+    return cleaned
+
+
+def _one_or_many(image: str | None, images: list[str] | None, maximum: int) -> list[str]:
+    if (image is None) == (images is None):
+        raise InvalidArgument("image", image, "give exactly one of image or images",
+                              "Pass one image as image, or several as images.")
+    if images is not None and not 1 <= len(images) <= maximum:
+        raise InvalidArgument("images", f"<{len(images)} images>", f"accepted: 1..{maximum} images",
+                              "Split the batch (or raise PIXELMCP_MAX_BATCH_IMAGES).")
+    return [image] if image is not None else list(images)
+
+
+def _check_max_tokens(value: int) -> None:
+    if not 1 <= value <= MAX_ANSWER_TOKENS:
+        raise InvalidArgument("max_tokens", value, f"out of range; accepted: 1..{MAX_ANSWER_TOKENS}",
+                              "Use e.g. 512.")
+
+
+async def _load_all(app: AppState, values: list[str], argument: str = "images",
+                    max_side: int | None = None) -> list[Image.Image]:
+    limits = app.input_limits
+
+    def load() -> list[Image.Image]:
+        loaded = []
+        for index, value in enumerate(values):
+            name = argument if argument == "image" else f"{argument}[{index}]"
+            loaded.append(_shrink(load_image(value, argument=name, store=app.store, limits=limits), max_side))
+        return loaded
+
+    return await anyio.to_thread.run_sync(load)
+
+
+def _shrink(image: Image.Image, max_side: int | None) -> Image.Image:
+    if max_side is None or max(image.size) <= max_side:
+        return image
+    copy = image.copy()
+    copy.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return copy
+
+
+def _measure_pairs(app: AppState, images: list[Image.Image], embeddings: list[list[float]]) -> list[PairComparison]:
+    pairs = []
+    for a in range(len(images)):
+        for b in range(a + 1, len(images)):
+            similarity = round(sum(x * y for x, y in zip(embeddings[a], embeddings[b], strict=True)), 6)
+            first, second = images[a], images[b]
+            pair = PairComparison(a=a, b=b, clip_similarity=similarity, pixel_metrics=False)
+            if first.size != second.size:
+                ratio_a, ratio_b = first.width / first.height, second.width / second.height
+                if abs(ratio_a / ratio_b - 1) > RESIZE_ASPECT_TOLERANCE:
+                    pair.note = (f"sizes {first.width}x{first.height} and {second.width}x{second.height} have "
+                                 "different aspect ratios; pixel metrics need the same framing")
+                    pairs.append(pair)
+                    continue
+                second = second.resize(first.size, Image.Resampling.LANCZOS)
+                pair.resized = True
+            measured = metrics.compare_pixels(first, second)
+            pair.pixel_metrics = True
+            pair.ssim, pair.mean_abs_diff, pair.changed_share = (measured.ssim, measured.mean_abs_diff,
+                                                                 measured.changed_share)
+            pair.changed_regions = [Box(x=r.x, y=r.y, width=r.width, height=r.height) for r in measured.regions]
+            if measured.mean_abs_diff > 0:
+                record = app.store.save(measured.heatmap, {"role": "difference heat-map", "pair": [a, b]})
+                pair.heatmap = stored_ref(record)
+            pairs.append(pair)
+    return pairs
+
+
+def _shown(value: str) -> str:
+    text = value.strip()
+    return text if len(text) <= 200 and not text.startswith("data:") else f"<{len(text)} characters of image data>"
+
+
+def _compare_content(result: CompareResult) -> list:
+    lines = [result.answer or "(the model gave no answer)", "", "Measured:"]
+    for pair in result.pairs:
+        line = f"- images {pair.a + 1} and {pair.b + 1}: CLIP similarity {pair.clip_similarity:.3f}"
+        if pair.pixel_metrics:
+            line += (f", SSIM {pair.ssim:.3f}, mean difference {pair.mean_abs_diff:.3f}, "
+                     f"{len(pair.changed_regions)} changed region(s)" + (" (after resize)" if pair.resized else ""))
+            line += "".join(f" [{r.x},{r.y} {r.width}x{r.height}]" for r in pair.changed_regions[:5])
+        else:
+            line += f" (no pixel metrics: {pair.note})"
+        lines.append(line)
+    content: list = [TextContent(type="text", text="\n".join(lines))]
+    for pair in result.pairs:
+        if pair.heatmap is not None:
+            content.append(ResourceLink(
+                type="resource_link", uri=pair.heatmap.uri, name=f"{pair.heatmap.id}.png", mime_type="image/png",
+                title=f"difference heat-map, images {pair.a + 1} and {pair.b + 1}",
+                description="Blue: unchanged; red: most changed.",
+            ))
+    return content
