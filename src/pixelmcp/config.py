@@ -75,6 +75,9 @@ class ModelSpec(BaseModel):
         None, description="InstantStyle per-block IP-Adapter scales for style-only transfer (1.0 = the scale argument)"
     )
     family: VLMFamily | None = Field(None, description="vision-language model family (kind vlm)")
+    offload: Literal["none", "model", "sequential"] = Field(
+        "none", description="diffusers CPU offload on an accelerator: whole models, or layer by layer (slowest)"
+    )
 
     @property
     def task(self) -> Task:
@@ -209,6 +212,7 @@ class ModelOverride(BaseModel):
     ip_adapter: IPAdapterSpec | None = None
     style_blocks: dict | None = None
     family: VLMFamily | None = None
+    offload: Literal["none", "model", "sequential"] | None = None
 
 
 class Settings(BaseSettings):
@@ -252,6 +256,20 @@ class Settings(BaseSettings):
     preview_format: Literal["webp", "jpeg"] = "webp"
     max_input_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest encoded input image")
     max_input_pixels: int = Field(40_000_000, ge=1024, description="largest decoded input image (w*h)")
+    memory_budget_mb: float | None = Field(
+        None, gt=0, description="memory models may use on the device; default: its capacity minus the reserve"
+    )
+    working_reserve_mb: float | None = Field(
+        None, ge=0, description="memory kept free for activations; default 2048 on CUDA, 1024 elsewhere"
+    )
+    cpu_tier: bool = Field(True, description="keep models evicted from the GPU in CPU RAM when RAM allows")
+    max_queue: int = Field(16, ge=0, description="requests that may wait for a busy device before 'busy' errors")
+    keep_alive_s: float = Field(0, ge=0, description="unload models unused this long (0: keep until evicted)")
+    preload: list[str] = Field(default_factory=list, description="aliases loaded in the background at start")
+    batch_window_ms: float = Field(
+        10, ge=0, le=1000, description="how long a generate_image request waits for others to batch with (0: off)"
+    )
+    max_batch: int = Field(8, ge=1, le=64, description="most images in one batched pipeline call")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     models: dict[str, ModelOverride] = Field(default_factory=dict, description="catalog overrides and additions")
 
@@ -282,6 +300,9 @@ class Settings(BaseSettings):
                             ("vision_model", self.vision_model)):
             if value is not None and value not in self._catalog:
                 raise ValueError(f"{name}={value!r} is not in the {self.profile} catalog: {sorted(self._catalog)}")
+        unknown = [alias for alias in self.preload if alias not in self._catalog]
+        if unknown:
+            raise ValueError(f"preload names {unknown}, not in the {self.profile} catalog: {sorted(self._catalog)}")
         return self
 
     # ------------------------------------------------------------------ catalog

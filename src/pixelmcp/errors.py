@@ -31,6 +31,14 @@ class ModelLoadError(PixelError):
     """A model could not be loaded (not downloaded, gated, corrupt, out of memory)."""
 
 
+class Busy(PixelError):
+    """The device's queue is full; the request was refused without waiting."""
+
+
+class OutOfMemory(PixelError):
+    """The device ran out of memory even after freeing every model not in use."""
+
+
 class GenerationCancelled(Exception):
     """Raised inside a worker when the request's cancel event is set (not a tool error:
     the client that cancelled is no longer waiting for an answer)."""

@@ -68,13 +68,26 @@ def load_pipeline(spec: ModelSpec) -> Callable[[str, str, Any], Any]:
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         try:
             pipe = pipeline_class.from_pretrained(source, **kwargs)
-            pipe.to(device)
+            place_pipeline(pipe, spec, device)
         except (OSError, ValueError, RuntimeError) as e:
             raise ModelLoadError(load_advice(spec, source, e)) from e
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
     return load
+
+
+def place_pipeline(pipe: Any, spec: ModelSpec, device: str) -> None:
+    """Put the pipeline on `device`, or let diffusers offload it there piece by piece when asked to."""
+    if spec.offload == "none" or device in ("cpu", "mps"):
+        if spec.offload != "none":
+            logger.warning("offload=%s for %s needs a CUDA device; running fully on %s", spec.offload, spec.alias,
+                           device)
+        pipe.to(device)
+    elif spec.offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.enable_sequential_cpu_offload(device=device)
 
 
 def quiet_libraries() -> None:

@@ -130,7 +130,7 @@ class LocalRewriter:
 
 def announce_load(pool: ModelPool, spec: ModelSpec, progress: Progress) -> None:
     """From a worker: tell the client a model load is about to start (it can take minutes)."""
-    if spec.alias not in {m.spec.alias for m in pool.loaded()}:
+    if not pool.is_resident(spec.alias):
         anyio.from_thread.run(progress, 0, None, f"loading {spec.alias}")
 
 

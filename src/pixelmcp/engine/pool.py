@@ -1,14 +1,18 @@
-"""ModelPool: lazy loading, device and dtype choice, one job per device in a worker thread.
+"""ModelPool: lazy loading, memory budgets, LRU eviction, leases, one job per device.
 
 The pool is the only owner of loaded models. A tool asks it to `run` a job; the job runs in
 a worker thread (the event loop never blocks) while the request holds its device's lock, so
-one GPU job runs per device at a time. Models are loaded on first use inside the job and
-kept for reuse.
+one GPU job runs per device at a time. Requests waiting for the device form a bounded queue:
+past `max_queue` a request is refused at once with a "busy" error.
 
-Cancellation: when the request's task is cancelled (client timeout or
-`notifications/cancelled`), the job's cancel event is set; the job checks it between steps
-and stops. The device stays locked until the worker thread has really returned, so a
-cancelled job never overlaps the next one.
+Memory: every loaded model's bytes are measured (storages shared between models are counted
+once) and kept within the device budget. Models a job uses are leased (pinned) for the job; to
+make room, unpinned models are evicted least-recently-used first, to CPU RAM when there is an
+accelerator and RAM to spare (the next use is a device copy, not a disk read), else freed.
+
+Cancellation: when the request's task is cancelled, the job's cancel event is set; the job
+checks it between steps and stops. The device stays locked until the worker thread has really
+returned, so a cancelled job never overlaps the next one.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from typing import Any, TypeVar
 import anyio
 
 from pixelmcp.config import TINY_PREFIX, ModelSpec, Settings
-from pixelmcp.errors import GenerationCancelled, ModelLoadError
+from pixelmcp.engine import memory
+from pixelmcp.errors import Busy, GenerationCancelled, ModelLoadError, OutOfMemory
 
 logger = logging.getLogger(__name__)
 
@@ -33,35 +38,46 @@ T = TypeVar("T")
 #: Seconds between heartbeat progress messages while a request waits for its device or runs.
 HEARTBEAT_SECONDS = 10.0
 Heartbeat = Callable[[str], Awaitable[None]]
+Loader = Callable[[str, str, Any], Any]
+_GIB = 2**30
 
 
 @dataclass
 class LoadedModel:
-    """A model in memory, with what it cost to load."""
+    """A model in memory, where it is, and what it costs."""
 
     spec: ModelSpec
     value: Any
     device: str
     dtype: str
     load_seconds: float
+    bytes: int = 0  # on its device (or in RAM, for the CPU tier)
+    tier: str = "device"  # "device", or "cpu" once evicted to RAM
+    pins: int = 0
     uses: int = 0
+    last_used: float = field(default_factory=time.monotonic)
 
 
 @dataclass
 class PoolStats:
     loads: int = 0
     hits: int = 0
+    tier_reloads: int = 0
+    evictions: int = 0
     jobs: int = 0
     cancelled: int = 0
+    busy_refusals: int = 0
+    oom_retries: int = 0
 
 
 @dataclass
 class Job:
-    """What a worker sees of its request: the cancel event and the load time it spent."""
+    """What a worker sees of its request: the cancel event, its leases and the load time it spent."""
 
     cancel: threading.Event = field(default_factory=threading.Event)
     load_seconds: float = 0.0
     status: str = "starting"
+    leases: list[LoadedModel] = field(default_factory=list)
 
     def check(self) -> None:
         """Raise GenerationCancelled if the request was cancelled."""
@@ -70,14 +86,15 @@ class Job:
 
 
 class ModelPool:
-    """Loads models lazily, keeps them, and runs one job per device at a time."""
+    """Loads models lazily, keeps them within the memory budget, runs one job per device."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.stats = PoolStats()
         self._models: dict[str, LoadedModel] = {}
-        self._load_lock = threading.Lock()
+        self._load_lock = threading.RLock()
         self._device_locks: dict[str, anyio.Lock] = {}
+        self._waiting: dict[str, int] = {}
         self._device: str | None = None
 
     # ------------------------------------------------------------------ devices
@@ -101,22 +118,27 @@ class ModelPool:
             return torch.float32
         if device == "mps":
             return torch.float16
-        if spec.kind in ("sd3", "flux", "chat-llm", "depth") and torch.cuda.is_bf16_supported():
+        if spec.kind in ("sd3", "flux", "chat-llm", "depth", "vlm") and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float16
 
     def accelerator_memory_gb(self) -> float:
         """Total memory of the accelerator in GiB (0 on CPU)."""
-        import torch
+        return 0.0 if self.device == "cpu" else memory.device_capacity(self.device) / _GIB
 
-        device = self.device
-        if device.startswith("cuda"):
-            return torch.cuda.get_device_properties(torch.device(device)).total_memory / 2**30
-        if device == "mps":
-            import psutil
+    @property
+    def budget_bytes(self) -> int:
+        """Bytes models may use on the device: the configured budget, or capacity minus the working reserve."""
+        if self.settings.memory_budget_mb is not None:
+            return int(self.settings.memory_budget_mb * 2**20)
+        return max(0, memory.device_capacity(self.device) - self.reserve_bytes)
 
-            return psutil.virtual_memory().total / 2**30 / 2  # unified memory, shared with the OS
-        return 0.0
+    @property
+    def reserve_bytes(self) -> int:
+        """Memory kept free for activations (latents, attention, decoding)."""
+        if self.settings.working_reserve_mb is not None:
+            return int(self.settings.working_reserve_mb * 2**20)
+        return 2 * _GIB if self.device.startswith("cuda") else _GIB
 
     # ------------------------------------------------------------------ models
 
@@ -124,47 +146,169 @@ class ModelPool:
         """Where from_pretrained loads `spec` from: a built tiny folder, a local folder, or a hub id."""
         return resolve_source(spec.source, spec.alias, self.settings)
 
-    def get(self, spec: ModelSpec, loader: Callable[[str, str, Any], Any], job: Job) -> Any:
-        """The loaded model for `spec`, loading it with `loader(source, device, dtype)` if needed.
+    def get(self, spec: ModelSpec, loader: Loader, job: Job) -> Any:
+        """The loaded model for `spec`, leased to `job` until it ends (pinned: never evicted meanwhile).
 
-        Runs in a worker thread. Adds the time spent loading to `job.load_seconds`.
+        Loads it with `loader(source, device, dtype)` if needed, after making room for it. Runs
+        in a worker thread; adds the time spent loading to `job.load_seconds`.
         """
         with self._load_lock:
             loaded = self._models.get(spec.alias)
-            if loaded is None:
-                job.check()
-                job.status = f"loading {spec.alias}"
-                started = time.perf_counter()
-                device, dtype = self.device, self.dtype_for(spec)
-                source = self.source_of(spec)
-                logger.info("loading %s from %s on %s (%s)", spec.alias, source, device, dtype)
-                value = loader(source, device, dtype)
-                loaded = LoadedModel(spec, value, device, str(dtype).removeprefix("torch."),
-                                     time.perf_counter() - started)
-                self._models[spec.alias] = loaded
-                self.stats.loads += 1
-                job.load_seconds += loaded.load_seconds
-                logger.info("loaded %s in %.1fs", spec.alias, loaded.load_seconds)
-            else:
+            if loaded is not None and loaded.tier == "device":
                 self.stats.hits += 1
+            elif loaded is not None:
+                job.check()
+                job.status = f"moving {spec.alias} back to {self.device}"
+                started = time.perf_counter()
+                self._make_room(loaded.bytes, spec.alias, job)
+                memory.move(loaded.value, self.device)
+                loaded.tier, loaded.bytes = "device", self._measure(loaded.value)
+                job.load_seconds += time.perf_counter() - started
+                self.stats.tier_reloads += 1
+            else:
+                loaded = self._load(spec, loader, job)
+            loaded.pins += 1
             loaded.uses += 1
+            loaded.last_used = time.monotonic()
+            job.leases.append(loaded)
             return loaded.value
+
+    def _load(self, spec: ModelSpec, loader: Loader, job: Job) -> LoadedModel:
+        job.check()
+        job.status = f"loading {spec.alias}"
+        started = time.perf_counter()
+        device, dtype = self.device, self.dtype_for(spec)
+        source = self.source_of(spec)
+        estimate = memory.estimate_bytes(source, dtype.itemsize) or int(spec.min_memory_gb * _GIB)
+        self._make_room(estimate, spec.alias, job)
+        logger.info("loading %s from %s on %s (%s)", spec.alias, source, device, dtype)
+        value = loader(source, device, dtype)
+        loaded = LoadedModel(spec, value, device, str(dtype).removeprefix("torch."), 0.0, self._measure(value))
+        self._models[spec.alias] = loaded
+        if self._used_bytes() > self.budget_bytes:
+            loaded.pins += 1  # the new model stays; only others may make way
+            try:
+                self._make_room(0, spec.alias, job)
+            except ModelLoadError:
+                self._drop(loaded)
+                raise
+            finally:
+                loaded.pins -= 1
+        loaded.load_seconds = time.perf_counter() - started
+        job.load_seconds += loaded.load_seconds
+        self.stats.loads += 1
+        logger.info("loaded %s in %.1fs (%.2f GB)", spec.alias, loaded.load_seconds, loaded.bytes / 1e9)
+        return loaded
+
+    def _measure(self, value: Any) -> int:
+        return memory.bytes_by_device(value).get(_device_type(self.device), 0)
+
+    def _used_bytes(self) -> int:
+        counted: set = set()
+        device_type = _device_type(self.device)
+        return sum(memory.bytes_by_device(m.value, counted).get(device_type, 0)
+                   for m in self._models.values() if m.tier == "device")
+
+    def _make_room(self, needed: int, alias: str, job: Job | None = None) -> None:
+        """Evict unpinned models, least recently used first, until `needed` more bytes fit the budget."""
+        budget = self.budget_bytes
+        while self._used_bytes() + needed > budget:
+            victims = [m for m in self._models.values() if m.tier == "device" and m.pins == 0]
+            if not victims:
+                raise ModelLoadError(self._no_room_message(alias, needed, budget))
+            self._evict(min(victims, key=lambda m: m.last_used))
+
+    def _no_room_message(self, alias: str, needed: int, budget: int) -> str:
+        resident = ", ".join(
+            f"{m.spec.alias} {m.bytes / 1e9:.2f} GB{' (in use)' if m.pins else ''}"
+            for m in self._models.values() if m.tier == "device"
+        ) or "nothing"
+        return (
+            f"Not enough memory on {self.device} for {alias}: it needs about {needed / 1e9:.2f} GB more, the budget is "
+            f"{budget / 1e9:.2f} GB, and loaded now is {resident}. Use a smaller model or a lower-precision variant, "
+            f"set offload = \"model\" for it under [models.{alias.split('+')[0]}], wait for the models in use to be "
+            "released, or raise PIXELMCP_MEMORY_BUDGET_MB if the device has memory to spare."
+        )
+
+    def _evict(self, victim: LoadedModel) -> None:
+        self.stats.evictions += 1
+        if self.settings.cpu_tier and self.device != "cpu" and self._ram_allows(victim.bytes):
+            logger.info("moving %s to CPU RAM to free %.2f GB", victim.spec.alias, victim.bytes / 1e9)
+            memory.move(victim.value, "cpu")
+            victim.tier = "cpu"
+        else:
+            logger.info("unloading %s to free %.2f GB", victim.spec.alias, victim.bytes / 1e9)
+            self._models.pop(victim.spec.alias, None)
+            victim.value = None
+        memory.release(self.device)
+
+    def _drop(self, loaded: LoadedModel) -> None:
+        self._models.pop(loaded.spec.alias, None)
+        loaded.value = None
+        memory.release(self.device)
+
+    def _ram_allows(self, size: int) -> bool:
+        return memory.device_available("cpu") - size > 2 * _GIB
+
+    def evict_idle(self, idle_seconds: float) -> list[str]:
+        """Unload unpinned models unused for `idle_seconds` (keep-alive); returns their aliases."""
+        now = time.monotonic()
+        with self._load_lock:
+            idle = [m for m in self._models.values() if m.pins == 0 and now - m.last_used >= idle_seconds]
+            for loaded in idle:
+                self.stats.evictions += 1
+                self._drop(loaded)
+        return [m.spec.alias for m in idle]
+
+    def evict_unpinned(self) -> None:
+        """Free every model not in use (the response to an out-of-memory error)."""
+        with self._load_lock:
+            for loaded in [m for m in self._models.values() if m.pins == 0 and m.tier == "device"]:
+                self._evict(loaded)
 
     def loaded(self) -> list[LoadedModel]:
         return list(self._models.values())
+
+    def is_resident(self, alias: str) -> bool:
+        loaded = self._models.get(alias)
+        return loaded is not None and loaded.tier == "device"
+
+    def snapshot(self) -> dict[str, Any]:
+        """What is loaded where, bytes used, and the counters (for list_models)."""
+        with self._load_lock:
+            now = time.monotonic()
+            device = self._device or "not chosen yet (no model loaded)"
+            models = [
+                dict(alias=m.spec.alias, kind=m.spec.kind, tier=m.tier, device=m.device if m.tier == "device" else "cpu",
+                     dtype=m.dtype, bytes=m.bytes, in_use=m.pins > 0, uses=m.uses,
+                     idle_seconds=round(now - m.last_used, 1), load_seconds=round(m.load_seconds, 3))
+                for m in self._models.values()
+            ]
+            budget = self.budget_bytes if self._device else None
+            used = self._used_bytes() if self._device else 0
+        return dict(device=device, budget_bytes=budget, used_bytes=used, loaded=models, stats=vars(self.stats).copy(),
+                    queued={k: v for k, v in self._waiting.items() if v})
 
     # ------------------------------------------------------------------ jobs
 
     async def run(self, work: Callable[[Job], T], heartbeat: Heartbeat | None = None) -> tuple[T, float]:
         """Run `work(job)` in a worker thread, one job per device; returns (result, queue seconds).
 
-        Waiting for the device can be cancelled (the request simply leaves the queue). A
-        running job is asked to stop through `job.cancel`; GenerationCancelled from the
-        worker is swallowed here and the request's own cancellation propagates. While the
-        request waits or runs, `heartbeat(job.status)` is awaited every HEARTBEAT_SECONDS, so
-        clients see progress through queueing and long model loads.
+        A full queue refuses the request at once (Busy). Waiting for the device can be cancelled
+        (the request simply leaves the queue). A running job is asked to stop through
+        `job.cancel`; GenerationCancelled from the worker is swallowed here and the request's own
+        cancellation propagates. While the request waits or runs, `heartbeat(job.status)` is
+        awaited every HEARTBEAT_SECONDS, so clients see progress through queueing and long loads.
         """
-        lock = self._device_locks.setdefault(self.settings.device, anyio.Lock())
+        key = self.settings.device
+        lock = self._device_locks.setdefault(key, anyio.Lock())
+        waiting = self._waiting.get(key, 0)
+        if lock.locked() and waiting >= self.settings.max_queue:
+            self.stats.busy_refusals += 1
+            raise Busy(
+                f"The server is busy: {waiting} request(s) are already waiting for {key} behind the running one "
+                f"(queue limit {self.settings.max_queue}). Try again in a little while, or raise PIXELMCP_MAX_QUEUE."
+            )
         job = Job(status="waiting for the device" if lock.locked() else "starting")
         finished = False
         outcome: list[tuple[T, float]] = []
@@ -181,16 +325,24 @@ class ModelPool:
                     job.cancel.set()
 
         queued_at = time.perf_counter()
+        self._waiting[key] = waiting + 1
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
             try:
-                async with lock:
+                try:
+                    await lock.acquire()
+                finally:
+                    self._waiting[key] -= 1
+                try:
                     queue_seconds = time.perf_counter() - queued_at
                     self.stats.jobs += 1
                     job.status = "running"
                     # Not abandoned on cancel: the thread is waited for, so the device lock is
                     # held until the worker really stops.
-                    outcome.append((await anyio.to_thread.run_sync(work, job), queue_seconds))
+                    result = await anyio.to_thread.run_sync(self._run_job, work, job)
+                    outcome.append((result, queue_seconds))
+                finally:
+                    lock.release()
             except GenerationCancelled:
                 self.stats.cancelled += 1
             except Exception as e:  # re-raised below, outside the task group, so it is not wrapped in a group
@@ -205,6 +357,50 @@ class ModelPool:
             raise GenerationCancelled()
         return outcome[0]
 
+    def _run_job(self, work: Callable[[Job], T], job: Job) -> T:
+        """In the worker: run the job; on out-of-memory, free every model not in use and retry once."""
+        try:
+            try:
+                return work(job)
+            except Exception as e:
+                if not is_out_of_memory(e):
+                    raise
+                logger.warning("out of memory on %s (%s); freeing unused models and retrying once", self.device, e)
+                self.stats.oom_retries += 1
+                self.evict_unpinned()  # the job's own models stay leased; everything else makes way
+            try:
+                return work(job)
+            except Exception as e:
+                if not is_out_of_memory(e):
+                    raise
+                raise OutOfMemory(
+                    f"{self.device} ran out of memory even after freeing every model not in use ({e}). "
+                    "Ask for fewer or smaller images (n, width, height), use a smaller model, or set "
+                    "offload = \"model\" for it in the config file."
+                ) from e
+        finally:
+            self._release_leases(job)
+
+    def _release_leases(self, job: Job) -> None:
+        with self._load_lock:
+            for loaded in job.leases:
+                loaded.pins -= 1
+                loaded.last_used = time.monotonic()
+            job.leases.clear()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA / MPS / CPU allocator out-of-memory errors (torch raises several kinds)."""
+    import torch
+
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def _device_type(device: str) -> str:
+    return device.split(":")[0]
+
 
 def resolve_source(source: str, alias: str, settings: Settings) -> str:
     """A `tiny:` source built (once) into the cache, a local folder checked, or a hub id as given."""
@@ -215,7 +411,7 @@ def resolve_source(source: str, alias: str, settings: Settings) -> str:
     folder = Path(source).expanduser()
     if folder.is_dir():
         return str(folder)
-    if source.startswith(("/", "~", ".", "\\")) or (len(source) > 1 and source[1] == ":"):
+    if source.startswith(("/", "~", ".", "\\\\")) or (len(source) > 1 and source[1] == ":"):
         raise ModelLoadError(
             f"Model {alias!r} points at the folder {source!r}, which does not exist. "
             f"Fix its source under [models.{alias.split('+')[0]}] in the config file, or download the model there."

@@ -1,0 +1,142 @@
+"""Memory accounting: bytes held by loaded models, per device, with shared storage counted once.
+
+A loaded "model" may be a diffusers pipeline (components are modules), a transformers model,
+or one of the engine's small bundles (dataclasses holding models and tensors). Everything is
+walked down to its tensors, and each tensor storage is counted once however many objects share
+it, so components shared through `from_pipe` never count twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def tensors_of(value: Any, _seen: set[int] | None = None) -> Iterator[Any]:
+    """Every tensor reachable from `value` (modules, pipelines, bundles, dicts, lists)."""
+    import torch
+
+    seen = _seen if _seen is not None else set()
+    if id(value) in seen or value is None or isinstance(value, (str, bytes, int, float, bool)):
+        return
+    seen.add(id(value))
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, torch.nn.Module):
+        yield from value.parameters()
+        yield from value.buffers()
+    elif hasattr(value, "components") and isinstance(getattr(value, "components", None), dict):
+        for component in value.components.values():  # a diffusers pipeline
+            yield from tensors_of(component, seen)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            yield from tensors_of(getattr(value, item.name), seen)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from tensors_of(item, seen)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from tensors_of(item, seen)
+
+
+def storage_key(tensor: Any) -> tuple[str, int]:
+    return (str(tensor.device), tensor.untyped_storage().data_ptr())
+
+
+def bytes_by_device(value: Any, counted: set[tuple[str, int]] | None = None) -> dict[str, int]:
+    """Bytes of the distinct tensor storages of `value`, by device type ("cuda", "cpu", "mps").
+
+    Storages already in `counted` are skipped and new ones are added to it, so several values
+    can be measured without counting what they share twice.
+    """
+    counted = counted if counted is not None else set()
+    totals: dict[str, int] = {}
+    for tensor in tensors_of(value):
+        key = storage_key(tensor)
+        if key in counted or tensor.device.type == "meta":
+            continue
+        counted.add(key)
+        totals[tensor.device.type] = totals.get(tensor.device.type, 0) + tensor.untyped_storage().nbytes()
+    return totals
+
+
+def move(value: Any, device: str) -> None:
+    """Move a loaded model (pipeline, module or bundle) to `device`, in place."""
+    import torch
+
+    if isinstance(value, torch.nn.Module) or hasattr(value, "components"):
+        value.to(device)
+    elif dataclasses.is_dataclass(value):
+        for item in dataclasses.fields(value):
+            member = getattr(value, item.name)
+            if isinstance(member, torch.nn.Module) or hasattr(member, "components"):
+                member.to(device)
+
+
+def release(device: str) -> None:
+    """Give freed memory back: collect garbage, and return cached blocks to the driver."""
+    gc.collect()
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif device == "mps" and torch.backends.mps.is_available():
+        torch.mps.empty_cache()
+
+
+def estimate_bytes(source: str, dtype_bytes: int) -> int | None:
+    """Rough size of a model before loading it: its weight files in a local folder, scaled to the
+    dtype it will run in. None when the weights are not on disk yet (a hub id not downloaded)."""
+    folder = Path(source)
+    if not folder.is_dir():
+        folder = _hub_snapshot(source)
+        if folder is None:
+            return None
+    files = [p for p in folder.rglob("*") if p.suffix in _WEIGHT_SUFFIXES and p.is_file()]
+    if not files:
+        return None
+    # Folders often hold the same weights twice (fp16 variant next to fp32): count the smaller set.
+    half = [p for p in files if ".fp16." in p.name]
+    full = [p for p in files if ".fp16." not in p.name]
+    chosen, stored_bytes = (half, 2) if half and (dtype_bytes == 2 or not full) else (full or half, 4)
+    return int(sum(p.stat().st_size for p in chosen) * dtype_bytes / stored_bytes)
+
+
+def _hub_snapshot(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (OSError, ValueError):
+        return None
+
+
+def device_capacity(device: str) -> int:
+    """Bytes the device has in total (RAM for the CPU; half of unified memory for MPS)."""
+    import psutil
+
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory
+    if device == "mps":
+        return psutil.virtual_memory().total // 2
+    return psutil.virtual_memory().total
+
+
+def device_available(device: str) -> int:
+    """Bytes free right now: the driver's free memory plus what torch caches but does not use."""
+    import psutil
+
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        index = torch.device(device).index or 0
+        return free + torch.cuda.memory_reserved(index) - torch.cuda.memory_allocated(index)
+    return psutil.virtual_memory().available
