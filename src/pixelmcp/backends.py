@@ -66,6 +66,7 @@ class ImageBatch:
     device: str
     timings: dict[str, float] = field(default_factory=dict)
     control_map: Image.Image | None = None  # the map that steered the images, at their size
+    batch_size: int = 1  # requests whose images were made in the same pipeline call
 
 
 @dataclass(frozen=True)

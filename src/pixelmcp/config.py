@@ -267,9 +267,11 @@ class Settings(BaseSettings):
     keep_alive_s: float = Field(0, ge=0, description="unload models unused this long (0: keep until evicted)")
     preload: list[str] = Field(default_factory=list, description="aliases loaded in the background at start")
     batch_window_ms: float = Field(
-        10, ge=0, le=1000, description="how long a generate_image request waits for others to batch with (0: off)"
+        10, ge=0, le=1000,
+        description="how long a generate_image request waits for others to batch with (0: no wait; batches still "
+                    "form while the device is busy)",
     )
-    max_batch: int = Field(8, ge=1, le=64, description="most images in one batched pipeline call")
+    max_batch: int = Field(8, ge=1, le=64, description="most images in one batched pipeline call (1: no batching)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     models: dict[str, ModelOverride] = Field(default_factory=dict, description="catalog overrides and additions")
 

@@ -34,9 +34,12 @@ CONTROLNET_PIPELINES = {
 
 @dataclass(frozen=True)
 class DiffusionCall:
-    """Arguments of one text-to-image call, already validated against the model's limits."""
+    """Arguments of one text-to-image call, already validated against the model's limits.
 
-    prompt: str
+    `prompt` is one prompt for every seed, or (a micro-batch) one prompt per seed.
+    """
+
+    prompt: str | tuple[str, ...]
     negative_prompt: str | None
     width: int
     height: int
@@ -158,9 +161,10 @@ def text_to_image(
         return callback_kwargs
 
     # 4. Arguments.
+    per_seed = not isinstance(call.prompt, str)
     kwargs: dict[str, Any] = dict(
-        prompt=call.prompt,
-        num_images_per_prompt=len(call.seeds),
+        prompt=list(call.prompt) if per_seed else call.prompt,
+        num_images_per_prompt=1 if per_seed else len(call.seeds),
         width=call.width,
         height=call.height,
         num_inference_steps=call.steps,
@@ -170,7 +174,7 @@ def text_to_image(
         output_type="pil",
     )
     if call.negative_prompt is not None:
-        kwargs["negative_prompt"] = call.negative_prompt
+        kwargs["negative_prompt"] = [call.negative_prompt] * len(call.seeds) if per_seed else call.negative_prompt
     if controlnet is not None:
         kwargs.update(image=call.control_image, controlnet_conditioning_scale=call.conditioning_scale)
     if ip_adapter is not None:

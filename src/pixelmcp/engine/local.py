@@ -10,6 +10,7 @@ from PIL import Image
 
 from pixelmcp.backends import ControlRequest, ImageBatch, ImageRequest, Progress, Rewrite, RewriteFailed
 from pixelmcp.config import ModelSpec
+from pixelmcp.engine.batching import MicroBatcher
 from pixelmcp.engine.pool import Job, ModelPool
 from pixelmcp.prompts.rewrite import SYSTEM_PROMPT, clean_rewrite, user_message
 
@@ -22,8 +23,18 @@ class LocalImageGenerator:
 
     def __init__(self, pool: ModelPool):
         self.pool = pool
+        settings = pool.settings
+        self.batcher = MicroBatcher(pool, settings.batch_window_ms / 1000, settings.max_batch)
 
     async def generate(self, spec: ModelSpec, request: ImageRequest, progress: Progress) -> ImageBatch:
+        """Plain text-to-image requests go through the micro-batcher; guided ones run alone."""
+        tasks = self.pool.background
+        plain = request.control is None and request.style is None
+        if plain and tasks is not None and 1 < self.batcher.max_images and len(request.seeds) <= self.batcher.max_images:
+            return await self.batcher.generate(spec, request, progress, tasks)
+        return await self._generate_alone(spec, request, progress)
+
+    async def _generate_alone(self, spec: ModelSpec, request: ImageRequest, progress: Progress) -> ImageBatch:
         from pixelmcp.engine import control, diffusion
 
         def work(job: Job) -> ImageBatch:
@@ -139,3 +150,13 @@ def heartbeat(progress: Progress):
         await progress(0, None, status)
 
     return beat
+
+
+def loader_for(spec: ModelSpec):
+    """The pool loader for any catalog entry, by its task."""
+    from pixelmcp.engine import control, diffusion, text, vision
+
+    loaders = {"generate": diffusion.load_pipeline, "rewrite": text.load_chat_model,
+               "preprocess": control.load_depth_estimator, "classify": vision.load_classifier,
+               "answer": vision.load_vlm}
+    return loaders[spec.task](spec)

@@ -96,6 +96,8 @@ class ModelPool:
         self._device_locks: dict[str, anyio.Lock] = {}
         self._waiting: dict[str, int] = {}
         self._device: str | None = None
+        #: A task group that outlives single requests (set by the server's lifespan); micro-batches run in it.
+        self.background: Any = None
 
     # ------------------------------------------------------------------ devices
 
@@ -265,6 +267,13 @@ class ModelPool:
         with self._load_lock:
             for loaded in [m for m in self._models.values() if m.pins == 0 and m.tier == "device"]:
                 self._evict(loaded)
+
+    async def preload(self, spec: ModelSpec, loader: Loader) -> None:
+        """Load `spec` now (a background warm-up), without keeping it pinned."""
+        def work(job: Job) -> None:
+            self.get(spec, loader, job)
+
+        await self.run(work)
 
     def loaded(self) -> list[LoadedModel]:
         return list(self._models.values())

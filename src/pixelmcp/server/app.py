@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp_types import ToolAnnotations
@@ -21,7 +22,8 @@ from pixelmcp.engine.pool import ModelPool
 from pixelmcp.router import Router
 from pixelmcp.server.state import AppState
 from pixelmcp.server.store import ImageStore, UnknownImageError
-from pixelmcp.tools import control, generate, vision
+from pixelmcp.errors import PixelError
+from pixelmcp.tools import control, generate, models, vision
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +37,23 @@ def build_server(settings: Settings) -> MCPServer:
     """The pixelmcp MCP server for `settings` (nothing is loaded until a tool needs it)."""
 
     store = ImageStore(settings.output_dir)
+    pool = ModelPool(settings)
+    state = AppState(settings=settings, store=store, pool=pool, router=Router(settings, pool))
 
     @asynccontextmanager
     async def lifespan(server: MCPServer) -> AsyncIterator[AppState]:
-        pool = ModelPool(settings)
         logger.info("pixelmcp %s: profile %s, images in %s", __version__, settings.profile, store.root)
-        yield AppState(settings=settings, store=store, pool=pool, router=Router(settings, pool))
+        async with anyio.create_task_group() as tasks:
+            pool.background = tasks
+            if settings.keep_alive_s > 0:
+                tasks.start_soon(_unload_idle_models, pool, settings.keep_alive_s)
+            if settings.preload:
+                tasks.start_soon(_preload, state)
+            try:
+                yield state
+            finally:
+                pool.background = None
+                tasks.cancel_scope.cancel()
 
     server = MCPServer(
         "pixelmcp",
@@ -72,8 +85,40 @@ def build_server(settings: Settings) -> MCPServer:
     for tool, title in ((vision.classify_image, "Classify image"), (vision.ask_about_image, "Ask about image"),
                         (vision.compare_images, "Compare images")):
         server.add_tool(tool, annotations=ToolAnnotations(title=title, read_only_hint=True, open_world_hint=False))
+    server.add_tool(
+        models.list_models,
+        annotations=ToolAnnotations(title="List models", read_only_hint=True, open_world_hint=False),
+    )
     _add_image_resources(server, store)
+
+    @server.resource("pixelmcp://models", name="models", mime_type="application/json",
+                     description="The model catalog, what is loaded where, memory used, and pool counters.")
+    async def models_resource() -> str:
+        return models.models_report(state).model_dump_json(indent=1)
+
     return server
+
+
+async def _unload_idle_models(pool: ModelPool, keep_alive_s: float) -> None:
+    """Keep-alive: unload models nobody used for `keep_alive_s` seconds."""
+    while True:
+        await anyio.sleep(min(keep_alive_s / 4, 30.0))
+        unloaded = await anyio.to_thread.run_sync(pool.evict_idle, keep_alive_s)
+        if unloaded:
+            logger.info("unloaded idle models: %s", ", ".join(unloaded))
+
+
+async def _preload(state: AppState) -> None:
+    """Warm the configured models one by one, after the server already answers."""
+    from pixelmcp.engine.local import loader_for
+
+    for alias in state.settings.preload:
+        spec = state.settings.catalog[alias]
+        try:
+            await state.pool.preload(spec, loader_for(spec))
+            logger.info("preloaded %s", alias)
+        except PixelError as e:
+            logger.error("could not preload %s: %s", alias, e)
 
 
 def _add_image_resources(server: MCPServer, store: ImageStore) -> None:

@@ -85,6 +85,7 @@ class GenerateImageResult(BaseModel):
     revised_prompt: str | None = Field(description="the rewritten prompt the model received, or null if not rewritten")
     negative_prompt: str | None
     rewrite_error: str | None = Field(None, description="why a requested rewrite did not happen")
+    batch_size: int = Field(1, description="requests whose images were made in the same pipeline call")
     timings: Timings
 
 
@@ -210,7 +211,7 @@ def result_fields(args: GenerationArgs, rewrite: RewriteOutcome, batch: ImageBat
         **infos[0].model_dump(), images=infos, model=args.spec.alias, steps=args.steps,
         guidance_scale=args.guidance_scale, scheduler=batch.scheduler, prompt=args.prompt,
         revised_prompt=rewrite.revised_prompt, negative_prompt=args.negative_prompt,
-        rewrite_error=rewrite.error, timings=timings,
+        rewrite_error=rewrite.error, batch_size=batch.batch_size, timings=timings,
     )
 
 

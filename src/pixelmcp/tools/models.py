@@ -1,0 +1,64 @@
+"""list_models: the catalog, what is loaded where, memory used, and the pool's counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, Field
+
+from pixelmcp.server.state import AppState, app_state
+
+
+class CatalogEntry(BaseModel):
+    alias: str
+    task: str = Field(description="generate, rewrite, preprocess, classify or answer")
+    kind: str
+    source: str
+    description: str
+    loaded: bool = Field(description="resident on the device now")
+    controlnets: list[str] = Field(default_factory=list, description="control types with a ControlNet")
+    ip_adapter: bool = False
+
+
+class LoadedEntry(BaseModel):
+    alias: str
+    kind: str
+    tier: str = Field(description="device: ready; cpu: evicted to RAM, a quick copy away")
+    device: str
+    dtype: str
+    bytes: int
+    in_use: bool
+    uses: int
+    idle_seconds: float
+    load_seconds: float
+
+
+class ModelsReport(BaseModel):
+    profile: str
+    device: str
+    budget_bytes: int | None = Field(description="memory models may use on the device (null before first use)")
+    used_bytes: int
+    queued: dict[str, int] = Field(description="requests waiting per device")
+    stats: dict[str, int] = Field(description="hits, loads, tier_reloads, evictions, jobs, cancelled, ...")
+    loaded: list[LoadedEntry]
+    catalog: list[CatalogEntry]
+
+
+def models_report(app: AppState) -> ModelsReport:
+    snapshot: dict[str, Any] = app.pool.snapshot()
+    resident = {m["alias"] for m in snapshot["loaded"] if m["tier"] == "device"}
+    catalog = [
+        CatalogEntry(alias=s.alias, task=s.task, kind=s.kind, source=s.source, description=s.description,
+                     loaded=s.alias in resident, controlnets=sorted(s.controlnets), ip_adapter=s.ip_adapter is not None)
+        for s in app.settings.catalog.values()
+    ]
+    return ModelsReport(profile=app.settings.profile, device=snapshot["device"], budget_bytes=snapshot["budget_bytes"],
+                        used_bytes=snapshot["used_bytes"], queued=snapshot["queued"], stats=snapshot["stats"],
+                        loaded=[LoadedEntry(**m) for m in snapshot["loaded"]], catalog=catalog)
+
+
+async def list_models(ctx: Context) -> ModelsReport:
+    """List the models this server can use (aliases for the `model` argument of other tools), which are loaded
+    on which device, the memory they use, and load/hit/eviction counters."""
+    return models_report(app_state(ctx))
