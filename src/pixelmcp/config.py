@@ -206,6 +206,7 @@ class ModelOverride(BaseModel):
     default_height: int | None = None
     default_steps: int | None = None
     default_guidance: float | None = None
+    min_side: int | None = None
     max_side: int | None = None
     max_steps: int | None = None
     controlnets: dict[str, str] | None = None
@@ -272,6 +273,8 @@ class Settings(BaseSettings):
                     "form while the device is busy)",
     )
     max_batch: int = Field(8, ge=1, le=64, description="most images in one batched pipeline call (1: no batching)")
+    channels_last: bool = Field(False, description="channels_last memory layout for UNets and VAEs (often faster on GPU)")
+    compile: bool = Field(False, description="torch.compile each diffusion denoiser on load (slow first run)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     models: dict[str, ModelOverride] = Field(default_factory=dict, description="catalog overrides and additions")
 

@@ -107,7 +107,7 @@ class MicroBatcher:
 
     async def _run(self, spec: ModelSpec, batch: Batch) -> None:
         from pixelmcp.engine import diffusion
-        from pixelmcp.engine.local import announce_load
+        from pixelmcp.engine.local import announce_load, pipeline_loader
 
         if self.window_s:
             await anyio.sleep(self.window_s)
@@ -128,7 +128,7 @@ class MicroBatcher:
                     job.cancel.set()  # everyone left: stop at the next step
 
             announce_load(self.pool, spec, first.report)
-            pipe = self.pool.get(spec, diffusion.load_pipeline(spec), job)
+            pipe = self.pool.get(spec, pipeline_loader(self.pool, spec), job)
             call = diffusion.DiffusionCall(
                 prompt=tuple(m.request.prompt for m in members for _ in m.request.seeds),
                 negative_prompt=first.request.negative_prompt,

@@ -52,8 +52,8 @@ class DiffusionCall:
     ip_scale: float | dict = 1.0
 
 
-def load_pipeline(spec: ModelSpec) -> Callable[[str, str, Any], Any]:
-    """A loader for the pool: `from_pretrained` of the pipeline class of `spec.kind`."""
+def load_pipeline(spec: ModelSpec, *, channels_last: bool = False, compile: bool = False) -> Callable[[str, str, Any], Any]:
+    """A loader for the pool: `from_pretrained` of the pipeline class of `spec.kind`, optionally optimised."""
 
     def load(source: str, device: str, dtype) -> Any:
         import diffusers
@@ -75,9 +75,28 @@ def load_pipeline(spec: ModelSpec) -> Callable[[str, str, Any], Any]:
         except (OSError, ValueError, RuntimeError) as e:
             raise ModelLoadError(load_advice(spec, source, e)) from e
         pipe.set_progress_bar_config(disable=True)
-        return pipe
+        return optimize_pipeline(pipe, spec, channels_last=channels_last, compile=compile)
 
     return load
+
+
+def optimize_pipeline(pipe: Any, spec: ModelSpec, *, channels_last: bool, compile: bool) -> Any:
+    """channels_last memory layout for the convolutional parts, and `torch.compile` of the denoiser.
+
+    Attention already uses PyTorch's scaled-dot-product kernels (diffusers' default processors).
+    Both options change the pipeline in place and return it.
+    """
+    import torch
+
+    if channels_last:
+        for module in (getattr(pipe, "unet", None), getattr(pipe, "vae", None)):
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if compile and denoiser is not None:
+        logger.info("compiling the denoiser of %s (the first generation will be slow)", spec.alias)
+        denoiser.compile()
+    return pipe
 
 
 def place_pipeline(pipe: Any, spec: ModelSpec, device: str) -> None:

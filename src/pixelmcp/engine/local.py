@@ -44,7 +44,7 @@ class LocalImageGenerator:
 
             # 1. Models: the base pipeline, plus the ControlNet / IP-Adapter the request needs.
             announce_load(self.pool, spec, progress)
-            pipe = self.pool.get(spec, diffusion.load_pipeline(spec), job)
+            pipe = self.pool.get(spec, pipeline_loader(self.pool, spec), job)
             controlnet = ip_adapter = control_map = None
             if request.control is not None:
                 wanted = request.control.controlnet
@@ -152,11 +152,20 @@ def heartbeat(progress: Progress):
     return beat
 
 
-def loader_for(spec: ModelSpec):
+def loader_for(pool: ModelPool, spec: ModelSpec):
     """The pool loader for any catalog entry, by its task."""
-    from pixelmcp.engine import control, diffusion, text, vision
+    from pixelmcp.engine import control, text, vision
 
-    loaders = {"generate": diffusion.load_pipeline, "rewrite": text.load_chat_model,
+    if spec.task == "generate":
+        return pipeline_loader(pool, spec)
+    loaders = {"rewrite": text.load_chat_model,
                "preprocess": control.load_depth_estimator, "classify": vision.load_classifier,
                "answer": vision.load_vlm}
     return loaders[spec.task](spec)
+
+
+def pipeline_loader(pool: ModelPool, spec: ModelSpec):
+    """The diffusion pipeline loader with the server's optimisation settings."""
+    from pixelmcp.engine import diffusion
+
+    return diffusion.load_pipeline(spec, channels_last=pool.settings.channels_last, compile=pool.settings.compile)

@@ -214,11 +214,17 @@ class ModelPool:
     def _make_room(self, needed: int, alias: str, job: Job | None = None) -> None:
         """Evict unpinned models, least recently used first, until `needed` more bytes fit the budget."""
         budget = self.budget_bytes
-        while self._used_bytes() + needed > budget:
+        while self._used_bytes() + needed > budget or not self._device_has_room(needed):
             victims = [m for m in self._models.values() if m.tier == "device" and m.pins == 0]
             if not victims:
                 raise ModelLoadError(self._no_room_message(alias, needed, budget))
             self._evict(min(victims, key=lambda m: m.last_used))
+
+    def _device_has_room(self, needed: int) -> bool:
+        """On CUDA, also ask the driver: other processes may hold memory our budget knows nothing of."""
+        if not self.device.startswith("cuda") or needed == 0:
+            return True
+        return memory.device_available(self.device) >= needed + self.reserve_bytes
 
     def _no_room_message(self, alias: str, needed: int, budget: int) -> str:
         resident = ", ".join(

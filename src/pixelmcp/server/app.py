@@ -115,7 +115,7 @@ async def _preload(state: AppState) -> None:
     for alias in state.settings.preload:
         spec = state.settings.catalog[alias]
         try:
-            await state.pool.preload(spec, loader_for(spec))
+            await state.pool.preload(spec, loader_for(state.pool, spec))
             logger.info("preloaded %s", alias)
         except PixelError as e:
             logger.error("could not preload %s: %s", alias, e)

@@ -1,0 +1,155 @@
+"""End-to-end generation time on an accelerator: pixelmcp's engine against a plain diffusers call,
+in the same run, for the real-size SD 1.5, SDXL and FLUX.1-schnell architectures (random weights,
+fp16 / bf16, configs from shared/model-configs).
+
+pixelmcp's path is the engine's per-request path (private scheduler, `from_pipe` view, step
+callback, one generator per image) with SDPA attention (diffusers' default), channels_last and,
+with --compile, `torch.compile` of the denoiser. The plain path is `pipe(...)` as a script would
+call it, timed first (the optimisations change the weights' layout in place).
+
+    python benchmarks/gpu.py                       # real sizes, on the GPU
+    python benchmarks/gpu.py --tiny --runs 2       # tiny architectures on CPU (a smoke test)
+
+The last line is the median ratio pixelmcp / plain over all models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+REAL = {"sd15": (512, 25), "sdxl": (1024, 25), "flux-schnell": (1024, 4)}
+TINY = {"sd15": "sd15", "sdxl": "sdxl", "flux-schnell": "flux"}
+KINDS = {"sd15": "sd15", "sdxl": "sdxl", "flux-schnell": "flux"}
+
+
+def build_real(name: str, device: str, dtype):
+    """A real-size pipeline with random weights, built directly on `device` in `dtype`."""
+    import torch
+    import diffusers
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    from pixelmcp.engine.tiny import clip_tokenizer, t5_tokenizer
+    from realsize import config
+
+    family = {"sd15": "sd15", "sdxl": "sdxl", "flux-schnell": "flux-schnell"}[name]
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            parts = {"vae": diffusers.AutoencoderKL.from_config(config(family, "vae"))}
+            scheduler_config = config(family, "scheduler", "scheduler_config.json")
+            if name == "flux-schnell":
+                parts["transformer"] = diffusers.FluxTransformer2DModel.from_config(config(family, "transformer"))
+                parts["text_encoder"] = CLIPTextModel(CLIPTextConfig.from_dict(config(family, "text_encoder")))
+                parts["text_encoder_2"] = T5EncoderModel(T5Config.from_dict(config(family, "text_encoder_2")))
+                parts.update(tokenizer=clip_tokenizer(), tokenizer_2=t5_tokenizer(),
+                             scheduler=diffusers.FlowMatchEulerDiscreteScheduler.from_config(scheduler_config))
+                pipe = diffusers.FluxPipeline(**parts)
+            else:
+                parts["unet"] = diffusers.UNet2DConditionModel.from_config(config(family, "unet"))
+                parts["text_encoder"] = CLIPTextModel(CLIPTextConfig.from_dict(config(family, "text_encoder")))
+                parts["tokenizer"] = clip_tokenizer()
+                if name == "sdxl":
+                    parts["text_encoder_2"] = CLIPTextModelWithProjection(
+                        CLIPTextConfig.from_dict(config(family, "text_encoder_2")))
+                    parts["tokenizer_2"] = clip_tokenizer()
+                    parts["scheduler"] = diffusers.EulerDiscreteScheduler.from_config(scheduler_config)
+                    pipe = diffusers.StableDiffusionXLPipeline(**parts)
+                else:
+                    parts["scheduler"] = diffusers.PNDMScheduler.from_config(scheduler_config)
+                    pipe = diffusers.StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                                             requires_safety_checker=False)
+    finally:
+        torch.set_default_dtype(previous)
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()
+    return pipe
+
+
+def load_tiny(name: str, device: str, dtype):
+    import diffusers
+
+    from pixelmcp.engine.tiny import ensure_built
+
+    folder = ensure_built(TINY[name], Path(tempfile.gettempdir()) / "pixelmcp-gpu-bench")
+    return diffusers.DiffusionPipeline.from_pretrained(folder, local_files_only=True, dtype=dtype).to(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="tiny architectures (CPU smoke test)")
+    parser.add_argument("--models", default="sd15,sdxl,flux-schnell")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--steps", type=int, help="denoising steps (default per model)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the denoiser in pixelmcp's path")
+    args = parser.parse_args()
+
+    import torch
+
+    from pixelmcp.config import ModelSpec
+    from pixelmcp.engine import diffusion
+    from pixelmcp.engine.pool import Job, pick_device
+
+    device = pick_device("auto")
+    rows = []
+    for name in args.models.split(","):
+        side, steps = (64, 2) if args.tiny else REAL[name]
+        steps = args.steps or steps
+        dtype = torch.float32 if device == "cpu" else (torch.bfloat16 if name == "flux-schnell" else torch.float16)
+        started = time.perf_counter()
+        pipe = load_tiny(name, device, dtype) if args.tiny else build_real(name, device, dtype)
+        pipe.set_progress_bar_config(disable=True)
+        build_s = time.perf_counter() - started
+        guidance = 0.0 if name == "flux-schnell" else 7.0
+        spec = ModelSpec(alias=name, kind=KINDS[name], source="(benchmark)")
+        call = diffusion.DiffusionCall("a lighthouse on a cliff at dusk", None, side, side, steps, guidance, (7,))
+
+        def plain() -> None:
+            generator = torch.Generator("cpu").manual_seed(7)
+            pipe("a lighthouse on a cliff at dusk", width=side, height=side, num_inference_steps=steps,
+                 guidance_scale=guidance, generator=generator, output_type="pil")
+
+        def engine() -> None:
+            diffusion.text_to_image(pipe, call, Job(), lambda done, total: None)
+
+        def timed(fn) -> float:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            return time.perf_counter() - t
+
+        # The optimisations change the shared weights in place, so the plain runs come first.
+        plain()  # warm-up
+        plain_times = [timed(plain) for _ in range(args.runs)]
+        diffusion.optimize_pipeline(pipe, spec, channels_last=True, compile=args.compile)
+        engine()  # warm-up (and compilation)
+        engine_times = [timed(engine) for _ in range(args.runs)]
+        rows.append((name, side, steps, str(dtype).removeprefix("torch."), build_s,
+                     statistics.median(plain_times), statistics.median(engine_times)))
+        del pipe
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    label = torch.cuda.get_device_name() if device.startswith("cuda") else device
+    print(f"device: {label}; torch {torch.__version__}; runs per path: {args.runs}; compile: {args.compile}")
+    print("| model | size | steps | dtype | build s | plain diffusers s | pixelmcp engine s | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, side, steps, dtype, build_s, plain_s, engine_s in rows:
+        print(f"| {name} | {side} | {steps} | {dtype} | {build_s:.1f} | {plain_s:.3f} | {engine_s:.3f} | "
+              f"{engine_s / plain_s:.3f} |")
+    print(f"median ratio pixelmcp/plain: {statistics.median(r[6] / r[5] for r in rows):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""The GPU benchmark script stays runnable: a smoke run at tiny size on the CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+
+
+def test_gpu_benchmark_runs_at_tiny_size_on_cpu():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--runs", "1", "--models", "sd15,sdxl,flux-schnell"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("device: cpu")
+    assert [line.split("|")[1].strip() for line in lines[3:6]] == ["sd15", "sdxl", "flux-schnell"]
+    assert lines[-1].startswith("median ratio pixelmcp/plain: ")
+    float(lines[-1].rsplit(" ", 1)[1])
