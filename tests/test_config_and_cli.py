@@ -9,7 +9,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from pixelmcp.cli import _is_loopback
+from pixelmcp.cli.serve import is_loopback
 from pixelmcp.config import load_settings
 
 
@@ -95,4 +95,4 @@ def test_a_bad_setting_exits_with_a_message_not_a_traceback():
 @pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("localhost", True), ("::1", True),
                                                 ("[::1]", True), ("0.0.0.0", False), ("192.168.1.5", False)])
 def test_loopback_detection(host, loopback):
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback

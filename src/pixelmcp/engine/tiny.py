@@ -22,7 +22,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 #: Bump when a builder changes so stale caches are rebuilt instead of reused.
-TINY_VERSION = "1"
+TINY_VERSION = "2"
 
 _SEED = 0
 _CLIP_MAX_LENGTH = 77
@@ -341,7 +341,7 @@ def build_chat_llm(path: Path) -> None:
 
 
 def _favour_words(model, tokenizer) -> None:
-    """Zero the (tied) embedding rows of every token but letters, space, comma and period.
+    """Zero the embedding rows of every token but letters, comma and period.
 
     Their logits become exactly 0 while the others stay random, so greedy decoding writes
     word-like gibberish instead of runs of newlines or an immediate end-of-turn: the rewrite
@@ -350,7 +350,7 @@ def _favour_words(model, tokenizer) -> None:
     import torch
 
     keep = {tokenizer.convert_tokens_to_ids(t) for t in _byte_symbols() if t.isalpha() and t.isascii()}
-    keep |= {tokenizer.convert_tokens_to_ids(t) for t in ("\u0120", ",", ".")}  # \u0120 is the byte-level space
+    keep |= {tokenizer.convert_tokens_to_ids(t) for t in (",", ".")}
     with torch.no_grad():
         tables = {id(t.weight): t.weight for t in (model.get_input_embeddings(), model.get_output_embeddings())}
         for weight in tables.values():

@@ -23,6 +23,7 @@ from pixelmcp.router import Router
 from pixelmcp.server.state import AppState
 from pixelmcp.server.store import ImageStore, UnknownImageError
 from pixelmcp.errors import PixelError
+from pixelmcp.prompts import templates
 from pixelmcp.tools import control, generate, models, vision
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ def build_server(settings: Settings) -> MCPServer:
         models.list_models,
         annotations=ToolAnnotations(title="List models", read_only_hint=True, open_world_hint=False),
     )
+    for template in templates.TEMPLATES:
+        server.prompt()(template)
     _add_image_resources(server, store)
 
     @server.resource("pixelmcp://models", name="models", mime_type="application/json",

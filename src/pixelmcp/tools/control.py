@@ -207,10 +207,12 @@ async def style_transfer(
     batch = await generator.generate(spec, request, progress)
 
     # 3. Store the reference (and control map) with the images; answer.
-    style_record = _reference_record(app, style_image, reference)
+    style_record = _reference_record(app, style_image, reference, "style reference")
+    structure_record = _reference_record(app, image, structure, "structure image") if structure else None
     control_map = _store_reference(app, batch.control_map, "control map", control_type="canny") if control else None
     records = store_images(app, "style_transfer", args, rewritten, batch, dict(
         mode=mode, scale=scale, style_image=style_record.uri,
+        structure_image=structure_record.uri if structure_record else None,
         control_map=control_map.uri if control_map else None,
     ))
     result = StyleTransferResult(
@@ -312,11 +314,11 @@ def _store_reference(app: AppState, image: Image.Image, role: str, **params) -> 
     return app.store.save(image, {"role": role, **params})
 
 
-def _reference_record(app: AppState, given: str, image: Image.Image) -> StoredImage:
+def _reference_record(app: AppState, given: str, image: Image.Image, role: str) -> StoredImage:
     """The stored record of an input image: itself if it came from the store, else a stored copy."""
     if given.strip().startswith(URI_PREFIX):
         return app.store.get(app.store.id_from_uri(given.strip()))
-    return _store_reference(app, image, "style reference")
+    return _store_reference(app, image, role)
 
 
 def _with_links(result: CallToolResult, records: list[tuple[StoredImage, str]]) -> CallToolResult:

@@ -1,0 +1,3 @@
+from pixelmcp.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""`pixelmcp models` and `pixelmcp pull`: what the catalog holds, what is on disk, and fetching it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from pixelmcp.cli.common import add_settings_flags, fail, load
+
+
+def add_commands(sub) -> None:
+    models = sub.add_parser("models", help="the model catalog: what is cached locally and its size on disk")
+    add_settings_flags(models)
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.set_defaults(run=_models)
+
+    pull = sub.add_parser("pull", help="download models ahead of time (resumable, with progress)")
+    add_settings_flags(pull)
+    pull.add_argument("aliases", nargs="+", metavar="MODEL", help="catalog aliases, e.g. sdxl qwen2.5-vl-3b")
+    pull.set_defaults(run=_pull)
+
+
+def sources(spec) -> list[tuple[str, str | None]]:
+    """(repo or folder, subfolder) of everything `spec` loads: itself, ControlNets, IP-Adapter."""
+    found = [(spec.source, None)] + [(source, None) for source in spec.controlnets.values()]
+    if spec.ip_adapter is not None:
+        found.append((spec.ip_adapter.source, spec.ip_adapter.subfolder))
+    return found
+
+
+def disk_state(source: str, settings) -> tuple[bool, int]:
+    """(cached locally, bytes on disk) of a hub id, local folder or tiny model."""
+    from pixelmcp.config import TINY_PREFIX
+
+    if source.startswith(TINY_PREFIX):
+        from pixelmcp.engine.tiny import TINY_VERSION
+
+        folder = settings.tiny_dir / f"v{TINY_VERSION}" / source.removeprefix(TINY_PREFIX)
+        return (folder / ".complete").exists(), _folder_bytes(folder)
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        return True, _folder_bytes(folder)
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot = Path(snapshot_download(source, local_files_only=True))
+    except (OSError, ValueError):
+        return False, 0
+    return True, _folder_bytes(snapshot)
+
+
+def _folder_bytes(folder: Path) -> int:
+    if not folder.is_dir():
+        return 0
+    # Hub snapshots are symlinks into blobs: count each real file once.
+    seen, total = set(), 0
+    for path in folder.rglob("*"):
+        if path.is_file():
+            real = path.resolve()
+            if real not in seen:
+                seen.add(real)
+                total += real.stat().st_size
+    return total
+
+
+def _models(args: argparse.Namespace) -> None:
+    settings = load(args)
+    rows = []
+    for spec in settings.catalog.values():
+        cached, size = disk_state(spec.source, settings)
+        rows.append(dict(alias=spec.alias, task=spec.task, kind=spec.kind, source=spec.source, cached=cached,
+                         bytes_on_disk=size, description=spec.description, tiny=spec.tiny,
+                         controlnets=sorted(spec.controlnets), ip_adapter=spec.ip_adapter is not None))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"profile: {settings.profile}   (cached = on this machine; `pixelmcp pull ALIAS` fetches one)")
+    for row in rows:
+        state = f"cached {row['bytes_on_disk'] / 1e9:6.2f} GB" if row["cached"] else "not downloaded"
+        source = "(built locally)" if row["tiny"] else row["source"]
+        print(f"  {row['alias']:24} {row['task']:10} {state:22} {source}")
+
+
+def _pull(args: argparse.Namespace) -> None:
+    settings = load(args)
+    unknown = [alias for alias in args.aliases if alias not in settings.catalog]
+    if unknown:
+        fail(f"not in the {settings.profile} catalog: {', '.join(unknown)}. `pixelmcp models` lists the aliases.", 2)
+    failures = 0
+    for alias in args.aliases:
+        for source, subfolder in sources(settings.catalog[alias]):
+            failures += not _pull_one(alias, source, subfolder, settings)
+    if failures:
+        fail(f"{failures} download(s) failed; see above", 1)
+
+
+def _pull_one(alias: str, source: str, subfolder: str | None, settings) -> bool:
+    from pixelmcp.config import TINY_PREFIX
+
+    if source.startswith(TINY_PREFIX):
+        from pixelmcp.engine.tiny import ensure_built
+
+        print(f"{alias}: building {source} in {ensure_built(source.removeprefix(TINY_PREFIX), settings.tiny_dir)}")
+        return True
+    if Path(source).expanduser().is_dir():
+        print(f"{alias}: {source} is a local folder; nothing to download")
+        return True
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    print(f"{alias}: downloading {source}{f' ({subfolder}/)' if subfolder else ''} ...")
+    patterns = [f"{subfolder}/*"] if subfolder else None
+    try:
+        path = snapshot_download(source, allow_patterns=patterns)
+    except GatedRepoError:
+        print(f"{alias}: {source} is gated. Accept its licence at https://huggingface.co/{source} while logged in, "
+              "then set HF_TOKEN (a read token from https://huggingface.co/settings/tokens) and pull again.")
+        return False
+    except RepositoryNotFoundError:
+        print(f"{alias}: {source} does not exist on the hub (or is private: set HF_TOKEN). "
+              f"Point the alias at another repo or a local folder with [models.{alias}] source = ...")
+        return False
+    except LocalEntryNotFoundError:
+        print(f"{alias}: the hub cannot be reached{' (HF_HUB_OFFLINE is set)' if os.environ.get('HF_HUB_OFFLINE') else ''}. "
+              "Check the network or proxy (HTTPS_PROXY), or copy the model folder here and point "
+              f"[models.{alias}] source at it. Downloads resume where they stopped.")
+        return False
+    except (HfHubHTTPError, OSError) as e:
+        print(f"{alias}: download of {source} failed: {e}. Run the same command again to resume.")
+        return False
+    print(f"{alias}: {source} ready in {path}")
+    return True

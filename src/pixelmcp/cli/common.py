@@ -1,0 +1,36 @@
+"""What every CLI command shares: settings from flags and environment, and clean exits."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pydantic import ValidationError
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=["default", "tiny"], help="model profile (env PIXELMCP_PROFILE)")
+    parser.add_argument("--config", metavar="TOML", help="settings file (env PIXELMCP_CONFIG)")
+    parser.add_argument("--output-dir", metavar="DIR", help="where images are saved (env PIXELMCP_OUTPUT_DIR)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="env PIXELMCP_LOG_LEVEL")
+
+
+def load(args: argparse.Namespace, **overrides):
+    """Settings from the environment and the TOML file, with the command's flags on top."""
+    from pixelmcp.config import load_settings
+
+    if getattr(args, "config", None):
+        os.environ["PIXELMCP_CONFIG"] = args.config
+    try:
+        return load_settings(profile=args.profile, output_dir=args.output_dir, log_level=args.log_level, **overrides)
+    except ValidationError as e:
+        fail(f"invalid configuration:\n{e}")
+    except ValueError as e:
+        fail(str(e))
+
+
+def fail(message: str, code: int = 1):
+    """Exit with a message on stderr (no traceback: the message says what to do)."""
+    print(f"pixelmcp: {message}", file=sys.stderr)
+    sys.exit(code)

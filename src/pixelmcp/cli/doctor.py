@@ -1,0 +1,147 @@
+"""`pixelmcp doctor`: check this machine for pixelmcp, and say what to fix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pixelmcp.cli.common import add_settings_flags, load
+
+PROVIDER_KEYS = {"OpenAI": ["OPENAI_API_KEY"], "Gemini": ["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+                 "Hugging Face (gated models)": ["HF_TOKEN"]}
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # "ok", "warn" or "fail"
+    detail: str
+    fix: str = ""
+
+
+def add_commands(sub) -> None:
+    doctor = sub.add_parser("doctor", help="check Python, torch, GPU, disk, output folder, keys and models")
+    add_settings_flags(doctor)
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(run=_doctor)
+
+
+def run_checks(settings) -> list[Check]:
+    checks = [_python(), *_torch(), _output(settings), _disk(settings), *_keys(), *_models(settings)]
+    return checks
+
+
+def _python() -> Check:
+    version = platform.python_version()
+    ok = sys.version_info >= (3, 11)
+    return Check("python", "ok" if ok else "fail", f"Python {version} ({sys.executable})",
+                 "" if ok else "Install Python 3.11 or newer.")
+
+
+def _torch() -> list[Check]:
+    try:
+        import torch
+    except ImportError:
+        return [Check("torch", "fail", "torch is not installed",
+                      "Install PyTorch for your machine from https://pytorch.org/get-started/locally/")]
+    checks = [Check("torch", "ok", f"torch {torch.__version__}")]
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            free, total = torch.cuda.mem_get_info(index)
+            checks.append(Check(f"gpu {index}", "ok", f"{props.name}: {total / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free "
+                                f"(CUDA {torch.version.cuda})"))
+    elif torch.backends.mps.is_available():
+        checks.append(Check("gpu", "ok", "Apple MPS available (unified memory)"))
+    else:
+        cuda_build = torch.version.cuda is not None
+        checks.append(Check(
+            "gpu", "warn", "no CUDA or MPS device: models run on the CPU (minutes per image for real models)",
+            "Use a machine with an NVIDIA GPU and a CUDA build of torch" + (
+                "" if cuda_build else " (this torch is a CPU-only build)") + ", or try PIXELMCP_PROFILE=tiny.",
+        ))
+    return checks
+
+
+def _output(settings) -> Check:
+    folder = Path(settings.output_dir).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-"):
+            pass
+    except OSError as e:
+        return Check("output folder", "fail", f"{folder} is not writable ({e.strerror or e})",
+                     "Set PIXELMCP_OUTPUT_DIR to a folder you can write to.")
+    return Check("output folder", "ok", f"{folder} is writable")
+
+
+def _disk(settings) -> Check:
+    hub_cache = Path(os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    probe = hub_cache if hub_cache.exists() else Path(settings.output_dir).expanduser()
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free / 2**30
+    status = "ok" if free >= 20 else "warn"
+    return Check("disk", status, f"{free:.0f} GiB free at {probe}",
+                 "" if status == "ok" else "Real models take 2-35 GB each: free disk space or set HF_HOME elsewhere.")
+
+
+def _keys() -> list[Check]:
+    checks = []
+    for provider, names in PROVIDER_KEYS.items():
+        present = [name for name in names if os.environ.get(name)]
+        if present:
+            checks.append(Check(f"key {provider}", "ok", f"{present[0]} is set"))  # never the value
+        else:
+            checks.append(Check(f"key {provider}", "warn", f"{' or '.join(names)} not set",
+                                f"Only needed to use {provider}; set {names[0]} in the server's environment."))
+    return checks
+
+
+def _models(settings) -> list[Check]:
+    from pixelmcp.cli.catalog import disk_state
+
+    defaults = {}
+    for task, name in (("generate", settings.generate_model), ("rewrite", settings.rewrite_model),
+                       ("classify", settings.classify_model), ("answer", settings.vision_model)):
+        if name:
+            defaults[task] = name
+    from pixelmcp.router import _DEFAULTS, _TINY_DEFAULTS
+
+    fallback = _TINY_DEFAULTS if settings.profile == "tiny" else {**_DEFAULTS, "generate": "sd15 / sdxl / flux-schnell"}
+    checks = []
+    for task in ("generate", "rewrite", "classify", "answer"):
+        alias = defaults.get(task) or fallback[task]
+        candidates = [a for a in alias.split(" / ") if a in settings.catalog]
+        cached = [a for a in candidates if disk_state(settings.catalog[a].source, settings)[0]]
+        if cached or settings.profile == "tiny":
+            checks.append(Check(f"model for {task}", "ok", f"{alias}: {'cached' if cached else 'built on first use'}"))
+        else:
+            checks.append(Check(f"model for {task}", "warn", f"{alias}: not downloaded yet (downloads on first use)",
+                                f"Run `pixelmcp pull {candidates[0] if candidates else alias}` ahead of time."))
+    return checks
+
+
+def _doctor(args: argparse.Namespace) -> None:
+    settings = load(args)
+    checks = run_checks(settings)
+    if args.json:
+        print(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+        for check in checks:
+            print(f"[{marks[check.status]}] {check.name}: {check.detail}")
+            if check.fix:
+                print(f"       fix: {check.fix}")
+        problems = [c for c in checks if c.status != "ok"]
+        print(f"\n{len(checks) - len(problems)} ok, {sum(c.status == 'warn' for c in checks)} warnings, "
+              f"{sum(c.status == 'fail' for c in checks)} failures")
+    if any(c.status == "fail" for c in checks):
+        sys.exit(1)

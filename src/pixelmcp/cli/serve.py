@@ -1,0 +1,52 @@
+"""`pixelmcp serve`: the MCP server on stdio (default) or streamable HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+
+from pixelmcp.cli.common import add_settings_flags, fail, load
+
+logger = logging.getLogger("pixelmcp")
+
+
+def add_commands(sub) -> None:
+    serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
+    add_settings_flags(serve)
+    serve.add_argument("--transport", choices=["stdio", "http"], default="stdio",
+                       help="stdio (default) or streamable HTTP at /mcp")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument("--insecure-allow-remote", action="store_true",
+                       help="allow binding a non-loopback address; anyone who reaches it can use your GPU and disk")
+    serve.set_defaults(run=_serve)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(args: argparse.Namespace) -> None:
+    settings = load(args)
+    if args.transport == "http" and not is_loopback(args.host) and not args.insecure_allow_remote:
+        fail(
+            f"refusing to bind {args.host}: the HTTP transport has no authentication yet, so anyone who "
+            "can reach that address could use this server. Bind 127.0.0.1 (the default) and tunnel, or pass "
+            "--insecure-allow-remote if you accept that."
+        )
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from pixelmcp.server.app import build_server
+
+    server = build_server(settings)
+    if args.transport == "stdio":
+        server.run("stdio")
+    else:
+        logger.info("pixelmcp listening on http://%s:%d/mcp", args.host, args.port)
+        server.run("streamable-http", host=args.host, port=args.port)

@@ -1,0 +1,155 @@
+"""The CLI for people: tool commands, --json, --from, models, pull, doctor, config, prompts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mcp import Client
+from PIL import Image
+
+
+@pytest.fixture
+def cli(tiny_cache, tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIXELMCP_", "OPENAI_", "GEMINI_", "GOOGLE_", "HF_TOKEN"))}
+    env.update(PIXELMCP_PROFILE="tiny", PIXELMCP_OUTPUT_DIR=str(tmp_path / "out"), PIXELMCP_CACHE_DIR=str(tiny_cache),
+               HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
+
+    def run(*args: str, check: bool = True, **extra_env) -> subprocess.CompletedProcess:
+        out = subprocess.run([sys.executable, "-m", "pixelmcp.cli", *args], capture_output=True, text=True,
+                             timeout=300, cwd=tmp_path, env={**env, **extra_env})
+        if check:
+            assert out.returncode == 0, out.stderr[-3000:]
+        return out
+
+    return run
+
+
+def pixels(path: Path) -> bytes:
+    with Image.open(path) as image:
+        return image.convert("RGB").tobytes()
+
+
+def test_generate_saves_the_image_and_prints_json(cli, tmp_path):
+    out = cli("generate", "a red kite", "--seed", "3", "--steps", "2", "--no-rewrite", "-o", "kite.png", "--json")
+    data = json.loads(out.stdout)
+    assert data["seed"] == 3 and data["steps"] == 2 and data["saved"] == ["kite.png"]
+    assert pixels(tmp_path / "kite.png") == pixels(Path(data["path"]))
+    assert out.stderr.count("INFO") == 0  # a terminal command prints the result, not the server's logs
+
+
+def test_generate_from_a_png_or_an_id_gives_the_same_pixels(cli, tmp_path):
+    first = json.loads(cli("generate", "a lantern", "--seed", "9", "-o", "first.png", "--json").stdout)
+    assert first["revised_prompt"]  # rewritten: --from must reuse the revised prompt
+    by_png = json.loads(cli("generate", "--from", "first.png", "--json").stdout)
+    by_id = json.loads(cli("generate", "--from", first["uri"], "--json").stdout)
+    for again in (by_png, by_id):
+        assert pixels(Path(again["path"])) == pixels(tmp_path / "first.png")
+        assert again["prompt"] == first["revised_prompt"] and again["seed"] == 9
+
+
+def test_from_refuses_files_without_parameters(cli, tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
+    out = cli("generate", "--from", "plain.png", check=False)
+    assert out.returncode == 2 and "no pixelmcp parameters" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_tool_errors_exit_non_zero_with_the_tools_message(cli):
+    out = cli("generate", "a", "--width", "65", check=False)
+    assert out.returncode == 1
+    assert "Invalid width=65: not a multiple of 8" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_understanding_commands_on_a_generated_image(cli, tmp_path):
+    cli("generate", "a cat", "--seed", "1", "--no-rewrite", "-o", "cat.png")
+    labels = json.loads(cli("classify", "cat.png", "cat", "dog", "--json").stdout)
+    answer = json.loads(cli("ask", "cat.png", "What is it?", "--max-tokens", "6", "--json").stdout)
+    compared = json.loads(cli("compare", "cat.png", "cat.png", "--json").stdout)
+    human = cli("classify", "cat.png", "cat", "dog").stdout
+    assert labels["results"][0]["top_label"] in {"cat", "dog"}
+    assert answer["tokens_generated"] > 0
+    assert compared["pairs"][0]["ssim"] == 1.0
+    assert "softmax" in human and "cat" in human
+
+
+def test_control_and_style_commands_and_their_reproduction(cli, tmp_path):
+    cli("generate", "a cat", "--seed", "1", "--no-rewrite", "-o", "cat.png")
+    control = json.loads(cli("control", "a dog", "cat.png", "--seed", "2", "-o", "dog.png", "--json").stdout)
+    style = json.loads(cli("style", "a fox", "cat.png", "--image", "cat.png", "--seed", "4", "-o", "fox.png",
+                           "--json").stdout)
+    assert control["control_map"]["uri"].startswith("pixelmcp://") and style["control_map"] is not None
+    for saved in ("dog.png", "fox.png"):
+        again = json.loads(cli("generate", "--from", saved, "--json").stdout)
+        assert pixels(Path(again["path"])) == pixels(tmp_path / saved)
+
+
+def test_models_lists_cache_state_as_json(cli):
+    rows = {row["alias"]: row for row in json.loads(cli("models", "--json").stdout)}
+    assert rows["tiny-sd15"]["cached"] is True and rows["tiny-sd15"]["bytes_on_disk"] > 0
+    assert rows["tiny-sd15"]["controlnets"] == ["canny", "depth", "pose"]
+
+
+def test_pull_builds_tiny_models_and_explains_an_unreachable_hub(cli):
+    built = cli("pull", "tiny-clip")
+    assert "tiny-clip: building" in built.stdout
+    offline = cli("pull", "sd15", check=False, PIXELMCP_PROFILE="default")
+    assert offline.returncode == 1
+    assert "cannot be reached" in offline.stdout and "HF_HUB_OFFLINE" in offline.stdout
+    unknown = cli("pull", "nope", check=False)
+    assert unknown.returncode == 2 and "pixelmcp models" in unknown.stderr
+
+
+def test_doctor_on_a_machine_without_gpu_or_keys(cli):
+    out = cli("doctor", "--json", OPENAI_API_KEY="sk-secret-value")
+    checks = {c["name"]: c for c in json.loads(out.stdout)}
+    assert checks["python"]["status"] == "ok" and checks["torch"]["status"] == "ok"
+    assert checks["gpu"]["status"] == "warn" and "CPU" in checks["gpu"]["detail"]
+    assert checks["output folder"]["status"] == "ok"
+    assert checks["key OpenAI"]["status"] == "ok" and "sk-secret-value" not in out.stdout
+    assert checks["key Gemini"]["status"] == "warn" and "GEMINI_API_KEY" in checks["key Gemini"]["fix"]
+    human = cli("doctor")
+    assert "fix:" in human.stdout and "warnings" in human.stdout
+
+
+def test_doctor_fails_on_an_unwritable_output_folder(cli, tmp_path):
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    out = cli("doctor", check=False, PIXELMCP_OUTPUT_DIR=str(blocker / "sub"))
+    assert out.returncode == 1 and "[FAIL] output folder" in out.stdout
+
+
+@pytest.mark.parametrize("client", ["claude-desktop", "cursor", "vscode"])
+def test_config_snippets_are_valid_json_with_an_absolute_command(cli, client):
+    out = cli("config", client, "--profile", "tiny")
+    data = json.loads(out.stdout)
+    server = data["servers" if client == "vscode" else "mcpServers"]["pixelmcp"]
+    assert Path(server["command"]).is_absolute() and server["args"] == ["serve"]
+    assert server["env"] == {"PIXELMCP_PROFILE": "tiny"}
+    assert client.split("-")[0] in out.stderr.lower() or ".json" in out.stderr
+
+
+def test_config_for_claude_code_is_a_command_line(cli):
+    out = cli("config", "claude-code", "--env", "PIXELMCP_PROFILE=tiny")
+    assert out.stdout.startswith("claude mcp add pixelmcp -e PIXELMCP_PROFILE=tiny -- /")
+    assert out.stdout.rstrip().endswith(" serve")
+
+
+@pytest.mark.anyio
+async def test_prompt_templates_are_listed_and_name_the_tools_to_use(server):
+    async with Client(server) as client:
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+        sheet = await client.get_prompt("character_sheet", {"character": "a robot knight",
+                                                             "reference_image": "pixelmcp://images/x"})
+        shot = await client.get_prompt("product_shot", {"product": "a ceramic mug"})
+        loop = await client.get_prompt("refine_loop", {"goal": "a sharper logo", "rounds": "2"})
+    assert set(prompts) == {"product_shot", "character_sheet", "refine_loop"}
+    text = sheet.messages[0].content.text
+    assert "robot knight" in text and "style_transfer" in text and "mode='subject'" in text
+    assert "pixelmcp://images/x" in text
+    assert "a ceramic mug" in shot.messages[0].content.text and "compare_images" in shot.messages[0].content.text
+    assert "up to 2 times" in loop.messages[0].content.text
