@@ -31,12 +31,12 @@ KINDS = {"sd15": "sd15", "sdxl": "sdxl", "flux-schnell": "flux"}
 
 def build_real(name: str, device: str, dtype):
     """A real-size pipeline with random weights, built directly on `device` in `dtype`."""
-    import torch
     import diffusers
+    import torch
+    from realsize import config
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
     from pixelmcp.engine.tiny import clip_tokenizer, t5_tokenizer
-    from realsize import config
 
     family = {"sd15": "sd15", "sdxl": "sdxl", "flux-schnell": "flux-schnell"}[name]
     previous = torch.get_default_dtype()
@@ -137,7 +137,7 @@ def main() -> None:
         engine_times = [timed(engine) for _ in range(args.runs)]
         rows.append((name, side, steps, str(dtype).removeprefix("torch."), build_s,
                      statistics.median(plain_times), statistics.median(engine_times)))
-        del pipe
+        pipe = None  # free the model before building the next one
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
 

@@ -16,9 +16,8 @@ from typing import Any
 from PIL import Image
 
 from pixelmcp.config import IPAdapterSpec, ModelSpec
-from pixelmcp.engine.diffusion import load_advice, quiet_libraries
+from pixelmcp.engine.loading import loading
 from pixelmcp.engine.pool import Job
-from pixelmcp.errors import ModelLoadError
 
 
 @dataclass
@@ -36,12 +35,8 @@ def load_controlnet(spec: ModelSpec) -> Callable[[str, str, Any], Any]:
     def load(source: str, device: str, dtype) -> Any:
         from diffusers import ControlNetModel
 
-        quiet_libraries()
-        kwargs = {"local_files_only": True} if Path(source).is_dir() else {}
-        try:
-            return ControlNetModel.from_pretrained(source, dtype=dtype, **kwargs).to(device).eval()
-        except (OSError, ValueError, RuntimeError) as e:
-            raise ModelLoadError(load_advice(spec, source, e)) from e
+        with loading(spec, source) as local:
+            return ControlNetModel.from_pretrained(source, dtype=dtype, **local).to(device).eval()
 
     return load
 
@@ -52,16 +47,11 @@ def load_ip_adapter(spec: ModelSpec, adapter: IPAdapterSpec) -> Callable[[str, s
     def load(source: str, device: str, dtype) -> IPAdapter:
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-        quiet_libraries()
-        local = Path(source).is_dir()
-        try:
-            weights = _adapter_file(source, adapter, local)
+        with loading(spec, source) as local:
+            weights = _adapter_file(source, adapter, bool(local))
             encoder = CLIPVisionModelWithProjection.from_pretrained(
-                source, subfolder=f"{adapter.subfolder}/{adapter.image_encoder_subfolder}", dtype=dtype,
-                **({"local_files_only": True} if local else {}),
+                source, subfolder=f"{adapter.subfolder}/{adapter.image_encoder_subfolder}", dtype=dtype, **local,
             ).to(device).eval()
-        except (OSError, ValueError, RuntimeError) as e:
-            raise ModelLoadError(load_advice(spec, source, e)) from e
         size = encoder.config.image_size
         return IPAdapter(_read_adapter(weights), encoder, CLIPImageProcessor(size=size, crop_size=size))
 
@@ -134,13 +124,9 @@ def load_depth_estimator(spec: ModelSpec) -> Callable[[str, str, Any], DepthEsti
     def load(source: str, device: str, dtype) -> DepthEstimator:
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-        quiet_libraries()
-        kwargs = {"local_files_only": True} if Path(source).is_dir() else {}
-        try:
-            processor = AutoImageProcessor.from_pretrained(source, **kwargs)
-            model = AutoModelForDepthEstimation.from_pretrained(source, dtype=dtype, **kwargs).to(device).eval()
-        except (OSError, ValueError, RuntimeError) as e:
-            raise ModelLoadError(load_advice(spec, source, e)) from e
+        with loading(spec, source) as local:
+            processor = AutoImageProcessor.from_pretrained(source, **local)
+            model = AutoModelForDepthEstimation.from_pretrained(source, dtype=dtype, **local).to(device).eval()
         return DepthEstimator(processor, model)
 
     return load

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from pixelmcp.config import ModelSpec
-from pixelmcp.errors import GenerationCancelled, ModelLoadError
+from pixelmcp.engine.loading import loading
 from pixelmcp.engine.pool import Job
+from pixelmcp.errors import GenerationCancelled
 
 logger = logging.getLogger(__name__)
 
@@ -58,22 +59,16 @@ def load_pipeline(spec: ModelSpec, *, channels_last: bool = False, compile: bool
     def load(source: str, device: str, dtype) -> Any:
         import diffusers
 
-        quiet_libraries()
         pipeline_class = getattr(diffusers, _PIPELINES[spec.kind])
-        local = Path(source).is_dir()
         kwargs: dict[str, Any] = {"dtype": dtype}
-        if local:
-            kwargs["local_files_only"] = True
-        elif spec.variant and str(dtype) == "torch.float16":
+        if spec.variant and str(dtype) == "torch.float16" and not Path(source).is_dir():
             kwargs["variant"] = spec.variant
         if spec.kind == "sd15":
             # The SD 1.5 safety checker is a 1.2 GB CLIP model that blacks out images; not loaded.
             kwargs.update(safety_checker=None, requires_safety_checker=False)
-        try:
-            pipe = pipeline_class.from_pretrained(source, **kwargs)
+        with loading(spec, source) as local:
+            pipe = pipeline_class.from_pretrained(source, **kwargs, **local)
             place_pipeline(pipe, spec, device)
-        except (OSError, ValueError, RuntimeError) as e:
-            raise ModelLoadError(load_advice(spec, source, e)) from e
         pipe.set_progress_bar_config(disable=True)
         return optimize_pipeline(pipe, spec, channels_last=channels_last, compile=compile)
 
@@ -110,32 +105,6 @@ def place_pipeline(pipe: Any, spec: ModelSpec, device: str) -> None:
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.enable_sequential_cpu_offload(device=device)
-
-
-def quiet_libraries() -> None:
-    """No progress bars or info chatter from the model libraries: logs are ours, on stderr."""
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-
-
-def load_advice(spec: ModelSpec, source: str, error: BaseException) -> str:
-    """A load failure explained, with what to do about it."""
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    text = f"Could not load model {spec.alias!r} from {source!r}: {reason}."
-    if "out of memory" in str(error).lower():
-        return text + " The GPU is out of memory: choose a smaller model or free memory."
-    if Path(source).is_dir():
-        return text + " The folder must hold a complete diffusers/transformers save (model_index.json or config.json)."
-    return (
-        text + f" If the machine is offline, download it first (`hf download {source}`) or point the alias at a "
-        f"local folder in the config file ([models.{spec.alias}] source = \"/path\"). Gated models need their "
-        "licence accepted on huggingface.co and HF_TOKEN set."
-    )
 
 
 def text_to_image(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pixelmcp.config import ModelSpec
-from pixelmcp.engine.diffusion import load_advice, quiet_libraries
+from pixelmcp.engine.loading import loading
 from pixelmcp.engine.pool import Job
 from pixelmcp.errors import GenerationCancelled, ModelLoadError
 
@@ -25,14 +24,9 @@ def load_chat_model(spec: ModelSpec) -> Callable[[str, str, Any], ChatModel]:
     def load(source: str, device: str, dtype) -> ChatModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        quiet_libraries()
-
-        kwargs: dict[str, Any] = {"local_files_only": True} if Path(source).is_dir() else {}
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(device).eval()
-        except (OSError, ValueError, RuntimeError) as e:
-            raise ModelLoadError(load_advice(spec, source, e)) from e
+        with loading(spec, source) as local:
+            tokenizer = AutoTokenizer.from_pretrained(source, **local)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **local).to(device).eval()
         if tokenizer.chat_template is None:
             raise ModelLoadError(f"Model {spec.alias!r} ({source}) has no chat template; use an instruct/chat model.")
         return ChatModel(model, tokenizer)

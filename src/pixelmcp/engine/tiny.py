@@ -158,22 +158,24 @@ def _sd_vae(*, latent_channels: int = 4, flow: bool = False):
 # --------------------------------------------------------------------------- pipelines
 
 
+_TINY_UNET = dict(
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    sample_size=32,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(2, 4),
+    norm_num_groups=8,
+)
+
+
 def sd15_unet():
     """The tiny SD 1.x UNet (cross-attention dim 32, two resolutions)."""
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=(2, 4),
-        norm_num_groups=8,
-    ).eval()
+    return UNet2DConditionModel(**_TINY_UNET, cross_attention_dim=32).eval()
 
 
 def sdxl_unet():
@@ -181,21 +183,13 @@ def sdxl_unet():
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
+        **_TINY_UNET,
         use_linear_projection=True,
         addition_embed_type="text_time",
         addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 1),
         projection_class_embeddings_input_dim=6 * 8 + 32,
         cross_attention_dim=32 + 32,
-        norm_num_groups=8,
     ).eval()
 
 
@@ -520,8 +514,13 @@ def build_siglip(path: Path) -> None:
 
 def build_llava(path: Path) -> None:
     """LLaVA 1.5: CLIP vision tower, MLP projector, causal LM; `<image>` expands to patch tokens."""
-    from transformers import (CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration,
-                              LlavaProcessor, Qwen2Config)
+    from transformers import (
+        CLIPImageProcessorPil,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        Qwen2Config,
+    )
 
     _seeded()
     tokenizer = _vlm_tokenizer(["<image>"])
@@ -611,7 +610,7 @@ def ensure_built(name: str, cache_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         logger.info("building tiny model %s in %s", name, target)
-        from pixelmcp.engine.diffusion import quiet_libraries
+        from pixelmcp.engine.loading import quiet_libraries
 
         quiet_libraries()
         BUILDERS[name](staging)

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 
 from pixelmcp.config import ModelSpec
-from pixelmcp.engine.diffusion import load_advice, quiet_libraries
+from pixelmcp.engine.loading import loading
 from pixelmcp.engine.pool import Job
 from pixelmcp.errors import GenerationCancelled, ModelLoadError
 
@@ -44,10 +43,6 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):  # noqa: N801 (the mode
 _IMAGE_ONLY_PROCESSORS = {"qwen2-vl": ImageOnlyQwen2VLProcessor, "qwen2.5-vl": ImageOnlyQwen2_5_VLProcessor}
 
 
-def _local(source: str) -> dict[str, Any]:
-    return {"local_files_only": True} if Path(source).is_dir() else {}
-
-
 # --------------------------------------------------------------------------- CLIP / SigLIP
 
 
@@ -62,12 +57,9 @@ def load_classifier(spec: ModelSpec) -> Callable[[str, str, Any], Classifier]:
     def load(source: str, device: str, dtype) -> Classifier:
         from transformers import AutoModel, AutoProcessor
 
-        quiet_libraries()
-        try:
-            processor = AutoProcessor.from_pretrained(source, **_local(source))
-            model = AutoModel.from_pretrained(source, dtype=dtype, **_local(source)).to(device).eval()
-        except (OSError, ValueError, RuntimeError) as e:
-            raise ModelLoadError(load_advice(spec, source, e)) from e
+        with loading(spec, source) as local:
+            processor = AutoProcessor.from_pretrained(source, **local)
+            model = AutoModel.from_pretrained(source, dtype=dtype, **local).to(device).eval()
         return Classifier(model, processor, spec.kind)
 
     return load
@@ -121,14 +113,10 @@ def load_vlm(spec: ModelSpec) -> Callable[[str, str, Any], VisionLanguageModel]:
     def load(source: str, device: str, dtype) -> VisionLanguageModel:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        quiet_libraries()
         processor_class = _IMAGE_ONLY_PROCESSORS.get(spec.family or "", AutoProcessor)
-        try:
-            processor = processor_class.from_pretrained(source, **_local(source))
-            model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, **_local(source))
-            model = model.to(device).eval()
-        except (OSError, ValueError, RuntimeError) as e:
-            raise ModelLoadError(load_advice(spec, source, e)) from e
+        with loading(spec, source) as local:
+            processor = processor_class.from_pretrained(source, **local)
+            model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, **local).to(device).eval()
         if getattr(processor, "chat_template", None) is None:
             raise ModelLoadError(f"Model {spec.alias!r} ({source}) has no chat template; use an instruct/chat VLM.")
         return VisionLanguageModel(model, processor, spec.family or "")

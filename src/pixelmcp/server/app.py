@@ -19,11 +19,11 @@ from mcp_types import ToolAnnotations
 from pixelmcp import __version__
 from pixelmcp.config import Settings
 from pixelmcp.engine.pool import ModelPool
+from pixelmcp.errors import PixelError
+from pixelmcp.prompts import templates
 from pixelmcp.router import Router
 from pixelmcp.server.state import AppState
 from pixelmcp.server.store import ImageStore, UnknownImageError
-from pixelmcp.errors import PixelError
-from pixelmcp.prompts import templates
 from pixelmcp.tools import control, generate, models, vision
 
 logger = logging.getLogger(__name__)
@@ -64,32 +64,20 @@ def build_server(settings: Settings) -> MCPServer:
         lifespan=lifespan,
         log_level=settings.log_level,
     )
-    server.add_tool(
-        generate.generate_image,
-        annotations=ToolAnnotations(title="Generate image", read_only_hint=False, destructive_hint=False,
-                                    idempotent_hint=False, open_world_hint=False),
+    makes_images = dict(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+    reads_only = dict(read_only_hint=True, open_world_hint=False)
+    tools = (
+        (generate.generate_image, "Generate image", makes_images),
+        (generate.rewrite_prompt, "Rewrite prompt", reads_only),
+        (control.controlnet_generate, "Generate with ControlNet", makes_images),
+        (control.style_transfer, "Style transfer", makes_images),
+        (vision.classify_image, "Classify image", reads_only),
+        (vision.ask_about_image, "Ask about image", reads_only),
+        (vision.compare_images, "Compare images", reads_only),
+        (models.list_models, "List models", reads_only),
     )
-    server.add_tool(
-        generate.rewrite_prompt,
-        annotations=ToolAnnotations(title="Rewrite prompt", read_only_hint=True, open_world_hint=False),
-    )
-    server.add_tool(
-        control.controlnet_generate,
-        annotations=ToolAnnotations(title="Generate with ControlNet", read_only_hint=False, destructive_hint=False,
-                                    idempotent_hint=False, open_world_hint=False),
-    )
-    server.add_tool(
-        control.style_transfer,
-        annotations=ToolAnnotations(title="Style transfer", read_only_hint=False, destructive_hint=False,
-                                    idempotent_hint=False, open_world_hint=False),
-    )
-    for tool, title in ((vision.classify_image, "Classify image"), (vision.ask_about_image, "Ask about image"),
-                        (vision.compare_images, "Compare images")):
-        server.add_tool(tool, annotations=ToolAnnotations(title=title, read_only_hint=True, open_world_hint=False))
-    server.add_tool(
-        models.list_models,
-        annotations=ToolAnnotations(title="List models", read_only_hint=True, open_world_hint=False),
-    )
+    for tool, title, hints in tools:
+        server.add_tool(tool, annotations=ToolAnnotations(title=title, **hints))
     for template in templates.TEMPLATES:
         server.prompt()(template)
     _add_image_resources(server, store)

@@ -11,7 +11,6 @@ from mcp_types import CallToolResult, ResourceLink, TextContent
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from pixelmcp.engine import metrics
 from pixelmcp.errors import InvalidArgument
 from pixelmcp.prompts.vision import DEFAULT_COMPARE_QUESTION, answer_prompt, compare_prompt
 from pixelmcp.server.images import load_image
@@ -265,6 +264,8 @@ def _shrink(image: Image.Image, max_side: int | None) -> Image.Image:
 
 
 def _measure_pairs(app: AppState, images: list[Image.Image], embeddings: list[list[float]]) -> list[PairComparison]:
+    from pixelmcp.engine import metrics  # OpenCV: imported on first use, not at server start
+
     pairs = []
     for a in range(len(images)):
         for b in range(a + 1, len(images)):
