@@ -96,3 +96,19 @@ def test_a_bad_setting_exits_with_a_message_not_a_traceback():
                                                 ("[::1]", True), ("0.0.0.0", False), ("192.168.1.5", False)])
 def test_loopback_detection(host, loopback):
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("start", ["root", "home"])
+def test_the_working_directory_is_not_readable_when_it_is_root_or_home(monkeypatch, tmp_path, start):
+    from pathlib import Path
+
+    folder = Path("/") if start == "root" else Path.home()
+    monkeypatch.chdir(folder)
+    settings = load_settings(output_dir=tmp_path / "out")
+    assert folder.resolve() not in settings.read_roots()
+    assert (tmp_path / "out").resolve() in settings.read_roots()
+
+
+def test_a_project_working_directory_is_readable(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert tmp_path.resolve() in load_settings(output_dir=tmp_path / "out").read_roots()

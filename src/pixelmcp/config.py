@@ -233,7 +233,9 @@ class Settings(BaseSettings):
     allowed_dirs: list[Path] = Field(
         default_factory=list, description="extra folders image paths may be read from (output dir always allowed)"
     )
-    allow_cwd: bool = Field(True, description="allow reading image paths inside the working directory")
+    allow_cwd: bool = Field(
+        True, description="allow reading image paths inside the working directory (never when it is / or the home folder)"
+    )
     device: str = Field("auto", description="`auto`, `cuda`, `cuda:N`, `mps` or `cpu`")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     generate_model: str | None = Field(None, description="default model for generate_image (alias)")
@@ -322,11 +324,17 @@ class Settings(BaseSettings):
         return self.cache_dir / "tiny"
 
     def read_roots(self) -> list[Path]:
-        """Folders an image path may point into, resolved."""
-        roots = [self.output_dir, *self.allowed_dirs]
+        """Folders an image path may point into, resolved.
+
+        The working directory counts only when it is a real project folder: desktop clients often
+        start servers in `/` or the home folder, and allowing those would expose every file.
+        """
+        roots = [Path(r).expanduser().resolve() for r in (self.output_dir, *self.allowed_dirs)]
         if self.allow_cwd:
-            roots.append(Path.cwd())
-        return [Path(r).expanduser().resolve() for r in roots]
+            cwd = Path.cwd().resolve()
+            if cwd != Path(cwd.anchor) and cwd != Path.home().resolve():
+                roots.append(cwd)
+        return roots
 
 
 def _build_catalog(settings: Settings) -> dict[str, ModelSpec]:
