@@ -75,3 +75,48 @@ async def test_http_server_generates_an_image(tiny_cache, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+async def start_http(tiny_cache, tmp_path, *args: str, **env: str):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pixelmcp.cli", "serve", "--transport", "http", "--port", str(port), *args],
+        env={**server_env(tiny_cache, tmp_path), "COLUMNS": "200", **env}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    with anyio.fail_after(120):
+        while True:
+            line = await anyio.to_thread.run_sync(process.stdout.readline)
+            assert line, f"server exited early with {process.poll()}"
+            if "Uvicorn running on" in line:
+                return process, port
+
+
+async def test_http_token_is_required_on_every_request(tiny_cache, tmp_path):
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    process, port = await start_http(tiny_cache, tmp_path, PIXELMCP_HTTP_TOKEN="s3cret-token")
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        async with httpx2.AsyncClient() as http:
+            missing = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            wrong = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                                    headers={"Authorization": "Bearer nope"})
+        assert missing.status_code == wrong.status_code == 401
+        assert "PIXELMCP_HTTP_TOKEN" in missing.text and "s3cret-token" not in missing.text
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        authorised = httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret-token"}, timeout=120)
+        with anyio.fail_after(120):
+            async with Client(streamable_http_client(url, http_client=authorised)) as client:
+                tools = await client.list_tools()
+        assert "generate_image" in {t.name for t in tools.tools}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_serving_a_non_loopback_address_needs_a_token(tiny_cache, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pixelmcp.cli", "serve", "--transport", "http", "--host", "0.0.0.0"],
+                         env=server_env(tiny_cache, tmp_path), capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "PIXELMCP_HTTP_TOKEN" in out.stderr

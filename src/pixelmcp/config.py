@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -275,6 +275,13 @@ class Settings(BaseSettings):
                     "form while the device is busy)",
     )
     max_batch: int = Field(8, ge=1, le=64, description="most images in one batched pipeline call (1: no batching)")
+    http_token: SecretStr | None = Field(
+        None, description="bearer token every HTTP request must carry (required to bind a non-loopback address)"
+    )
+    http_allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host headers accepted on a non-loopback bind, e.g. ['gpu-box:8000']"
+    )
+    http_max_body_mb: float = Field(32, gt=0, description="largest HTTP request body (images sent as base64)")
     channels_last: bool = Field(False, description="channels_last memory layout for UNets and VAEs (often faster on GPU)")
     compile: bool = Field(False, description="torch.compile each diffusion denoiser on load (slow first run)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

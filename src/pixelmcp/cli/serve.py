@@ -20,7 +20,8 @@ def add_commands(sub) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1, loopback only)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     serve.add_argument("--insecure-allow-remote", action="store_true",
-                       help="allow binding a non-loopback address; anyone who reaches it can use your GPU and disk")
+                       help="allow binding a non-loopback address WITHOUT a token: anyone who reaches it can use "
+                            "your GPU and disk (set PIXELMCP_HTTP_TOKEN instead)")
     serve.set_defaults(run=_serve)
 
 
@@ -35,12 +36,15 @@ def is_loopback(host: str) -> bool:
 
 def _serve(args: argparse.Namespace) -> None:
     settings = load(args)
-    if args.transport == "http" and not is_loopback(args.host) and not args.insecure_allow_remote:
+    remote = args.transport == "http" and not is_loopback(args.host)
+    if remote and settings.http_token is None and not args.insecure_allow_remote:
         fail(
-            f"refusing to bind {args.host}: the HTTP transport has no authentication yet, so anyone who "
-            "can reach that address could use this server. Bind 127.0.0.1 (the default) and tunnel, or pass "
-            "--insecure-allow-remote if you accept that."
+            f"refusing to bind {args.host} without a token: anyone who can reach that address could use this "
+            "server. Set PIXELMCP_HTTP_TOKEN (clients then send 'Authorization: Bearer <token>'), bind 127.0.0.1 "
+            "(the default) and tunnel, or pass --insecure-allow-remote if you accept the risk."
         )
+    if remote and settings.http_token is None:
+        logger.warning("INSECURE: serving %s without authentication (--insecure-allow-remote)", args.host)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from pixelmcp.server.app import build_server
 
@@ -48,5 +52,12 @@ def _serve(args: argparse.Namespace) -> None:
     if args.transport == "stdio":
         server.run("stdio")
     else:
-        logger.info("pixelmcp listening on http://%s:%d/mcp", args.host, args.port)
-        server.run("streamable-http", host=args.host, port=args.port)
+        import uvicorn
+
+        from pixelmcp.server.http import http_app
+
+        app = http_app(server, settings, args.host)
+        logger.info("pixelmcp listening on http://%s:%d/mcp%s", args.host, args.port,
+                    " (bearer token required)" if settings.http_token else "")
+        uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                      log_level=settings.log_level.lower())).run()
