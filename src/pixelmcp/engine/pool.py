@@ -96,8 +96,13 @@ class ModelPool:
         self._device_locks: dict[str, anyio.Lock] = {}
         self._waiting: dict[str, int] = {}
         self._device: str | None = None
-        #: A task group that outlives single requests (set by the server's lifespan); micro-batches run in it.
-        self.background: Any = None
+        #: Task groups that outlive single requests (lent by the server's lifespan); micro-batches run in them.
+        self.background_groups: list[Any] = []
+
+    @property
+    def background(self) -> Any:
+        """The newest task group lent by a running server, or None outside one."""
+        return self.background_groups[-1] if self.background_groups else None
 
     # ------------------------------------------------------------------ devices
 

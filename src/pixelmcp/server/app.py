@@ -45,16 +45,25 @@ def build_server(settings: Settings) -> MCPServer:
     async def lifespan(server: MCPServer) -> AsyncIterator[AppState]:
         logger.info("pixelmcp %s: profile %s, images in %s", __version__, settings.profile, store.root)
         async with anyio.create_task_group() as tasks:
-            pool.background = tasks
-            if settings.keep_alive_s > 0:
-                tasks.start_soon(_unload_idle_models, pool, settings.keep_alive_s)
-            if settings.preload:
-                tasks.start_soon(_preload, state)
+            # In-memory clients each enter the lifespan: every entry lends its task group to the
+            # pool, and on exit lets the batches it started finish instead of cancelling them.
+            pool.background_groups.append(tasks)
+            loops = anyio.CancelScope()
+
+            async def housekeeping() -> None:
+                with loops:
+                    async with anyio.create_task_group() as chores:
+                        if settings.keep_alive_s > 0:
+                            chores.start_soon(_unload_idle_models, pool, settings.keep_alive_s)
+                        if settings.preload:
+                            chores.start_soon(_preload, state)
+
+            tasks.start_soon(housekeeping)
             try:
                 yield state
             finally:
-                pool.background = None
-                tasks.cancel_scope.cancel()
+                pool.background_groups.remove(tasks)
+                loops.cancel()
 
     server = MCPServer(
         "pixelmcp",

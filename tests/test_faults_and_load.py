@@ -1,0 +1,94 @@
+"""Faults a server meets in the field, and many clients at once: clear errors, and it stays up."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import anyio
+import psutil
+import pytest
+from helpers import error_text, ok
+from mcp import Client
+
+from pixelmcp.engine.tiny import ensure_built
+from pixelmcp.server.app import build_server
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_corrupt_weights_are_a_clear_error_and_the_next_call_works(make_settings, tiny_cache, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken-sd15"
+    shutil.copytree(ensure_built("sd15", tiny_cache / "tiny"), broken)
+    weights = next(broken.glob("unet/*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as after an interrupted copy
+    settings = make_settings(models={"tiny-sd15": {"source": str(broken)}})
+    async with Client(build_server(settings)) as client:
+        message = error_text(await client.call_tool("generate_image", {"prompt": "a", "rewrite": False}))
+        healthy = ok(await client.call_tool("generate_image", {"prompt": "a", "model": "tiny-sdxl",
+                                                                "rewrite": False}))
+        report = ok(await client.call_tool("list_models", {}))
+    assert "Could not load model 'tiny-sd15'" in message and str(broken) in message
+    assert healthy["model"] == "tiny-sdxl"
+    assert [m["alias"] for m in report["loaded"]] == ["tiny-sdxl"]  # nothing half-loaded left behind
+
+
+async def test_missing_weights_name_the_folder_and_the_fix(make_settings, tmp_path):
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    settings = make_settings(models={"tiny-sd15": {"source": str(empty)}})
+    async with Client(build_server(settings)) as client:
+        message = error_text(await client.call_tool("generate_image", {"prompt": "a", "rewrite": False}))
+    assert str(empty) in message and "complete diffusers/transformers save" in message
+
+
+async def test_a_crash_inside_a_tool_is_contained(server, monkeypatch):
+    from pixelmcp.engine import diffusion
+
+    original = diffusion.text_to_image
+    calls = []
+
+    def explode_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("unexpected internal state")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(diffusion, "text_to_image", explode_once)
+    async with Client(server) as client:
+        crashed = await client.call_tool("generate_image", {"prompt": "a", "rewrite": False})
+        after = ok(await client.call_tool("generate_image", {"prompt": "a", "rewrite": False}))
+    assert crashed.is_error and "generate_image" in crashed.content[0].text
+    assert after["model"] == "tiny-sd15"
+
+
+async def test_many_concurrent_clients_are_all_answered_without_leaks(make_settings):
+    """32 clients x 4 calls, in memory: each call gets an image or a clear busy error."""
+    settings = make_settings(max_queue=8, batch_window_ms=5)
+    server = build_server(settings)
+    process = psutil.Process(os.getpid())
+    outcomes = {"ok": 0, "busy": 0}
+
+    async def client_session(index: int) -> None:
+        async with Client(server) as client:
+            for call in range(4):
+                result = await client.call_tool("generate_image", {"prompt": f"a {index}", "seed": call,
+                                                                    "steps": 2, "rewrite": False})
+                if result.is_error:
+                    assert "busy" in result.content[0].text, result.content[0].text
+                    outcomes["busy"] += 1
+                else:
+                    outcomes["ok"] += 1
+
+    async with Client(server) as warm:
+        ok(await warm.call_tool("generate_image", {"prompt": "warm", "rewrite": False}))
+    files_before, threads_before = process.num_fds(), threading.active_count()
+    with anyio.fail_after(240):
+        async with anyio.create_task_group() as tg:
+            for index in range(32):
+                tg.start_soon(client_session, index)
+    assert outcomes["ok"] + outcomes["busy"] == 128 and outcomes["ok"] > 0
+    assert process.num_fds() <= files_before + 4
+    assert threading.active_count() <= threads_before + 4
