@@ -236,6 +236,10 @@ class Settings(BaseSettings):
     allow_cwd: bool = Field(
         True, description="allow reading image paths inside the working directory (never when it is / or the home folder)"
     )
+    allow_urls: bool = Field(False, description="fetch http(s) image URLs (public addresses only)")
+    allow_private_urls: bool = Field(
+        False, description="with allow_urls: also fetch from private and loopback addresses (intranets; SSRF risk)"
+    )
     device: str = Field("auto", description="`auto`, `cuda`, `cuda:N`, `mps` or `cpu`")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     generate_model: str | None = Field(None, description="default model for generate_image (alias)")

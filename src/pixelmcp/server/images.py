@@ -8,6 +8,7 @@ with limits applied *before* decoding (bytes, pixels, known formats):
 - bare base64 of a PNG / JPEG / WebP / GIF / BMP / TIFF file
 - a file path or `file://` URI inside an allowed folder (output folder, working directory,
   `PIXELMCP_ALLOWED_DIRS`), checked after resolving symlinks
+- an http(s) URL, only when PIXELMCP_ALLOW_URLS is on (see server/fetch.py for the guards)
 
 Outputs: `encode_preview` makes the small inline image clients can display, within a size
 and byte budget; the full PNG stays in the store behind a resource link.
@@ -41,6 +42,8 @@ class InputLimits:
     max_bytes: int
     max_pixels: int
     read_roots: tuple[Path, ...]
+    allow_urls: bool = False
+    allow_private_urls: bool = False
 
 
 def load_image(value: str, *, argument: str, store: ImageStore, limits: InputLimits) -> Image.Image:
@@ -54,10 +57,15 @@ def load_image(value: str, *, argument: str, store: ImageStore, limits: InputLim
         return _decode(_read_data_uri(text, argument, limits), argument, limits)
     scheme = urlparse(text).scheme.lower()
     if scheme in ("http", "https"):
-        raise InvalidArgument(
-            argument, value, "URLs are not fetched by this server",
-            "Download the image and pass it as a data URI or base64, or save it inside an allowed folder.",
-        )
+        if not limits.allow_urls:
+            raise InvalidArgument(
+                argument, value, "URLs are not fetched by this server (PIXELMCP_ALLOW_URLS is off)",
+                "Download the image and pass it as a data URI or base64, or save it inside an allowed folder.",
+            )
+        from pixelmcp.server.fetch import FetchPolicy, fetch_image_bytes
+
+        policy = FetchPolicy(allow_private=limits.allow_private_urls, max_bytes=limits.max_bytes)
+        return _decode(fetch_image_bytes(text, argument, policy), argument, limits)
     # Base64 of a JPEG starts with "/9j/", which also looks like a path: check the magic bytes first.
     if _is_base64_image(text) or (_BASE64_CHARS.match(text) and not _looks_like_path(text) and scheme != "file"):
         return _decode(_b64decode(text, argument, limits), argument, limits)

@@ -26,6 +26,8 @@ class AppState:
             max_bytes=self.settings.max_input_bytes,
             max_pixels=self.settings.max_input_pixels,
             read_roots=tuple(self.settings.read_roots()),
+            allow_urls=self.settings.allow_urls,
+            allow_private_urls=self.settings.allow_private_urls,
         )
 
 
