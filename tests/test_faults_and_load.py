@@ -92,3 +92,38 @@ async def test_many_concurrent_clients_are_all_answered_without_leaks(make_setti
     assert outcomes["ok"] + outcomes["busy"] == 128 and outcomes["ok"] > 0
     assert process.num_fds() <= files_before + 4
     assert threading.active_count() <= threads_before + 4
+
+
+async def test_a_call_past_its_timeout_is_stopped_with_a_clear_error(make_settings):
+    server = build_server(make_settings(call_timeout_s=1.0))
+    long_job = {"prompt": "a", "steps": 50, "width": 512, "height": 512, "rewrite": False}
+    async with Client(server) as client:
+        ok(await client.call_tool("generate_image", {"prompt": "warm", "rewrite": False}))
+        with anyio.fail_after(60):
+            message = error_text(await client.call_tool("generate_image", long_job))
+            after = ok(await client.call_tool("generate_image", {"prompt": "b", "rewrite": False}))
+        report = ok(await client.call_tool("list_models", {}))
+    assert "longer than 1 s" in message and "PIXELMCP_CALL_TIMEOUT_S" in message
+    assert after["model"] == "tiny-sd15" and report["stats"]["timeouts"] == 1
+
+
+async def test_a_client_that_disconnects_mid_call_does_not_block_the_next(make_settings, tiny_cache, tmp_path):
+    server = build_server(make_settings())
+    step = anyio.Event()
+
+    async def on_progress(progress, total, message):
+        if message and message.startswith("step"):
+            step.set()
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            async def leaving_client() -> None:
+                async with Client(server) as client:
+                    await client.call_tool("generate_image", {"prompt": "a", "steps": 50, "width": 512, "height": 512,
+                                                               "rewrite": False}, progress_callback=on_progress)
+
+            tg.start_soon(leaving_client)
+            await step.wait()
+            tg.cancel_scope.cancel()  # the client goes away mid-generation
+        async with Client(server) as client:
+            ok(await client.call_tool("generate_image", {"prompt": "next", "rewrite": False}))

@@ -272,6 +272,9 @@ class Settings(BaseSettings):
     cpu_tier: bool = Field(True, description="keep models evicted from the GPU in CPU RAM when RAM allows")
     max_queue: int = Field(16, ge=0, description="requests that may wait for a busy device before 'busy' errors")
     keep_alive_s: float = Field(0, ge=0, description="unload models unused this long (0: keep until evicted)")
+    call_timeout_s: float = Field(
+        0, ge=0, description="stop a request's model work after this long, queueing included (0: no limit)"
+    )
     preload: list[str] = Field(default_factory=list, description="aliases loaded in the background at start")
     batch_window_ms: float = Field(
         10, ge=0, le=1000,

@@ -35,6 +35,10 @@ class Busy(PixelError):
     """The device's queue is full; the request was refused without waiting."""
 
 
+class CallTimeout(PixelError):
+    """The request ran past PIXELMCP_CALL_TIMEOUT_S; its work was stopped."""
+
+
 class OutOfMemory(PixelError):
     """The device ran out of memory even after freeing every model not in use."""
 

@@ -29,7 +29,7 @@ import anyio
 
 from pixelmcp.config import TINY_PREFIX, ModelSpec, Settings
 from pixelmcp.engine import memory
-from pixelmcp.errors import Busy, GenerationCancelled, ModelLoadError, OutOfMemory
+from pixelmcp.errors import Busy, CallTimeout, GenerationCancelled, ModelLoadError, OutOfMemory
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class PoolStats:
     cancelled: int = 0
     busy_refusals: int = 0
     oom_retries: int = 0
+    timeouts: int = 0
 
 
 @dataclass
@@ -330,6 +331,26 @@ class ModelPool:
                 f"(queue limit {self.settings.max_queue}). Try again in a little while, or raise PIXELMCP_MAX_QUEUE."
             )
         job = Job(status="waiting for the device" if lock.locked() else "starting")
+        limit = self.settings.call_timeout_s or None
+        self._waiting[key] = waiting + 1
+        with anyio.move_on_after(limit) as deadline:
+            outcome, failure = await self._run_locked(lock, key, work, job, heartbeat)
+        if failure:
+            raise failure[0]
+        if deadline.cancel_called and not outcome:
+            self.stats.timeouts += 1
+            raise CallTimeout(
+                f"The request took longer than {limit:g} s (PIXELMCP_CALL_TIMEOUT_S) and was stopped. Ask for less "
+                "work (fewer steps, smaller images, a faster model) or raise the limit."
+            )
+        if not outcome:
+            await anyio.lowlevel.checkpoint()  # delivers the request's pending cancellation
+            raise GenerationCancelled()
+        return outcome[0]
+
+    async def _run_locked(self, lock: anyio.Lock, key: str, work: Callable[[Job], T], job: Job,
+                          heartbeat: Heartbeat | None) -> tuple[list[tuple[T, float]], list[Exception]]:
+        """Wait for the device, run the job, and return ([(result, queue seconds)] or [], [error] or [])."""
         finished = False
         outcome: list[tuple[T, float]] = []
         failure: list[Exception] = []
@@ -345,7 +366,6 @@ class ModelPool:
                     job.cancel.set()
 
         queued_at = time.perf_counter()
-        self._waiting[key] = waiting + 1
         async with anyio.create_task_group() as tg:
             tg.start_soon(watch)
             try:
@@ -365,17 +385,12 @@ class ModelPool:
                     lock.release()
             except GenerationCancelled:
                 self.stats.cancelled += 1
-            except Exception as e:  # re-raised below, outside the task group, so it is not wrapped in a group
+            except Exception as e:  # returned, and raised outside the task group, so it is not wrapped in a group
                 failure.append(e)
             finally:
                 finished = True
                 tg.cancel_scope.cancel()
-        if failure:
-            raise failure[0]
-        if not outcome:
-            await anyio.lowlevel.checkpoint()  # delivers the request's pending cancellation
-            raise GenerationCancelled()
-        return outcome[0]
+        return outcome, failure
 
     def _run_job(self, work: Callable[[Job], T], job: Job) -> T:
         """In the worker: run the job; on out-of-memory, free every model not in use and retry once."""
