@@ -55,20 +55,9 @@ def free_port() -> int:
 
 
 async def test_http_server_generates_an_image(tiny_cache, tmp_path):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pixelmcp.cli", "serve", "--transport", "http", "--port", str(port)],
-        env={**server_env(tiny_cache, tmp_path), "COLUMNS": "200"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )
+    process, port = await start_http(tiny_cache, tmp_path)
     try:
         with anyio.fail_after(180):
-            # Uvicorn announces the socket once it accepts connections.
-            while True:
-                line = await anyio.to_thread.run_sync(process.stdout.readline)
-                assert line, f"server exited early with {process.poll()}"
-                if "Uvicorn running on" in line:
-                    break
             async with Client(f"http://127.0.0.1:{port}/mcp") as client:
                 data = await call_generate(client)
         assert data["model"] == "tiny-sd15"
@@ -78,18 +67,26 @@ async def test_http_server_generates_an_image(tiny_cache, tmp_path):
 
 
 async def start_http(tiny_cache, tmp_path, *args: str, **env: str):
+    """`pixelmcp serve --transport http` on a free port; returns (process, port) once it accepts connections.
+
+    Its output goes to a file: a pipe nobody reads would fill up and stall the server.
+    """
     port = free_port()
+    log = open(tmp_path / f"server-{port}.log", "w")  # noqa: SIM115 (closed with the process)
     process = subprocess.Popen(
         [sys.executable, "-m", "pixelmcp.cli", "serve", "--transport", "http", "--port", str(port), *args],
-        env={**server_env(tiny_cache, tmp_path), "COLUMNS": "200", **env}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        env={**server_env(tiny_cache, tmp_path), "COLUMNS": "200", **env}, stdout=log, stderr=subprocess.STDOUT,
     )
     with anyio.fail_after(120):
         while True:
-            line = await anyio.to_thread.run_sync(process.stdout.readline)
-            assert line, f"server exited early with {process.poll()}"
-            if "Uvicorn running on" in line:
-                return process, port
+            assert process.poll() is None, (tmp_path / f"server-{port}.log").read_text()[-2000:]
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+            except OSError:
+                await anyio.sleep(0.1)  # polling a starting process; bounded by fail_after
+                continue
+            await stream.aclose()
+            return process, port
 
 
 async def test_http_token_is_required_on_every_request(tiny_cache, tmp_path):
