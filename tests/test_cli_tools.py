@@ -111,7 +111,8 @@ def test_doctor_on_a_machine_without_gpu_or_keys(cli):
     assert checks["gpu"]["status"] == "warn" and "CPU" in checks["gpu"]["detail"]
     assert checks["output folder"]["status"] == "ok"
     assert checks["key OpenAI"]["status"] == "ok" and "sk-secret-value" not in out.stdout
-    assert checks["key Gemini"]["status"] == "warn" and "GEMINI_API_KEY" in checks["key Gemini"]["fix"]
+    assert checks["key Gemini"]["status"] == "info" and "GEMINI_API_KEY" in checks["key Gemini"]["detail"]
+    assert checks["key Hugging Face (gated models)"]["status"] == "warn"
     human = cli("doctor")
     assert "fix:" in human.stdout and "warnings" in human.stdout
 

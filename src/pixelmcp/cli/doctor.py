@@ -14,14 +14,15 @@ from pathlib import Path
 
 from pixelmcp.cli.common import add_settings_flags, load
 
-PROVIDER_KEYS = {"OpenAI": ["OPENAI_API_KEY"], "Gemini": ["GEMINI_API_KEY", "GOOGLE_API_KEY"],
-                 "Hugging Face (gated models)": ["HF_TOKEN"]}
+#: Keys in the environment, by who reads them, and whether anything in this version uses them.
+PROVIDER_KEYS = {"Hugging Face (gated models)": (["HF_TOKEN"], True),
+                 "OpenAI": (["OPENAI_API_KEY"], False), "Gemini": (["GEMINI_API_KEY", "GOOGLE_API_KEY"], False)}
 
 
 @dataclass
 class Check:
     name: str
-    status: str  # "ok", "warn" or "fail"
+    status: str  # "ok", "info", "warn" or "fail"
     detail: str
     fix: str = ""
 
@@ -95,13 +96,17 @@ def _disk(settings) -> Check:
 
 def _keys() -> list[Check]:
     checks = []
-    for provider, names in PROVIDER_KEYS.items():
+    for provider, (names, used) in PROVIDER_KEYS.items():
         present = [name for name in names if os.environ.get(name)]
         if present:
-            checks.append(Check(f"key {provider}", "ok", f"{present[0]} is set"))  # never the value
-        else:
+            note = "" if used else " (not used yet: remote providers are not part of this version)"
+            checks.append(Check(f"key {provider}", "ok", f"{present[0]} is set{note}"))  # never the value
+        elif used:
             checks.append(Check(f"key {provider}", "warn", f"{' or '.join(names)} not set",
-                                f"Only needed to use {provider}; set {names[0]} in the server's environment."))
+                                f"Only needed for gated models; set {names[0]} in the server's environment."))
+        else:
+            checks.append(Check(f"key {provider}", "info", f"{' or '.join(names)} not set (not used yet: remote "
+                                                           "providers are not part of this version)"))
     return checks
 
 
@@ -135,13 +140,12 @@ def _doctor(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=2))
     else:
-        marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL"}
+        marks = {"ok": "ok  ", "info": "info", "warn": "warn", "fail": "FAIL"}
         for check in checks:
             print(f"[{marks[check.status]}] {check.name}: {check.detail}")
             if check.fix:
                 print(f"       fix: {check.fix}")
-        problems = [c for c in checks if c.status != "ok"]
-        print(f"\n{len(checks) - len(problems)} ok, {sum(c.status == 'warn' for c in checks)} warnings, "
+        print(f"\n{sum(c.status == 'ok' for c in checks)} ok, {sum(c.status == 'warn' for c in checks)} warnings, "
               f"{sum(c.status == 'fail' for c in checks)} failures")
     if any(c.status == "fail" for c in checks):
         sys.exit(1)
