@@ -154,3 +154,19 @@ async def test_prompt_templates_are_listed_and_name_the_tools_to_use(server):
     assert "pixelmcp://images/x" in text
     assert "a ceramic mug" in shot.messages[0].content.text and "compare_images" in shot.messages[0].content.text
     assert "up to 2 times" in loop.messages[0].content.text
+
+
+@pytest.mark.anyio
+async def test_models_shows_what_a_running_server_has_loaded(cli, tiny_cache, tmp_path):
+    from test_e2e import start_http
+
+    process, port = await start_http(tiny_cache, tmp_path)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        async with Client(url) as client:
+            await client.call_tool("generate_image", {"prompt": "a", "rewrite": False})
+        rows = {r["alias"]: r for r in json.loads(cli("models", "--json", "--server", url).stdout)}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert rows["tiny-sd15"]["loaded"]["device"] == "cpu" and rows["tiny-sdxl"]["loaded"] is None

@@ -14,6 +14,8 @@ def add_commands(sub) -> None:
     models = sub.add_parser("models", help="the model catalog: what is cached locally and its size on disk")
     add_settings_flags(models)
     models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument("--server", metavar="URL",
+                        help="also show what a running HTTP server has loaded now, e.g. http://127.0.0.1:8000/mcp")
     models.set_defaults(run=_models)
 
     pull = sub.add_parser("pull", help="download models ahead of time (resumable, with progress)")
@@ -67,12 +69,14 @@ def _folder_bytes(folder: Path) -> int:
 
 def _models(args: argparse.Namespace) -> None:
     settings = load(args)
+    loaded = _loaded_on(args.server) if args.server else {}
     rows = []
     for spec in settings.catalog.values():
         cached, size = disk_state(spec.source, settings)
         rows.append(dict(alias=spec.alias, task=spec.task, kind=spec.kind, source=spec.source, cached=cached,
                          bytes_on_disk=size, description=spec.description, tiny=spec.tiny,
-                         controlnets=sorted(spec.controlnets), ip_adapter=spec.ip_adapter is not None))
+                         controlnets=sorted(spec.controlnets), ip_adapter=spec.ip_adapter is not None,
+                         **({"loaded": loaded.get(spec.alias)} if args.server else {})))
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -80,7 +84,27 @@ def _models(args: argparse.Namespace) -> None:
     for row in rows:
         state = f"cached {row['bytes_on_disk'] / 1e9:6.2f} GB" if row["cached"] else "not downloaded"
         source = "(built locally)" if row["tiny"] else row["source"]
-        print(f"  {row['alias']:24} {row['task']:10} {state:22} {source}")
+        now = ""
+        if row.get("loaded"):
+            now = f"  [loaded on {row['loaded']['device']}, {row['loaded']['bytes'] / 1e9:.2f} GB]"
+        print(f"  {row['alias']:24} {row['task']:10} {state:22} {source}{now}")
+
+
+def _loaded_on(url: str) -> dict[str, dict]:
+    """What a running server has loaded, from its pixelmcp://models resource."""
+    import anyio
+    from mcp import Client
+
+    async def read() -> dict:
+        async with Client(url) as client:
+            resource = await client.read_resource("pixelmcp://models")
+            return json.loads(resource.contents[0].text)
+
+    try:
+        report = anyio.run(read)
+    except (OSError, RuntimeError) as e:
+        fail(f"could not read {url} ({e}); is `pixelmcp serve --transport http` running there?")
+    return {entry["alias"]: entry for entry in report["loaded"]}
 
 
 def _pull(args: argparse.Namespace) -> None:
