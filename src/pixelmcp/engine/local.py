@@ -30,7 +30,7 @@ class LocalImageGenerator:
         """Plain text-to-image requests go through the micro-batcher; guided ones run alone."""
         tasks = self.pool.background
         plain = request.control is None and request.style is None
-        if plain and tasks is not None and 1 < self.batcher.max_images and len(request.seeds) <= self.batcher.max_images:
+        if plain and tasks is not None and self.batcher.max_images > 1 and len(request.seeds) <= self.batcher.max_images:
             return await self.batcher.generate(spec, request, progress, tasks)
         return await self._generate_alone(spec, request, progress)
 
