@@ -98,16 +98,30 @@ async def test_many_concurrent_http_clients_are_all_answered_without_leaks(tiny_
         process.wait(timeout=30)
 
 
-async def test_a_call_past_its_timeout_is_stopped_with_a_clear_error(make_settings):
-    server = build_server(make_settings(call_timeout_s=1.0))
-    long_job = {"prompt": "a", "steps": 50, "width": 512, "height": 512, "rewrite": False}
+async def test_a_call_past_its_timeout_is_stopped_with_a_clear_error(make_settings, monkeypatch):
+    from pixelmcp.engine import diffusion
+
+    original = diffusion.text_to_image
+    stopped = []
+
+    def endless(pipe, call, job, on_step, **kwargs):
+        if call.steps == 7:  # the request that never finishes on its own
+            job.cancel.wait(timeout=60)
+            stopped.append(job.cancel.is_set())
+            job.check()
+        return original(pipe, call, job, on_step, **kwargs)
+
+    monkeypatch.setattr(diffusion, "text_to_image", endless)
+    server = build_server(make_settings(call_timeout_s=5.0))
     async with Client(server) as client:
-        ok(await client.call_tool("generate_image", {"prompt": "warm", "rewrite": False}))
         with anyio.fail_after(60):
-            message = error_text(await client.call_tool("generate_image", long_job))
+            ok(await client.call_tool("generate_image", {"prompt": "warm", "rewrite": False}))  # load the model
+            message = error_text(await client.call_tool("generate_image", {"prompt": "a", "steps": 7,
+                                                                            "rewrite": False}))
             after = ok(await client.call_tool("generate_image", {"prompt": "b", "rewrite": False}))
         report = ok(await client.call_tool("list_models", {}))
-    assert "longer than 1 s" in message and "PIXELMCP_CALL_TIMEOUT_S" in message
+    assert "longer than 5 s" in message and "PIXELMCP_CALL_TIMEOUT_S" in message
+    assert stopped == [True]  # the work itself was told to stop, not just abandoned
     assert after["model"] == "tiny-sd15" and report["stats"]["timeouts"] == 1
 
 
