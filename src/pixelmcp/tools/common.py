@@ -11,7 +11,15 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from pixelmcp import __version__
-from pixelmcp.backends import ImageBatch, Progress, PromptRewriter, RewriteFailed
+from pixelmcp.backends import (
+    ControlRequest,
+    ImageBatch,
+    ImageRequest,
+    Progress,
+    PromptRewriter,
+    RewriteFailed,
+    StyleRequest,
+)
 from pixelmcp.config import ModelSpec
 from pixelmcp.errors import InvalidArgument, PixelError
 from pixelmcp.server.state import AppState
@@ -39,6 +47,11 @@ SeedArg = Annotated[
     int | None, Field(description="0..4294967295. Same seed and arguments give the same image; omit for random.")
 ]
 NArg = Annotated[int, Field(description="Number of images; image i uses seed + i.")]
+ImageArg = Annotated[
+    str,
+    Field(description="A pixelmcp://images/<id> uri from an earlier result, a data:image/...;base64 uri, bare "
+                      "base64, or a file path inside the server's allowed folders."),
+]
 RewriteArg = Annotated[
     Rewrite, Field(description="Expand the prompt with an LLM first: true, false, or 'auto' (short prompts only).")
 ]
@@ -109,6 +122,15 @@ class GenerationArgs:
     @property
     def seeds(self) -> tuple[int, ...]:
         return tuple(self.seed + i for i in range(self.n))
+
+    def request(self, rewrite: RewriteOutcome, control: ControlRequest | None = None,
+                style: StyleRequest | None = None) -> ImageRequest:
+        """What the backend gets: the revised prompt when there is one, and any guidance."""
+        return ImageRequest(
+            prompt=rewrite.revised_prompt or self.prompt, negative_prompt=self.negative_prompt, width=self.width,
+            height=self.height, steps=self.steps, guidance_scale=self.guidance_scale, seeds=self.seeds,
+            control=control, style=style,
+        )
 
 
 def check_generation_args(

@@ -12,7 +12,7 @@ from mcp_types import CallToolResult, ResourceLink
 from PIL import Image
 from pydantic import Field
 
-from pixelmcp.backends import ControlRequest, ImageRequest, StyleRequest
+from pixelmcp.backends import ControlRequest, StyleRequest
 from pixelmcp.config import ModelSpec
 from pixelmcp.engine.control import ip_adapter_scale
 from pixelmcp.errors import InvalidArgument
@@ -23,6 +23,7 @@ from pixelmcp.tools.common import (
     GenerateImageResult,
     GuidanceArg,
     HeightArg,
+    ImageArg,
     ModelArg,
     NArg,
     NegativePromptArg,
@@ -47,12 +48,6 @@ MAX_IP_SCALE = 2.0
 MAX_CANNY_THRESHOLD = 1000
 #: Explicit width/height may differ from the control image's aspect ratio by this much at most.
 ASPECT_TOLERANCE = 0.05
-
-ImageArg = Annotated[
-    str,
-    Field(description="A pixelmcp://images/<id> uri from an earlier result, a data:image/...;base64 uri, bare "
-                      "base64, or a file path inside the server's allowed folders."),
-]
 
 
 class ControlNetResult(GenerateImageResult):
@@ -120,11 +115,7 @@ async def controlnet_generate(
         conditioning_scale=conditioning_scale, low_threshold=low_threshold, high_threshold=high_threshold,
         depth_model=app.router.depth_estimator() if preprocess and control_type == "depth" else None,
     )
-    request = ImageRequest(
-        prompt=rewritten.revised_prompt or args.prompt, negative_prompt=args.negative_prompt, width=args.width,
-        height=args.height, steps=args.steps, guidance_scale=args.guidance_scale, seeds=args.seeds, control=control,
-    )
-    batch = await generator.generate(spec, request, progress)
+    batch = await generator.generate(spec, args.request(rewritten, control=control), progress)
 
     # 3. Store the control map and the images; answer.
     control_map = _store_reference(app, batch.control_map, "control map", control_type=control_type)
@@ -199,12 +190,7 @@ async def style_transfer(
     if structure is not None:
         control = ControlRequest(control_type="canny", controlnet=controlnet, image=structure, preprocess=True,
                                  conditioning_scale=1.0)
-    request = ImageRequest(
-        prompt=rewritten.revised_prompt or args.prompt, negative_prompt=args.negative_prompt, width=args.width,
-        height=args.height, steps=args.steps, guidance_scale=args.guidance_scale, seeds=args.seeds,
-        control=control, style=style,
-    )
-    batch = await generator.generate(spec, request, progress)
+    batch = await generator.generate(spec, args.request(rewritten, control=control, style=style), progress)
 
     # 3. Store the reference (and control map) with the images; answer.
     style_record = _reference_record(app, style_image, reference, "style reference")

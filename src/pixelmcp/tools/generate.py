@@ -9,7 +9,7 @@ from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from pydantic import BaseModel, Field
 
-from pixelmcp.backends import ImageRequest, RewriteFailed
+from pixelmcp.backends import RewriteFailed
 from pixelmcp.errors import PixelError
 from pixelmcp.server.state import app_state
 from pixelmcp.tools import arguments
@@ -74,11 +74,7 @@ async def generate_image(
     rewritten = await rewrite_for_generation(app, args.prompt, rewrite, progress)
 
     # 3. Generate.
-    request = ImageRequest(
-        prompt=rewritten.revised_prompt or args.prompt, negative_prompt=args.negative_prompt, width=args.width,
-        height=args.height, steps=args.steps, guidance_scale=args.guidance_scale, seeds=args.seeds,
-    )
-    batch = await generator.generate(spec, request, progress)
+    batch = await generator.generate(spec, args.request(rewritten), progress)
 
     # 4. Store and answer.
     records = store_images(app, "generate_image", args, rewritten, batch, {})

@@ -16,7 +16,7 @@ from pixelmcp.prompts.vision import DEFAULT_COMPARE_QUESTION, answer_prompt, com
 from pixelmcp.server.images import load_image
 from pixelmcp.server.state import AppState, app_state
 from pixelmcp.tools import arguments
-from pixelmcp.tools.common import ModelArg, StoredRef, stored_ref
+from pixelmcp.tools.common import ImageArg, ModelArg, StoredRef, stored_ref
 from pixelmcp.tools.results import ProgressReporter
 
 MAX_COMPARE_IMAGES = 8
@@ -26,12 +26,6 @@ DETAIL_MAX_SIDE: dict[str, int | None] = {"low": 512, "auto": 1536, "high": None
 #: compare_images resizes the second image of a pair to the first's size when their aspect ratios
 #: agree this closely; otherwise pixel metrics are not computed for that pair.
 RESIZE_ASPECT_TOLERANCE = 0.01
-
-ImageArg = Annotated[
-    str,
-    Field(description="A pixelmcp://images/<id> uri from an earlier result, a data:image/...;base64 uri, bare "
-                      "base64, or a file path inside the server's allowed folders."),
-]
 
 
 # --------------------------------------------------------------------------- result shapes
@@ -219,7 +213,12 @@ def _check_labels(labels: list[str], app: AppState) -> list[str]:
             raise InvalidArgument("labels", text, "a label is over 200 characters", "Use short labels.")
         cleaned.append(text)
     seen: set[str] = set()
-    duplicates = sorted({label for label in cleaned if label.casefold() in seen or seen.add(label.casefold())})
+    repeats: set[str] = set()
+    for label in cleaned:
+        if label.casefold() in seen:
+            repeats.add(label)
+        seen.add(label.casefold())
+    duplicates = sorted(repeats)
     if duplicates:
         raise InvalidArgument("labels", labels, f"has duplicates: {', '.join(duplicates)}", "Give each label once.")
     return cleaned
