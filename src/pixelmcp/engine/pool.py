@@ -168,7 +168,7 @@ class ModelPool:
                 job.check()
                 job.status = f"moving {spec.alias} back to {self.device}"
                 started = time.perf_counter()
-                self._make_room(loaded.bytes, spec.alias, job)
+                self._make_room(loaded.bytes, spec.alias)
                 memory.move(loaded.value, self.device)
                 loaded.tier, loaded.bytes = "device", self._measure(loaded.value)
                 job.load_seconds += time.perf_counter() - started
@@ -188,7 +188,7 @@ class ModelPool:
         device, dtype = self.device, self.dtype_for(spec)
         source = self.source_of(spec)
         estimate = memory.estimate_bytes(source, dtype.itemsize) or int(spec.min_memory_gb * _GIB)
-        self._make_room(estimate, spec.alias, job)
+        self._make_room(estimate, spec.alias)
         logger.info("loading %s from %s on %s (%s)", spec.alias, source, device, dtype)
         value = loader(source, device, dtype)
         loaded = LoadedModel(spec, value, device, str(dtype).removeprefix("torch."), 0.0, self._measure(value))
@@ -196,7 +196,7 @@ class ModelPool:
         if self._used_bytes() > self.budget_bytes:
             loaded.pins += 1  # the new model stays; only others may make way
             try:
-                self._make_room(0, spec.alias, job)
+                self._make_room(0, spec.alias)
             except ModelLoadError:
                 self._drop(loaded)
                 raise
@@ -217,7 +217,7 @@ class ModelPool:
         return sum(memory.bytes_by_device(m.value, counted).get(device_type, 0)
                    for m in self._models.values() if m.tier == "device")
 
-    def _make_room(self, needed: int, alias: str, job: Job | None = None) -> None:
+    def _make_room(self, needed: int, alias: str) -> None:
         """Evict unpinned models, least recently used first, until `needed` more bytes fit the budget."""
         budget = self.budget_bytes
         while self._used_bytes() + needed > budget or not self._device_has_room(needed):

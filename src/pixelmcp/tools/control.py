@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import anyio
 from mcp.server.mcpserver import Context
-from mcp_types import CallToolResult, ResourceLink
+from mcp_types import CallToolResult
 from PIL import Image
 from pydantic import Field
 
@@ -40,7 +40,7 @@ from pixelmcp.tools.common import (
     store_images,
     stored_ref,
 )
-from pixelmcp.tools.results import ProgressReporter
+from pixelmcp.tools.results import ProgressReporter, image_link
 
 PREPROCESSORS = ("canny", "depth")
 MAX_CONDITIONING_SCALE = 2.0
@@ -308,11 +308,8 @@ def _reference_record(app: AppState, given: str, image: Image.Image, role: str) 
 
 
 def _with_links(result: CallToolResult, records: list[tuple[StoredImage, str]]) -> CallToolResult:
-    links = [
-        ResourceLink(type="resource_link", uri=r.uri, name=f"{r.id}.png", title=f"{title} ({r.width}x{r.height})",
-                     description=f"The {title} used for this result.", mime_type="image/png")
-        for r, title in records
-    ]
+    links = [image_link(r, f"{title} ({r.width}x{r.height})", f"The {title} used for this result.")
+             for r, title in records]
     text = result.content[-1]
     result.content = [*result.content[:-1], *links, text]
     return result

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import math
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver import Context
 from mcp_types import ContentBlock, ImageContent, ResourceLink
@@ -12,6 +14,9 @@ from PIL import Image
 from pixelmcp.config import Settings
 from pixelmcp.server.images import encode_preview
 from pixelmcp.server.store import StoredImage
+
+if TYPE_CHECKING:
+    from pixelmcp.tools.common import StoredRef
 
 
 def image_blocks(records: list[StoredImage], images: list[Image.Image], settings: Settings) -> list[ContentBlock]:
@@ -27,23 +32,20 @@ def image_blocks(records: list[StoredImage], images: list[Image.Image], settings
             image, max_side=settings.preview_max_side, max_bytes=per_image, fmt=settings.preview_format
         )
         blocks.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))
-        blocks.append(
-            ResourceLink(
-                type="resource_link",
-                uri=record.uri,
-                name=f"{record.id}.png",
-                title=f"{record.width}x{record.height} PNG (seed {record.params.get('seed')})",
-                description="Full-resolution PNG; pass this uri as an image argument to other tools.",
-                mime_type="image/png",
-                size=_file_size(record.path),
-            )
-        )
+        blocks.append(image_link(
+            record, f"{record.width}x{record.height} PNG (seed {record.params.get('seed')})",
+            "Full-resolution PNG; pass this uri as an image argument to other tools.", size=_file_size(record.path),
+        ))
     return blocks
 
 
-def _file_size(path: str) -> int | None:
-    from pathlib import Path
+def image_link(image: StoredImage | StoredRef, title: str, description: str, size: int | None = None) -> ResourceLink:
+    """A resource link to a stored PNG, readable at its pixelmcp:// uri."""
+    return ResourceLink(type="resource_link", uri=image.uri, name=f"{image.id}.png", title=title,
+                        description=description, mime_type="image/png", size=size)
 
+
+def _file_size(path: str) -> int | None:
     try:
         return Path(path).stat().st_size
     except OSError:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import anyio
 from mcp.server.mcpserver import Context
-from mcp_types import CallToolResult, ResourceLink, TextContent
+from mcp_types import CallToolResult, TextContent
 from PIL import Image
 from pydantic import BaseModel, Field
 
@@ -17,7 +17,7 @@ from pixelmcp.server.images import load_image
 from pixelmcp.server.state import AppState, app_state
 from pixelmcp.tools import arguments
 from pixelmcp.tools.common import ImageArg, ModelArg, StoredRef, stored_ref
-from pixelmcp.tools.results import ProgressReporter
+from pixelmcp.tools.results import ProgressReporter, image_link
 
 MAX_COMPARE_IMAGES = 8
 MAX_ANSWER_TOKENS = 2048
@@ -311,9 +311,6 @@ def _compare_content(result: CompareResult) -> list:
     content: list = [TextContent(type="text", text="\n".join(lines))]
     for pair in result.pairs:
         if pair.heatmap is not None:
-            content.append(ResourceLink(
-                type="resource_link", uri=pair.heatmap.uri, name=f"{pair.heatmap.id}.png", mime_type="image/png",
-                title=f"difference heat-map, images {pair.a + 1} and {pair.b + 1}",
-                description="Blue: unchanged; red: most changed.",
-            ))
+            content.append(image_link(pair.heatmap, f"difference heat-map, images {pair.a + 1} and {pair.b + 1}",
+                                      "Blue: unchanged; red: most changed."))
     return content
