@@ -187,7 +187,7 @@ def _call(args: argparse.Namespace, tool: str, arguments: dict[str, Any], settin
         print(json.dumps({**data, "saved": saved} if saved else data, indent=2))
         return
     text = next((b.text for b in result.content if b.type == "text"), "")
-    print(text if tool != "ask_about_image" and tool != "classify_image" else _human(tool, data))
+    print(_human(tool, data) if tool in ("ask_about_image", "classify_image") else text)
     for path in saved:
         print(f"saved {path}")
 
