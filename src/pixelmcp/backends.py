@@ -24,7 +24,7 @@ class ControlRequest:
     """Structure guidance: a ControlNet and the image its map is made from (or the map itself)."""
 
     control_type: str
-    controlnet: ModelSpec  # the ControlNet, as a loadable catalog entry
+    controlnet: ModelSpec | None  # the ControlNet, as a loadable catalog entry (None: a provider reads the image)
     image: Image.Image
     preprocess: bool  # make the map from `image` (canny / depth), or use `image` as the map
     conditioning_scale: float
@@ -35,11 +35,12 @@ class ControlRequest:
 
 @dataclass(frozen=True)
 class StyleRequest:
-    """Reference guidance through an IP-Adapter."""
+    """Reference guidance: through an IP-Adapter locally, through the prompt for image-editing providers."""
 
-    adapter: ModelSpec  # the adapter, as a loadable catalog entry (source = adapter repo)
+    adapter: ModelSpec | None  # the IP-Adapter, as a loadable catalog entry (None for providers)
     image: Image.Image
-    scale: float | dict  # set_ip_adapter_scale argument: one number, or per-block scales
+    scale: float | dict | None  # set_ip_adapter_scale argument: one number, or per-block scales
+    mode: str = "style"  # style: take the look; subject: keep the reference's subject
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class ImageRequest:
     height: int
     steps: int
     guidance_scale: float
-    seeds: tuple[int, ...]
+    seeds: tuple[int | None, ...]  # one per image; None where the model takes no seed (remote providers)
     control: ControlRequest | None = None
     style: StyleRequest | None = None
 
@@ -62,11 +63,12 @@ class ImageBatch:
     """What a generator returns: the images (in seed order) and how they were made."""
 
     images: list[Image.Image]
-    scheduler: str
-    device: str
+    scheduler: str | None  # None for remote providers
+    device: str  # the accelerator, or the provider's address
     timings: dict[str, float] = field(default_factory=dict)
     control_map: Image.Image | None = None  # the map that steered the images, at their size
     batch_size: int = 1  # requests whose images were made in the same pipeline call
+    revised_prompt: str | None = None  # the prompt a provider says it used instead (DALL-E 3)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Rewrite:
     rewriter: str
     seconds: float
     cached: bool = False
+    note: str | None = None  # e.g. why another rewriter than the configured one answered
 
 
 class RewriteFailed(Exception):

@@ -22,7 +22,8 @@ from pydantic_settings import (
 )
 
 Profile = Literal["default", "tiny"]
-ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth", "clip", "siglip", "vlm"]
+ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth", "clip", "siglip", "vlm",
+                    "remote-image", "remote-chat", "remote-vision"]
 Task = Literal["generate", "rewrite", "preprocess", "classify", "answer"]
 VLMFamily = Literal["qwen2-vl", "qwen2.5-vl", "llava", "llava-next", "idefics3"]
 
@@ -32,7 +33,13 @@ TINY_PREFIX = "tiny:"
 #: Pipeline kinds that make images, and whether each takes a negative prompt.
 IMAGE_KINDS: frozenset[str] = frozenset({"sd15", "sdxl", "sd3", "flux"})
 _TASKS: dict[str, Task] = {"chat-llm": "rewrite", "depth": "preprocess", "clip": "classify", "siglip": "classify",
-                           "vlm": "answer"}
+                           "vlm": "answer", "remote-image": "generate", "remote-chat": "rewrite",
+                           "remote-vision": "answer"}
+
+#: Remote providers with a built-in client; endpoints named in the config add OpenAI-compatible ones.
+PROVIDERS = ("openai", "gemini", "openai-compatible")
+#: Who may rewrite prompts: the local LLM, a provider (or named endpoint), the client's own LLM, or nobody.
+REWRITERS = ("local", *PROVIDERS, "sampling", "none")
 
 
 class IPAdapterSpec(BaseModel):
@@ -78,6 +85,18 @@ class ModelSpec(BaseModel):
     offload: Literal["none", "model", "sequential"] = Field(
         "none", description="diffusers CPU offload on an accelerator: whole models, or layer by layer (slowest)"
     )
+    # Remote models: who serves them and which arguments they take.
+    provider: str = Field("local", description="local (the model pool), openai, gemini, or an OpenAI-compatible endpoint")
+    sizes: tuple[tuple[int, int], ...] = Field((), description="the only (width, height) pairs accepted, if limited")
+    takes_seed: bool = True
+    takes_steps: bool = True
+    takes_guidance: bool = True
+    max_n: int | None = Field(None, description="most images per call, when the model limits it")
+    revises_prompt: bool = Field(False, description="the provider rewrites prompts itself (DALL-E 3)")
+
+    @property
+    def remote(self) -> bool:
+        return self.provider != "local"
 
     @property
     def task(self) -> Task:
@@ -194,6 +213,15 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
 AUTO_GENERATORS: tuple[tuple[float, str], ...] = ((40.0, "flux-schnell"), (12.0, "sdxl"), (0.0, "sd15"))
 
 
+class Endpoint(BaseModel):
+    """An OpenAI-compatible server (vLLM, Ollama, LM Studio, TGI): `[endpoints.NAME]` in the TOML file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(description="e.g. http://gpu-box:8000/v1")
+    api_key_env: str | None = Field(None, description="environment variable holding its key, if it needs one")
+
+
 class ModelOverride(BaseModel):
     """A `[models.ALIAS]` table in the TOML file: point an alias at a folder, or add a model."""
 
@@ -243,13 +271,37 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="`auto`, `cuda`, `cuda:N`, `mps` or `cpu`")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     generate_model: str | None = Field(None, description="default model for generate_image (alias)")
-    rewrite_model: str | None = Field(None, description="local LLM used by the `local` rewriter (alias)")
+    rewrite_model: str | None = Field(
+        None, description="the rewriter's model: a catalog alias for `local`, the provider's model id otherwise "
+                          "(defaults: openai gpt-4.1-mini, gemini gemini-2.5-flash), a model hint for `sampling`",
+    )
     depth_model: str | None = Field(None, description="depth estimator for control_type='depth' (alias)")
     classify_model: str | None = Field(None, description="default CLIP/SigLIP for classify_image and similarity")
     vision_model: str | None = Field(None, description="default VLM for ask_about_image and compare_images")
     max_labels: int = Field(64, ge=2, le=1000, description="upper bound of classify_image labels")
     max_batch_images: int = Field(16, ge=1, le=256, description="upper bound of classify_image images")
-    rewriter: Literal["local", "none"] = Field("local", description="who rewrites prompts")
+    rewriter: str = Field(
+        "local", description="who rewrites prompts: local, openai, gemini, openai-compatible (or a named endpoint), "
+                             "sampling (the client's own LLM), none",
+    )
+    sampling_fallback: str = Field(
+        "local", description="rewriter used when rewriter=sampling and the client cannot sample (none: no rewrite)"
+    )
+    # Remote providers. Keys are read from the environment only (OPENAI_API_KEY, GEMINI_API_KEY or
+    # GOOGLE_API_KEY, OPENAI_COMPATIBLE_API_KEY, or each endpoint's api_key_env), never from here.
+    openai_base_url: str | None = Field(None, description="OpenAI API base URL (proxies, gateways); default the API's")
+    gemini_base_url: str | None = Field(None, description="Gemini API base URL; default the API's")
+    openai_compatible_base_url: str | None = Field(
+        None, description="base URL of the `openai-compatible` provider, e.g. http://gpu-box:8000/v1 (vLLM)"
+    )
+    endpoints: dict[str, Endpoint] = Field(
+        default_factory=dict, description="more OpenAI-compatible servers, used as NAME:model ([endpoints.NAME])"
+    )
+    provider_timeout_s: float = Field(120, gt=0, description="longest wait for one provider request")
+    provider_max_retries: int = Field(2, ge=0, le=10, description="retries after 429, 5xx, timeouts, lost connections")
+    provider_retry_base_s: float = Field(
+        1.0, ge=0, le=60, description="first retry delay; doubles per retry (a Retry-After header wins, up to 60 s)"
+    )
     rewrite_auto_max_words: int = Field(
         30, ge=0, description="rewrite='auto' rewrites prompts with at most this many words"
     )
@@ -316,15 +368,34 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_catalog(self) -> Settings:
         self._catalog = _build_catalog(self)
-        for name, value in (("generate_model", self.generate_model), ("rewrite_model", self.rewrite_model),
-                            ("depth_model", self.depth_model), ("classify_model", self.classify_model),
-                            ("vision_model", self.vision_model)):
-            if value is not None and value not in self._catalog:
-                raise ValueError(f"{name}={value!r} is not in the {self.profile} catalog: {sorted(self._catalog)}")
+        providers = self.provider_names()
+        for name in ("rewriter", "sampling_fallback"):
+            value = getattr(self, name)
+            allowed = [r for r in (*REWRITERS, *self.endpoints) if not (name == "sampling_fallback" and r == "sampling")]
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+        reserved = set(REWRITERS) & set(self.endpoints)
+        if reserved:
+            raise ValueError(f"endpoints may not be named {', '.join(sorted(reserved))} (reserved names)")
+        checked = [("generate_model", self.generate_model), ("depth_model", self.depth_model),
+                   ("classify_model", self.classify_model), ("vision_model", self.vision_model)]
+        if self.rewriter == "local":
+            checked.append(("rewrite_model", self.rewrite_model))
+        for name, value in checked:
+            remote = value is not None and value.partition(":")[0] in providers and name in ("generate_model",
+                                                                                              "vision_model")
+            if value is not None and value not in self._catalog and not remote:
+                raise ValueError(f"{name}={value!r} is not in the {self.profile} catalog: {sorted(self._catalog)}"
+                                 + (" (or provider:model, e.g. openai:gpt-image-1)"
+                                    if name in ("generate_model", "vision_model") else ""))
         unknown = [alias for alias in self.preload if alias not in self._catalog]
         if unknown:
             raise ValueError(f"preload names {unknown}, not in the {self.profile} catalog: {sorted(self._catalog)}")
         return self
+
+    def provider_names(self) -> tuple[str, ...]:
+        """Every remote provider a `provider:model` argument may name."""
+        return (*PROVIDERS, *self.endpoints)
 
     # ------------------------------------------------------------------ catalog
 

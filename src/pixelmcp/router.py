@@ -1,4 +1,9 @@
-"""Router: picks the backend and catalog entry for a tool call from its `model` argument."""
+"""Router: picks the backend and catalog entry for a tool call from its `model` argument.
+
+A catalog alias (`sdxl`, `qwen2.5-vl-3b`) runs on the local pool; `provider:model`
+(`openai:gpt-image-1`, `gemini:gemini-2.5-flash`, `openai-compatible:qwen2.5-vl-7b`, or
+`NAME:model` for an endpoint in the config) goes to that provider, with the same result shapes.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,27 @@ from pixelmcp.config import AUTO_GENERATORS, ModelSpec, Settings
 from pixelmcp.engine.local import LocalImageGenerator, LocalRewriter
 from pixelmcp.engine.local_vision import LocalAnswerer, LocalClassifier
 from pixelmcp.engine.pool import ModelPool
-from pixelmcp.errors import InvalidArgument
+from pixelmcp.errors import InvalidArgument, PixelError
+from pixelmcp.providers import gemini, openai
+from pixelmcp.providers.common import RemoteRewriter
+from pixelmcp.providers.sampling import SamplingRewriter
 
 _TINY_DEFAULTS = {"generate": "tiny-sd15", "rewrite": "tiny-llm", "preprocess": "tiny-depth",
                   "classify": "tiny-clip", "answer": "tiny-qwen2-vl"}
 _DEFAULTS = {"rewrite": "qwen2.5-1.5b-instruct", "preprocess": "depth-anything-v2-small",
              "classify": "clip-vit-large", "answer": "qwen2.5-vl-3b"}
+
+
+_DEFAULT_REWRITE_MODELS = {"openai": openai.DEFAULT_REWRITE_MODEL, "gemini": gemini.DEFAULT_REWRITE_MODEL}
+_EXAMPLES = {"openai": "openai:gpt-image-1", "gemini": "gemini:gemini-2.5-flash-image",
+             "openai-compatible": "openai-compatible:qwen2.5-vl-7b"}
+_IMAGE_FIX = {
+    "openai": "Use openai:gpt-image-1, openai:dall-e-3 or openai:dall-e-2 (for chat models use ask_about_image).",
+    "gemini": "Use an image-output model such as gemini:gemini-2.5-flash-image (for chat models use "
+              "ask_about_image).",
+    "other": "OpenAI-compatible endpoints serve chat and vision here, not images: use openai:gpt-image-1, "
+             "gemini:gemini-2.5-flash-image or a local model.",
+}
 
 
 class Router:
@@ -26,8 +46,52 @@ class Router:
         self._local_generator = LocalImageGenerator(pool)
         self._local_classifier = LocalClassifier(pool)
         self._local_answerer = LocalAnswerer(pool)
-        self._rewriters: dict[str, LocalRewriter] = {}
+        self._rewriters: dict[str, PromptRewriter] = {}
+        self._providers: dict[str, openai.OpenAIProvider | gemini.GeminiProvider] = {}
         self._auto_generator: str | None = None
+
+    # ------------------------------------------------------------------ providers
+
+    def _remote(self, model: str, argument: str = "model") -> tuple[str, str] | None:
+        """(provider, model id) for `provider:model`; None for a catalog alias."""
+        if model in self.settings.catalog or ":" not in model:
+            return None
+        provider, _, name = model.partition(":")
+        known = self.settings.provider_names()
+        if provider not in known:
+            raise InvalidArgument(argument, model, f"{provider!r} is not a provider this server knows",
+                                  f"Use a catalog alias (list_models) or provider:model with one of: {', '.join(known)}.")
+        if not name.strip():
+            raise InvalidArgument(argument, model, "names no model after the provider",
+                                  f"Write it as {provider}:MODEL_ID, e.g. {_EXAMPLES.get(provider, provider + ':MODEL')}.")
+        return provider, name.strip()
+
+    def provider(self, name: str) -> openai.OpenAIProvider | gemini.GeminiProvider:
+        """The client of a provider (made once; keys are read from the environment at each call)."""
+        if name not in self._providers:
+            self._providers[name] = self._make_provider(name)
+        return self._providers[name]
+
+    def _make_provider(self, name: str) -> openai.OpenAIProvider | gemini.GeminiProvider:
+        settings = self.settings
+        if name == "gemini":
+            return gemini.GeminiProvider(settings)
+        if name == "openai":
+            return openai.OpenAIProvider("openai", settings, base_url=settings.openai_base_url,
+                                         key_names=("OPENAI_API_KEY",), key_required=True, official=True)
+        if name == "openai-compatible":
+            if not settings.openai_compatible_base_url:
+                raise PixelError(
+                    "The openai-compatible provider has no server configured: set PIXELMCP_OPENAI_COMPATIBLE_BASE_URL "
+                    "to its base URL (e.g. http://gpu-box:8000/v1 for vLLM, http://localhost:11434/v1 for Ollama) "
+                    "and restart the server."
+                )
+            return openai.OpenAIProvider(name, settings, base_url=settings.openai_compatible_base_url,
+                                         key_names=("OPENAI_COMPATIBLE_API_KEY",), key_required=False, official=False)
+        endpoint = settings.endpoints[name]
+        keys = (endpoint.api_key_env,) if endpoint.api_key_env else ()
+        return openai.OpenAIProvider(name, settings, base_url=endpoint.base_url, key_names=keys,
+                                     key_required=bool(keys), official=False)
 
     def _spec(self, model: str, task: str, argument: str = "model") -> ModelSpec:
         catalog = self.settings.catalog
@@ -56,22 +120,70 @@ class Router:
 
     async def generator(self, model: str | None) -> tuple[ModelSpec, ImageGenerator]:
         alias = model if model is not None else await self.default_generator_alias()
-        return self._spec(alias, "generate"), self._local_generator
+        remote = self._remote(alias)
+        if remote is None:
+            return self._spec(alias, "generate"), self._local_generator
+        provider, name = remote
+        spec = {"openai": openai.image_spec, "gemini": lambda p, m: gemini.image_spec(m)}.get(
+            provider, lambda p, m: None)(provider, name)
+        if spec is None:
+            raise InvalidArgument("model", alias, f"{name!r} is not an image model {provider} serves here",
+                                  _IMAGE_FIX.get(provider, _IMAGE_FIX["other"]))
+        return spec, self.provider(provider)
 
     def rewriter(self, model: str | None = None) -> PromptRewriter | None:
-        """The rewriter to use, or None when rewriting is switched off (`PIXELMCP_REWRITER=none`)."""
-        if model is None and self.settings.rewriter == "none":
+        """The rewriter for `model` (`alias`, `provider:model`, `sampling[:hint]`), or else the configured one.
+
+        None when rewriting is switched off (`PIXELMCP_REWRITER=none`) and no model was named.
+        """
+        if model is None:
+            return self._configured_rewriter(self.settings.rewriter)
+        if model == "sampling" or model.startswith("sampling:"):
+            hint = model.partition(":")[2] or None
+            return self._cached(model, lambda: self._sampling(hint))
+        remote = self._remote(model)
+        if remote is not None:
+            return self._cached(model, lambda: RemoteRewriter(self.provider(remote[0]), remote[1]))
+        spec = self._spec(model, "rewrite")
+        return self._cached(spec.alias, lambda: LocalRewriter(self.pool, spec, self.settings.rewrite_max_new_tokens))
+
+    def _configured_rewriter(self, kind: str) -> PromptRewriter | None:
+        """The rewriter PIXELMCP_REWRITER (or the sampling fallback) names, with PIXELMCP_REWRITE_MODEL."""
+        chosen = self.settings.rewrite_model
+        if kind == "none":
             return None
-        spec = self._spec(model or self.settings.rewrite_model or self._default("rewrite"), "rewrite")
-        if spec.alias not in self._rewriters:
-            self._rewriters[spec.alias] = LocalRewriter(self.pool, spec, self.settings.rewrite_max_new_tokens)
-        return self._rewriters[spec.alias]
+        if kind == "sampling":
+            return self._cached("sampling", lambda: self._sampling(chosen))
+        if kind == "local":
+            return self.rewriter(chosen if chosen and chosen in self.settings.catalog else self._default("rewrite"))
+        model = chosen or _DEFAULT_REWRITE_MODELS.get(kind)
+        if model is None:
+            raise PixelError(f"The {kind} rewriter needs a model: set PIXELMCP_REWRITE_MODEL to a chat model that "
+                             f"endpoint serves, or pass model='{kind}:MODEL' to rewrite_prompt.")
+        return self.rewriter(f"{kind}:{model}")
+
+    def _sampling(self, hint: str | None) -> SamplingRewriter:
+        """The client's LLM (a catalog alias in PIXELMCP_REWRITE_MODEL is the local fallback's, not a hint)."""
+        fallback = self._configured_rewriter(self.settings.sampling_fallback)
+        hint = None if hint in self.settings.catalog else hint
+        return SamplingRewriter(fallback, hint, self.settings.rewrite_max_new_tokens)
+
+    def _cached(self, key: str, make) -> PromptRewriter:
+        if key not in self._rewriters:
+            self._rewriters[key] = make()
+        return self._rewriters[key]
 
     def _default(self, task: str) -> str:
         return (_TINY_DEFAULTS if self.settings.profile == "tiny" else _DEFAULTS)[task]
 
     def controlnet(self, base: ModelSpec, control_type: str) -> ModelSpec:
         """The ControlNet for `control_type` on `base`, as a loadable entry; a clear error if none."""
+        if base.remote:
+            local = sorted(a for a, s in self.settings.catalog.items() if s.controlnets)
+            raise InvalidArgument("model", base.alias, "ControlNets run on local diffusion models only",
+                                  f"Use one of: {', '.join(local) or 'none configured'}"
+                                  + (" (or style_transfer with image=..., which gemini image models follow)."
+                                     if base.provider != "gemini" else "; for gemini, style_transfer takes image=..."))
         source = base.controlnets.get(control_type)
         if source is None:
             others = sorted(a for a, s in self.settings.catalog.items() if control_type in s.controlnets)
@@ -82,8 +194,11 @@ class Router:
                                   f"model {base.alias!r} has no ControlNet for this type", fix)
         return ModelSpec(alias=f"{base.alias}+controlnet-{control_type}", kind=base.kind, source=source)
 
-    def ip_adapter(self, base: ModelSpec) -> ModelSpec:
-        """The IP-Adapter of `base`, as a loadable entry; a clear error if it has none."""
+    def ip_adapter(self, base: ModelSpec) -> ModelSpec | None:
+        """The IP-Adapter of `base`, as a loadable entry (None for gemini, which reads the reference itself);
+        a clear error if it has none."""
+        if base.provider == "gemini":
+            return None
         if base.ip_adapter is None:
             others = sorted(a for a, s in self.settings.catalog.items() if s.ip_adapter is not None)
             raise InvalidArgument("model", base.alias, "has no IP-Adapter in the catalog",
@@ -95,10 +210,21 @@ class Router:
 
     def classifier(self, model: str | None) -> tuple[ModelSpec, ImageClassifier]:
         """CLIP / SigLIP for zero-shot labels and image similarity."""
+        if model is not None and self._remote(model) is not None:
+            local = sorted(a for a, s in self.settings.catalog.items() if s.task == "classify")
+            raise InvalidArgument("model", model, "classify_image runs on local CLIP or SigLIP models only (its scores "
+                                  "come from image and text embeddings, which chat APIs do not return)",
+                                  f"Omit model, or use one of: {', '.join(local)}; to ask a provider's model, use "
+                                  "ask_about_image.")
         spec = self._spec(model or self.settings.classify_model or self._default("classify"), "classify")
         return spec, self._local_classifier
 
     def answerer(self, model: str | None) -> tuple[ModelSpec, VisionAnswerer]:
         """The vision-language model that answers questions about images."""
-        spec = self._spec(model or self.settings.vision_model or self._default("answer"), "answer")
-        return spec, self._local_answerer
+        alias = model or self.settings.vision_model or self._default("answer")
+        remote = self._remote(alias)
+        if remote is None:
+            return self._spec(alias, "answer"), self._local_answerer
+        provider, name = remote
+        spec = ModelSpec(alias=alias, kind="remote-vision", source=name, provider=provider)
+        return spec, self.provider(provider)

@@ -88,11 +88,49 @@ def check_negative_prompt(value: str | None, guidance: float, spec: ModelSpec) -
     return value
 
 
-def check_n(value: int, settings: Settings) -> int:
+def check_n(value: int, settings: Settings, spec: ModelSpec) -> int:
+    if spec.max_n is not None and spec.max_n < settings.max_images and value > spec.max_n:
+        raise InvalidArgument("n", value, f"model {spec.alias!r} makes at most {spec.max_n} image(s) per call",
+                              f"Pass n={spec.max_n} and call again for more, or use another model.")
     if not 1 <= value <= settings.max_images:
         raise InvalidArgument("n", value, f"out of range; accepted: 1..{settings.max_images}",
                               "Ask for fewer images per call (or raise PIXELMCP_MAX_IMAGES).")
     return value
+
+
+def check_size(width: int | None, height: int | None, default: tuple[int, int], spec: ModelSpec) -> tuple[int, int]:
+    """Width and height for a model that makes only certain sizes (`spec.sizes`); each side alone otherwise."""
+    if not spec.sizes:
+        return check_side("width", width, default[0], spec), check_side("height", height, default[1], spec)
+    if width is None and height is None:
+        return nearest_size(default, spec)
+    matches = [size for size in spec.sizes if width in (None, size[0]) and height in (None, size[1])]
+    if len(matches) == 1:
+        return matches[0]
+    accepted = ", ".join(f"{w}x{h}" for w, h in spec.sizes)
+    argument, value = ("width", width) if width is not None else ("height", height)
+    if matches:
+        raise InvalidArgument(argument, value, f"model {spec.alias!r} makes {len(matches)} sizes with it "
+                              f"({', '.join(f'{w}x{h}' for w, h in matches)})", "Give both width and height.")
+    shown = f"{width if width is not None else '?'}x{height if height is not None else '?'}"
+    raise InvalidArgument(argument, value, f"{shown} is not a size model {spec.alias!r} makes; accepted: {accepted}",
+                          "Pass one of those sizes as width and height (omit both for the default).")
+
+
+def nearest_size(wanted: tuple[int, int], spec: ModelSpec) -> tuple[int, int]:
+    """The listed size closest in aspect ratio to `wanted` (for defaults only, never for given values)."""
+    ratio = wanted[0] / wanted[1]
+    return min(spec.sizes, key=lambda size: abs(math.log(size[0] / size[1] / ratio)))
+
+
+def check_supported(spec: ModelSpec, **given) -> None:
+    """Refuse arguments the model does not take (remote providers: seed, steps, guidance), never drop them."""
+    takes = {"seed": spec.takes_seed, "steps": spec.takes_steps, "guidance_scale": spec.takes_guidance}
+    for argument, value in given.items():
+        if value is not None and not takes[argument]:
+            why = "its images cannot be reproduced from a seed" if argument == "seed" else "the provider sets it"
+            raise InvalidArgument(argument, value, f"model {spec.alias!r} does not take {argument} ({why})",
+                                  f"Omit {argument}, or use a local model (list_models) for control over it.")
 
 
 def check_seed(value: int | None) -> int:

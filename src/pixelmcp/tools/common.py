@@ -7,7 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from mcp_types import CallToolResult, TextContent
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Resolve, Sample
+from mcp_types import CallToolResult, CreateMessageResult, TextContent
 from pydantic import BaseModel, Field
 
 from pixelmcp import __version__
@@ -20,9 +22,11 @@ from pixelmcp.backends import (
     RewriteFailed,
     StyleRequest,
 )
+from pixelmcp.backends import Rewrite as RewriteValue
 from pixelmcp.config import ModelSpec
 from pixelmcp.errors import InvalidArgument, PixelError
-from pixelmcp.server.state import AppState
+from pixelmcp.providers.sampling import SamplingRewriter
+from pixelmcp.server.state import AppState, app_state
 from pixelmcp.server.store import StoredImage
 from pixelmcp.tools import arguments
 from pixelmcp.tools.results import image_blocks
@@ -37,14 +41,17 @@ NegativePromptArg = Annotated[
     str | None, Field(description="What to keep out of the image (models with guidance only).")
 ]
 ModelArg = Annotated[
-    str | None, Field(description="Model alias from the server's catalog (e.g. sdxl, flux-schnell); default from config.")
+    str | None,
+    Field(description="Model alias from the server's catalog (e.g. sdxl, flux-schnell), or provider:model "
+                      "(e.g. openai:gpt-image-1, gemini:gemini-2.5-flash-image); default from config."),
 ]
 WidthArg = Annotated[int | None, Field(description="Width in px; a multiple of 8 (16 for SD3/FLUX). Default per model.")]
 HeightArg = Annotated[int | None, Field(description="Height in px; same rules as width. Default per model.")]
 StepsArg = Annotated[int | None, Field(description="Denoising steps. Default per model.")]
 GuidanceArg = Annotated[float | None, Field(description="Prompt adherence (CFG). Default per model.")]
 SeedArg = Annotated[
-    int | None, Field(description="0..4294967295. Same seed and arguments give the same image; omit for random.")
+    int | None, Field(description="0..4294967295. Same seed and arguments give the same image; omit for random. "
+                                  "Local models only.")
 ]
 NArg = Annotated[int, Field(description="Number of images; image i uses seed + i.")]
 ImageArg = Annotated[
@@ -71,7 +78,8 @@ class StoredRef(BaseModel):
 
 
 class ImageInfo(StoredRef):
-    seed: int = Field(description="re-running with this seed and n=1 gives the same pixels")
+    seed: int | None = Field(description="re-running with this seed and n=1 gives the same pixels (null: the "
+                                         "provider takes no seed)")
 
 
 class Timings(BaseModel):
@@ -88,15 +96,18 @@ class GenerateImageResult(BaseModel):
     path: str
     width: int
     height: int
-    seed: int = Field(description="seed of the first image; image i used seed + i")
+    seed: int | None = Field(description="seed of the first image; image i used seed + i (null: no seed)")
     images: list[ImageInfo]
     model: str
-    steps: int
-    guidance_scale: float
-    scheduler: str
+    provider: str = Field(description="local (this server's GPU pool) or the remote provider that made the images")
+    steps: int | None = Field(description="denoising steps (null: set by the provider)")
+    guidance_scale: float | None = Field(description="null: set by the provider")
+    scheduler: str | None
     prompt: str = Field(description="the prompt as given")
     revised_prompt: str | None = Field(description="the rewritten prompt the model received, or null if not rewritten")
     negative_prompt: str | None
+    rewriter: str | None = Field(None, description="who rewrote the prompt (a model, sampling:MODEL, or the provider)")
+    rewrite_note: str | None = Field(None, description="e.g. why another rewriter than the configured one answered")
     rewrite_error: str | None = Field(None, description="why a requested rewrite did not happen")
     batch_size: int = Field(1, description="requests whose images were made in the same pipeline call")
     timings: Timings
@@ -114,13 +125,15 @@ class GenerationArgs:
     negative_prompt: str | None
     width: int
     height: int
-    steps: int
-    guidance_scale: float
+    steps: int | None  # None: the model (a remote provider) takes no steps, guidance or seed
+    guidance_scale: float | None
     n: int
-    seed: int
+    seed: int | None
 
     @property
-    def seeds(self) -> tuple[int, ...]:
+    def seeds(self) -> tuple[int | None, ...]:
+        if self.seed is None:
+            return (None,) * self.n
         return tuple(self.seed + i for i in range(self.n))
 
     def request(self, rewrite: RewriteOutcome, control: ControlRequest | None = None,
@@ -148,19 +161,20 @@ def check_generation_args(
     default_size: tuple[int, int] | None = None,
 ) -> GenerationArgs:
     """Check every shared argument up front; nothing is clamped. `default_size` overrides the model's."""
-    default_width, default_height = default_size or (spec.default_width, spec.default_height)
-    guidance = arguments.check_guidance(guidance_scale, spec)
+    arguments.check_supported(spec, seed=seed, steps=steps, guidance_scale=guidance_scale)
+    width, height = arguments.check_size(width, height, default_size or (spec.default_width, spec.default_height), spec)
+    guidance = arguments.check_guidance(guidance_scale, spec) if spec.takes_guidance else None
     negative = arguments.check_text("negative_prompt", negative_prompt, app.settings, required=False)
     return GenerationArgs(
         spec=spec,
         prompt=arguments.check_text("prompt", prompt, app.settings, required=True),
-        negative_prompt=arguments.check_negative_prompt(negative, guidance, spec),
-        width=arguments.check_side("width", width, default_width, spec),
-        height=arguments.check_side("height", height, default_height, spec),
-        steps=arguments.check_steps(steps, spec),
+        negative_prompt=arguments.check_negative_prompt(negative, guidance or 0.0, spec),
+        width=width,
+        height=height,
+        steps=arguments.check_steps(steps, spec) if spec.takes_steps else None,
         guidance_scale=guidance,
-        n=arguments.check_n(n, app.settings),
-        seed=arguments.check_seed(seed),
+        n=arguments.check_n(n, app.settings, spec),
+        seed=arguments.check_seed(seed) if spec.takes_seed else None,
     )
 
 
@@ -172,36 +186,68 @@ class RewriteOutcome:
     revised_prompt: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    rewriter: str | None = None
+    note: str | None = None
 
 
-def wants_rewrite(rewrite: Rewrite, prompt: str, app: AppState) -> bool:
+def client_can_sample(ctx: Context) -> bool:
+    capabilities = ctx.client_capabilities
+    return capabilities is not None and capabilities.sampling is not None
+
+
+def wants_rewrite(rewrite: Rewrite, prompt: str, app: AppState, spec: ModelSpec | None = None) -> bool:
     if rewrite is True:
         return True  # a missing rewriter is reported as rewrite_error, not silently skipped
     if rewrite is False:
         return False
     if rewrite != "auto":
         raise InvalidArgument("rewrite", rewrite, "must be true, false or 'auto'", "Pass one of those.")
+    if spec is not None and spec.revises_prompt:
+        return False  # the provider rewrites the prompt itself and returns what it used
     return app.settings.rewriter != "none" and len(prompt.split()) <= app.settings.rewrite_auto_max_words
 
 
-async def run_rewriter(rewriter: PromptRewriter | None, prompt: str, style: str | None, progress: Progress):
-    """The rewriter's answer; RewriteFailed when there is none to ask or it produced nothing usable."""
+async def sample_for_generation(ctx: Context, prompt: str, rewrite: Rewrite, model: str | None) -> Sample | None:
+    """Resolver: ask the client's LLM for the rewrite, when the rewriter is `sampling` and the client can sample."""
+    app = app_state(ctx)
+    rewriter = app.router.rewriter()
+    if not isinstance(rewriter, SamplingRewriter) or not client_can_sample(ctx):
+        return None
+    spec, _ = await app.router.generator(model)
+    if not wants_rewrite(rewrite, prompt.strip(), app, spec):
+        return None
+    return rewriter.request(arguments.check_text("prompt", prompt, app.settings, required=True), None)
+
+
+#: The parameter every image tool declares: the client's LLM's rewrite, when rewriting by MCP
+#: sampling (filled by the framework before the tool body runs; None otherwise). Not in the schema.
+SampledArg = Annotated[CreateMessageResult | None, Resolve(sample_for_generation)]
+
+
+async def run_rewriter(rewriter: PromptRewriter | None, prompt: str, style: str | None, progress: Progress,
+                       sampled: CreateMessageResult | None = None) -> RewriteValue:
+    """The rewriter's answer (the client's, when it was sampled); RewriteFailed when there is none to ask or it
+    produced nothing usable."""
     if rewriter is None:
         raise RewriteFailed("prompt rewriting is switched off on this server (PIXELMCP_REWRITER=none)")
+    if isinstance(rewriter, SamplingRewriter) and sampled is not None:
+        return rewriter.from_result(sampled, time.perf_counter())
     return await rewriter.rewrite(prompt, style=style, progress=progress)
 
 
-async def rewrite_for_generation(app: AppState, prompt: str, rewrite: Rewrite, progress: Progress) -> RewriteOutcome:
+async def rewrite_for_generation(app: AppState, args: GenerationArgs, rewrite: Rewrite, progress: Progress,
+                                 sampled: CreateMessageResult | None = None) -> RewriteOutcome:
     """Rewrite the prompt if asked; a failure is reported, never raised: the original prompt is used."""
-    if not wants_rewrite(rewrite, prompt, app):
+    if not wants_rewrite(rewrite, args.prompt, app, args.spec):
         return RewriteOutcome()
     started = time.perf_counter()
     try:
-        result = await run_rewriter(app.router.rewriter(), prompt, None, progress)
+        result = await run_rewriter(app.router.rewriter(), args.prompt, None, progress, sampled)
     except (RewriteFailed, PixelError) as e:
         logger.warning("rewrite failed, using the original prompt: %s", e)
         return RewriteOutcome(error=str(e), seconds=time.perf_counter() - started)
-    return RewriteOutcome(revised_prompt=result.text, seconds=time.perf_counter() - started)
+    return RewriteOutcome(revised_prompt=result.text, seconds=time.perf_counter() - started,
+                          rewriter=result.rewriter, note=result.note)
 
 
 # --------------------------------------------------------------------------- answering
@@ -211,8 +257,8 @@ def store_images(app: AppState, tool: str, args: GenerationArgs, rewrite: Rewrit
                  extra: dict[str, Any]) -> list[StoredImage]:
     """Store every image with everything needed to make it again."""
     params = dict(
-        tool=tool, model=args.spec.alias, source=args.spec.source, prompt=args.prompt,
-        revised_prompt=rewrite.revised_prompt, negative_prompt=args.negative_prompt, width=args.width,
+        tool=tool, model=args.spec.alias, provider=args.spec.provider, source=args.spec.source, prompt=args.prompt,
+        revised_prompt=batch.revised_prompt or rewrite.revised_prompt, negative_prompt=args.negative_prompt, width=args.width,
         height=args.height, steps=args.steps, guidance_scale=args.guidance_scale, scheduler=batch.scheduler,
         device=batch.device, n=args.n, pixelmcp_version=__version__, **extra,
     )
@@ -229,25 +275,37 @@ def result_fields(args: GenerationArgs, rewrite: RewriteOutcome, batch: ImageBat
     """The GenerateImageResult fields, for the result model of any image tool."""
     infos = [ImageInfo(**stored_ref(r).model_dump(), seed=r.params["seed"]) for r in records]
     timings = Timings(rewrite_s=rewrite.seconds, **batch.timings, total_s=time.perf_counter() - started)
+    rewriter = rewrite.rewriter
+    if batch.revised_prompt:  # the provider rewrote the prompt (again) and says what it used
+        rewriter = f"{rewriter} + {args.spec.alias}" if rewriter else args.spec.alias
     return dict(
-        **infos[0].model_dump(), images=infos, model=args.spec.alias, steps=args.steps,
+        **infos[0].model_dump(), images=infos, model=args.spec.alias, provider=args.spec.provider, steps=args.steps,
         guidance_scale=args.guidance_scale, scheduler=batch.scheduler, prompt=args.prompt,
-        revised_prompt=rewrite.revised_prompt, negative_prompt=args.negative_prompt,
-        rewrite_error=rewrite.error, batch_size=batch.batch_size, timings=timings,
+        revised_prompt=batch.revised_prompt or rewrite.revised_prompt, negative_prompt=args.negative_prompt,
+        rewriter=rewriter, rewrite_note=rewrite.note, rewrite_error=rewrite.error, batch_size=batch.batch_size,
+        timings=timings,
     )
 
 
 def answer(app: AppState, result: GenerateImageResult, records: list[StoredImage], batch: ImageBatch,
            extra_lines: list[str] = ()) -> CallToolResult:
     """Previews and links for the client, a short summary for the model, structured content for programs."""
-    lines = [
-        f"Generated {len(result.images)} image(s) with {result.model}: {result.width}x{result.height}, "
-        f"{result.steps} steps, guidance {result.guidance_scale}, seed {result.seed}."
-    ]
-    lines += [f"- {image.uri} (seed {image.seed}) saved at {image.path}" for image in result.images]
+    made = [f"{result.width}x{result.height}"]
+    if result.steps is not None:
+        made.append(f"{result.steps} steps")
+    if result.guidance_scale is not None:
+        made.append(f"guidance {result.guidance_scale}")
+    if result.seed is not None:
+        made.append(f"seed {result.seed}")
+    where = f" ({result.provider})" if result.provider != "local" else ""
+    lines = [f"Generated {len(result.images)} image(s) with {result.model}{where}: {', '.join(made)}."]
+    lines += [f"- {image.uri}" + (f" (seed {image.seed})" if image.seed is not None else "") + f" saved at {image.path}"
+              for image in result.images]
     lines += list(extra_lines)
     if result.revised_prompt:
-        lines.append(f"Revised prompt: {result.revised_prompt}")
+        lines.append(f"Revised prompt ({result.rewriter}): {result.revised_prompt}")
+    if result.rewrite_note:
+        lines.append(f"Note: {result.rewrite_note}")
     if result.rewrite_error:
         lines.append(f"Prompt not rewritten: {result.rewrite_error}")
     return CallToolResult(

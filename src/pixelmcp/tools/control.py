@@ -29,6 +29,7 @@ from pixelmcp.tools.common import (
     NegativePromptArg,
     PromptArg,
     RewriteArg,
+    SampledArg,
     SeedArg,
     StepsArg,
     StoredRef,
@@ -45,6 +46,7 @@ from pixelmcp.tools.results import ProgressReporter, image_link
 PREPROCESSORS = ("canny", "depth")
 MAX_CONDITIONING_SCALE = 2.0
 MAX_IP_SCALE = 2.0
+DEFAULT_IP_SCALE = 0.8
 MAX_CANNY_THRESHOLD = 1000
 #: Explicit width/height may differ from the control image's aspect ratio by this much at most.
 ASPECT_TOLERANCE = 0.05
@@ -59,9 +61,12 @@ class ControlNetResult(GenerateImageResult):
 
 class StyleTransferResult(GenerateImageResult):
     mode: Literal["style", "subject"]
-    scale: float
+    scale: float | None = Field(description="IP-Adapter strength (null: a provider that reads the reference itself)")
     style_image: StoredRef = Field(description="the reference image, as stored with the result")
-    control_map: StoredRef | None = Field(None, description="canny edges of `image`, when a structure image was given")
+    control_map: StoredRef | None = Field(
+        None, description="canny edges of `image`, when a structure image steered a local model"
+    )
+    structure_image: StoredRef | None = Field(None, description="the structure image, as stored with the result")
 
 
 # --------------------------------------------------------------------------- tools
@@ -89,6 +94,7 @@ async def controlnet_generate(
     rewrite: RewriteArg = "auto",
     low_threshold: Annotated[int, Field(description="Canny lower hysteresis threshold (canny only).")] = 100,
     high_threshold: Annotated[int, Field(description="Canny upper hysteresis threshold (canny only).")] = 200,
+    sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, ControlNetResult]:
     """Generate images that keep the structure of `image` (its edges, depth or pose) while the prompt sets the
     content. Width and height follow the image unless given. Returns the images and the control map used."""
@@ -109,7 +115,7 @@ async def controlnet_generate(
     progress = ProgressReporter(ctx)
 
     # 2. Rewrite, then generate.
-    rewritten = await rewrite_for_generation(app, args.prompt, rewrite, progress)
+    rewritten = await rewrite_for_generation(app, args, rewrite, progress, sampled)
     control = ControlRequest(
         control_type=control_type, controlnet=controlnet, image=source, preprocess=preprocess,
         conditioning_scale=conditioning_scale, low_threshold=low_threshold, high_threshold=high_threshold,
@@ -136,14 +142,17 @@ async def style_transfer(
     style_image: Annotated[str, Field(description="The reference image whose style (or subject) to use; "
                                                   "same forms as any image argument.")],
     ctx: Context,
-    scale: Annotated[float, Field(description="Strength of the reference, 0..2 (0 = ignore it).")] = 0.8,
+    scale: Annotated[
+        float | None, Field(description="Strength of the reference, 0..2 (0 = ignore it); default 0.8. Local models.")
+    ] = None,
     mode: Annotated[
         Literal["style", "subject"],
         Field(description="style: take colours, texture and medium but not the content; subject: keep the "
                           "reference's subject or identity."),
     ] = "style",
     image: Annotated[
-        str | None, Field(description="Optional structure image: its canny edges also steer the result.")
+        str | None, Field(description="Optional structure image: its canny edges (or, for gemini, its layout) also "
+                                      "steer the result.")
     ] = None,
     negative_prompt: NegativePromptArg = None,
     model: ModelArg = None,
@@ -154,21 +163,28 @@ async def style_transfer(
     seed: SeedArg = None,
     n: NArg = 1,
     rewrite: RewriteArg = "auto",
+    sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, StyleTransferResult]:
     """Generate images in the style of a reference image (mode='style'), or keeping its subject (mode='subject'),
-    via IP-Adapter; with `image`, its edges also fix the composition. Returns previews and pixelmcp:// links."""
+    via IP-Adapter (or a Gemini image model); with `image`, its edges also fix the composition. Returns previews
+    and pixelmcp:// links."""
     app = app_state(ctx)
     started = time.perf_counter()
 
     # 1. Check every argument before any work.
     spec, generator = await app.router.generator(model)
     adapter = app.router.ip_adapter(spec)
-    _check_scale("scale", scale, MAX_IP_SCALE)
-    if mode == "style" and spec.style_blocks is None:
+    if adapter is None and scale is not None:
+        raise InvalidArgument("scale", scale, f"model {spec.alias!r} reads the reference itself and takes no scale",
+                              "Omit scale; say in the prompt how closely to follow the reference.")
+    if adapter is not None:
+        scale = DEFAULT_IP_SCALE if scale is None else scale
+        _check_scale("scale", scale, MAX_IP_SCALE)
+    if adapter is not None and mode == "style" and spec.style_blocks is None:
         raise InvalidArgument("mode", mode, f"model {spec.alias!r} has no style-block map for style-only transfer",
                               "Use mode='subject', or set style_blocks for the model in the config file.")
     controlnet = None
-    if image is not None:
+    if image is not None and not spec.remote:
         try:
             controlnet = app.router.controlnet(spec, "canny")
         except InvalidArgument as e:
@@ -184,8 +200,9 @@ async def style_transfer(
     progress = ProgressReporter(ctx)
 
     # 2. Rewrite, then generate.
-    rewritten = await rewrite_for_generation(app, args.prompt, rewrite, progress)
-    style = StyleRequest(adapter=adapter, image=reference, scale=ip_adapter_scale(mode, scale, spec.style_blocks))
+    rewritten = await rewrite_for_generation(app, args, rewrite, progress, sampled)
+    per_block = ip_adapter_scale(mode, scale, spec.style_blocks) if adapter is not None else None
+    style = StyleRequest(adapter=adapter, image=reference, scale=per_block, mode=mode)
     control = None
     if structure is not None:
         control = ControlRequest(control_type="canny", controlnet=controlnet, image=structure, preprocess=True,
@@ -195,7 +212,8 @@ async def style_transfer(
     # 3. Store the reference (and control map) with the images; answer.
     style_record = _reference_record(app, style_image, reference, "style reference")
     structure_record = _reference_record(app, image, structure, "structure image") if structure else None
-    control_map = _store_reference(app, batch.control_map, "control map", control_type="canny") if control else None
+    control_map = (_store_reference(app, batch.control_map, "control map", control_type="canny")
+                   if batch.control_map is not None else None)
     records = store_images(app, "style_transfer", args, rewritten, batch, dict(
         mode=mode, scale=scale, style_image=style_record.uri,
         structure_image=structure_record.uri if structure_record else None,
@@ -204,9 +222,10 @@ async def style_transfer(
     result = StyleTransferResult(
         **result_fields(args, rewritten, batch, records, started), mode=mode, scale=scale,
         style_image=stored_ref(style_record), control_map=stored_ref(control_map) if control_map else None,
+        structure_image=stored_ref(structure_record) if structure_record else None,
     )
     links = [(style_record, "style reference")] + ([(control_map, "canny control map")] if control_map else [])
-    lines = [f"Style reference: {style_record.uri} (mode {mode}, scale {scale})"]
+    lines = [f"Style reference: {style_record.uri} (mode {mode}" + (f", scale {scale})" if scale is not None else ")")]
     if control_map:
         lines.append(f"Control map (canny): {control_map.uri}")
     return _with_links(answer(app, result, records, batch, lines), links)

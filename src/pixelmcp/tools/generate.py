@@ -6,11 +6,13 @@ import time
 from typing import Annotated
 
 from mcp.server.mcpserver import Context
-from mcp_types import CallToolResult
+from mcp.server.mcpserver.resolve import Resolve, Sample
+from mcp_types import CallToolResult, CreateMessageResult
 from pydantic import BaseModel, Field
 
 from pixelmcp.backends import RewriteFailed
 from pixelmcp.errors import PixelError
+from pixelmcp.providers.sampling import SamplingRewriter
 from pixelmcp.server.state import app_state
 from pixelmcp.tools import arguments
 from pixelmcp.tools.common import (
@@ -22,11 +24,13 @@ from pixelmcp.tools.common import (
     NegativePromptArg,
     PromptArg,
     RewriteArg,
+    SampledArg,
     SeedArg,
     StepsArg,
     WidthArg,
     answer,
     check_generation_args,
+    client_can_sample,
     result_fields,
     rewrite_for_generation,
     run_rewriter,
@@ -37,8 +41,19 @@ from pixelmcp.tools.results import ProgressReporter
 
 class RewriteResult(BaseModel):
     revised_prompt: str
-    rewriter: str
+    rewriter: str = Field(description="the model that wrote it: a catalog alias, provider:model, or sampling:MODEL")
     cached: bool = Field(description="answered from the rewriter's cache (same prompt and style)")
+    note: str | None = Field(None, description="e.g. why another rewriter than the configured one answered")
+
+
+async def sample_rewrite(ctx: Context, prompt: str, style: str | None, model: str | None) -> Sample | None:
+    """Resolver: rewrite_prompt's request to the client's LLM, when its rewriter is sampling and the client can."""
+    app = app_state(ctx)
+    rewriter = app.router.rewriter(model)
+    if not isinstance(rewriter, SamplingRewriter) or not client_can_sample(ctx):
+        return None
+    prompt = arguments.check_text("prompt", prompt, app.settings, required=True)
+    return rewriter.request(prompt, arguments.check_text("style", style, app.settings, required=False))
 
 
 # --------------------------------------------------------------------------- tools
@@ -56,9 +71,11 @@ async def generate_image(
     seed: SeedArg = None,
     n: NArg = 1,
     rewrite: RewriteArg = "auto",
+    sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, GenerateImageResult]:
-    """Generate images from a text prompt on the server's GPU. Returns a preview plus a pixelmcp:// link to
-    each full PNG; a short prompt may first be expanded by an LLM, and the revised prompt is returned."""
+    """Generate images from a text prompt on the server's GPU (or a provider's model, e.g. openai:gpt-image-1).
+    Returns a preview plus a pixelmcp:// link to each full PNG; a short prompt may first be expanded by an LLM,
+    and the revised prompt is returned."""
     app = app_state(ctx)
     started = time.perf_counter()
 
@@ -71,7 +88,7 @@ async def generate_image(
     progress = ProgressReporter(ctx)
 
     # 2. Rewrite the prompt, if asked; a failed rewrite falls back to the prompt as given.
-    rewritten = await rewrite_for_generation(app, args.prompt, rewrite, progress)
+    rewritten = await rewrite_for_generation(app, args, rewrite, progress, sampled)
 
     # 3. Generate.
     batch = await generator.generate(spec, args.request(rewritten), progress)
@@ -86,7 +103,12 @@ async def rewrite_prompt(
     prompt: Annotated[str, Field(description="The terse prompt to expand.")],
     ctx: Context,
     style: Annotated[str | None, Field(description="Optional style to follow, e.g. 'watercolour', 'film noir'.")] = None,
-    model: Annotated[str | None, Field(description="Rewriter LLM alias from the catalog; default from config.")] = None,
+    model: Annotated[
+        str | None,
+        Field(description="Rewriter: a catalog LLM alias, provider:model (e.g. openai:gpt-4.1-mini), or 'sampling' "
+                          "(your own model, if the client offers MCP sampling); default from config."),
+    ] = None,
+    sampled: Annotated[CreateMessageResult | None, Resolve(sample_rewrite)] = None,
 ) -> RewriteResult:
     """Expand a terse image prompt into a detailed one (subject, setting, composition, lighting, medium) without
     changing what was asked for. Use it to preview or edit the prompt before calling generate_image."""
@@ -100,9 +122,9 @@ async def rewrite_prompt(
             "Pass a model alias to use a local rewriter anyway, or write the detailed prompt yourself."
         )
     try:
-        result = await run_rewriter(rewriter, prompt, style, ProgressReporter(ctx))
+        result = await run_rewriter(rewriter, prompt, style, ProgressReporter(ctx), sampled)
     except RewriteFailed as e:
         raise PixelError(f"{e}. Try again with a different wording or another rewriter model.") from e
-    return RewriteResult(revised_prompt=result.text, rewriter=result.rewriter, cached=result.cached)
+    return RewriteResult(revised_prompt=result.text, rewriter=result.rewriter, cached=result.cached, note=result.note)
 
 

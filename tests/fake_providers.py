@@ -1,0 +1,184 @@
+"""Local HTTP servers that speak the OpenAI and Gemini wire formats, for offline provider tests.
+
+Each records every request (path, headers, JSON body) and answers from a script: queue
+`Reply`s for a route to make the next calls fail (429, 500, slow, refusal), and otherwise the
+route's default handler answers like the real API. Images they return depend on the prompt, so
+a test can see that a different prompt made a different image.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+def png_b64(seed_text: str, size: tuple[int, int] = (64, 64)) -> str:
+    """A solid-colour PNG whose colour is a function of `seed_text`."""
+    digest = hashlib.sha256(seed_text.encode()).digest()
+    buffer = io.BytesIO()
+    Image.new("RGB", size, tuple(digest[:3])).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class FakeAPI:
+    """A threaded HTTP server on 127.0.0.1 with scripted routes."""
+
+    def __init__(self, routes: dict[str, Callable[[Recorded], Reply]]):
+        self.routes = routes  # path substring -> default handler
+        self.queued: dict[str, deque[Reply]] = defaultdict(deque)
+        self.requests: list[Recorded] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw
+                record = Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                fake.requests.append(record)
+                reply = fake._reply(record)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                payload = json.dumps(reply.body).encode()
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(payload)))
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _reply(self, record: Recorded) -> Reply:
+        for route, handler in self.routes.items():
+            if route in record.path:
+                if self.queued[route]:
+                    return self.queued[route].popleft()
+                return handler(record)
+        return Reply(404, {"error": {"message": f"no route {record.path}"}})
+
+    def queue(self, route: str, *replies: Reply) -> None:
+        self.queued[route].extend(replies)
+
+    def to(self, route: str) -> list[Recorded]:
+        return [r for r in self.requests if route in r.path]
+
+    def __enter__(self) -> FakeAPI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --------------------------------------------------------------------------- OpenAI
+
+
+def openai_images(record: Recorded) -> Reply:
+    body = record.body
+    width, height = (int(v) for v in body.get("size", "1024x1024").split("x"))
+    items = []
+    for index in range(body.get("n") or 1):
+        item: dict[str, Any] = {"b64_json": png_b64(f"{body['prompt']}#{index}", (width // 16, height // 16))}
+        if body["model"].startswith("dall-e-3"):
+            item["revised_prompt"] = f"A detailed rendering of {body['prompt']}"
+        items.append(item)
+    return Reply(200, {"created": 0, "data": items})
+
+
+def openai_chat(record: Recorded) -> Reply:
+    body = record.body
+    last = body["messages"][-1]["content"]
+    parts = last if isinstance(last, list) else [{"type": "text", "text": last}]
+    images = sum(1 for part in parts if part.get("type") == "image_url")
+    text = next(part["text"] for part in parts if part.get("type") == "text")
+    system = body["messages"][0]["content"] if body["messages"][0]["role"] == "system" else None
+    reply = (f"A richly detailed scene: {text.removeprefix('Request: ')}, golden light" if system
+             else f"I see {images} image(s). Question was {len(text)} characters.")
+    return Reply(200, {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17},
+    })
+
+
+def fake_openai() -> FakeAPI:
+    return FakeAPI({"/images/generations": openai_images, "/chat/completions": openai_chat})
+
+
+def openai_error(status: int, message: str, code: str | None = None, headers: dict | None = None) -> Reply:
+    return Reply(status, {"error": {"message": message, "type": "invalid_request_error", "code": code}},
+                 headers or {})
+
+
+# --------------------------------------------------------------------------- Gemini
+
+
+def gemini_generate(record: Recorded) -> Reply:
+    body = record.body
+    parts = [part for content in body["contents"] for part in content.get("parts", [])]
+    text = " ".join(part["text"] for part in parts if "text" in part)
+    images = sum(1 for part in parts if "inlineData" in part)
+    model = record.path.split("/models/")[1].split(":")[0]
+    if "image" in model:
+        ratio = body["generationConfig"]["imageConfig"]["aspectRatio"]
+        out = [{"text": "Here is your image."},
+               {"inlineData": {"mimeType": "image/png", "data": png_b64(f"{text}|{images}|{ratio}")}}]
+    elif body.get("systemInstruction"):
+        out = [{"text": f"A richly detailed scene: {text.removeprefix('Request: ')}, soft light"}]
+    else:
+        out = [{"text": f"I see {images} image(s)."}]
+    return Reply(200, {
+        "candidates": [{"content": {"role": "model", "parts": out}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 6, "totalTokenCount": 16},
+        "modelVersion": model,
+    })
+
+
+def fake_gemini() -> FakeAPI:
+    return FakeAPI({":generateContent": gemini_generate})
+
+
+def gemini_error(status: int, message: str, status_name: str, headers: dict | None = None) -> Reply:
+    return Reply(status, {"error": {"code": status, "message": message, "status": status_name}}, headers or {})

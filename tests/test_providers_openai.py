@@ -1,0 +1,228 @@
+"""The openai and openai-compatible providers, against a local server speaking OpenAI's wire format."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+from fake_providers import Reply, fake_openai, openai_error
+from helpers import error_text, ok, preview_of
+from mcp import Client
+
+from pixelmcp.server.app import build_server
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-test-0123456789abcdefSECRET"
+
+
+@pytest.fixture
+def api():
+    with fake_openai() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_settings(make_settings, api, monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_COMPATIBLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+
+    def make(**overrides):
+        values = dict(openai_base_url=f"http://127.0.0.1:{api.port}/v1", provider_retry_base_s=0.01)
+        return make_settings(**{**values, **overrides})
+
+    return make
+
+
+def _everything_written(settings) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in settings.output_dir.glob("*.json"))
+
+
+async def test_gpt_image_generation_stores_the_images_like_local_ones(openai_settings, api):
+    settings = openai_settings()
+    async with Client(build_server(settings)) as client:
+        result = await client.call_tool("generate_image", {"prompt": "a red fox in snow", "model": "openai:gpt-image-1",
+                                                           "n": 2, "width": 1536, "height": 1024})
+    data = ok(result)
+    assert data["model"] == "openai:gpt-image-1" and data["provider"] == "openai"
+    assert data["seed"] is None and data["steps"] is None and data["guidance_scale"] is None
+    assert len(data["images"]) == 2 and data["images"][0]["uri"].startswith("pixelmcp://images/")
+    assert preview_of(result).size[0] > 0
+    sent = api.to("/images/generations")[0]
+    assert sent.body["model"] == "gpt-image-1" and sent.body["n"] == 2 and sent.body["size"] == "1536x1024"
+    assert "response_format" not in sent.body  # gpt-image models refuse it
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    # The prompt-dependent fake colours: two images of one call differ, and nothing echoes the key.
+    assert data["images"][0]["id"] != data["images"][1]["id"]
+    assert KEY not in json.dumps(data) and KEY not in _everything_written(settings)
+
+
+async def test_dall_e_3_returns_its_own_revised_prompt_and_skips_the_auto_rewrite(openai_settings, api):
+    async with Client(build_server(openai_settings())) as client:
+        data = ok(await client.call_tool("generate_image", {"prompt": "a cat", "model": "openai:dall-e-3"}))
+    assert data["revised_prompt"] == "A detailed rendering of a cat"
+    assert data["rewriter"] == "openai:dall-e-3"
+    assert api.to("/images/generations")[0].body["response_format"] == "b64_json"
+    assert api.to("/chat/completions") == []  # rewrite='auto' leaves it to DALL-E 3
+
+
+async def test_arguments_a_provider_cannot_use_are_refused_not_dropped(openai_settings, api):
+    async with Client(build_server(openai_settings())) as client:
+        seed = error_text(await client.call_tool("generate_image", {"prompt": "x", "model": "openai:dall-e-3",
+                                                                    "seed": 5}))
+        steps = error_text(await client.call_tool("generate_image", {"prompt": "x", "model": "openai:gpt-image-1",
+                                                                     "steps": 20}))
+        negative = error_text(await client.call_tool("generate_image", {"prompt": "x", "model": "openai:gpt-image-1",
+                                                                        "negative_prompt": "text"}))
+        size = error_text(await client.call_tool("generate_image", {"prompt": "x", "model": "openai:dall-e-3",
+                                                                    "width": 512, "height": 512}))
+        n = error_text(await client.call_tool("generate_image", {"prompt": "x", "model": "openai:dall-e-3", "n": 2}))
+    assert "seed=5" in seed and "does not take seed" in seed
+    assert "steps=20" in steps
+    assert "negative_prompt" in negative
+    assert "512x512" in size and "1792x1024" in size
+    assert "n=2" in n and "at most 1" in n
+    assert api.requests == []  # every refusal came before any request
+
+
+async def test_a_missing_key_names_the_variable(openai_settings, api, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    async with Client(build_server(openai_settings())) as client:
+        text = error_text(await client.call_tool("generate_image", {"prompt": "x", "model": "openai:gpt-image-1"}))
+    assert "OPENAI_API_KEY" in text
+    assert api.requests == []
+
+
+async def test_429_and_5xx_are_retried_with_backoff_then_succeed(openai_settings, api):
+    api.queue("/images/generations", openai_error(429, "Rate limit reached", headers={"retry-after-ms": "20"}),
+              openai_error(503, "The server is overloaded"))
+    async with Client(build_server(openai_settings())) as client:
+        data = ok(await client.call_tool("generate_image", {"prompt": "a boat", "model": "openai:gpt-image-1"}))
+    assert len(data["images"]) == 1
+    assert len(api.to("/images/generations")) == 3
+
+
+async def test_retries_are_bounded_and_the_last_failure_is_explained(openai_settings, api):
+    api.queue("/images/generations", *[openai_error(500, "Internal error") for _ in range(3)])
+    async with Client(build_server(openai_settings(provider_max_retries=2))) as client:
+        text = error_text(await client.call_tool("generate_image", {"prompt": "a boat", "model": "openai:gpt-image-1"}))
+        # The next call works: nothing is left broken.
+        assert ok(await client.call_tool("generate_image", {"prompt": "a boat", "model": "openai:gpt-image-1"}))
+    assert "after 3 attempts" in text and "HTTP 500" in text and "Internal error" in text
+    assert len(api.to("/images/generations")) == 4
+
+
+async def test_a_slow_provider_times_out_with_a_clear_error(openai_settings, api):
+    api.queue("/chat/completions", Reply(delay=3.0, body={}))
+    settings = openai_settings(provider_timeout_s=0.5, provider_max_retries=0)
+    async with Client(build_server(settings)) as client:
+        with anyio.fail_after(10):
+            text = error_text(await client.call_tool("rewrite_prompt", {"prompt": "a cat",
+                                                                        "model": "openai:gpt-4.1-mini"}))
+    assert "no answer within 0.5 s" in text and "PIXELMCP_PROVIDER_TIMEOUT_S" in text
+
+
+async def test_a_content_policy_refusal_quotes_the_provider(openai_settings, api):
+    api.queue("/images/generations", openai_error(400, "Your request was rejected by the safety system.",
+                                                  code="moderation_blocked"))
+    async with Client(build_server(openai_settings())) as client:
+        text = error_text(await client.call_tool("generate_image", {"prompt": "x", "model": "openai:gpt-image-1"}))
+    assert "refused" in text and "rejected by the safety system" in text
+    assert len(api.requests) == 1  # a refusal is not retried
+
+
+async def test_a_rejected_key_is_reported_without_echoing_it(openai_settings, api):
+    api.queue("/chat/completions", openai_error(401, f"Incorrect API key provided: {KEY[:8]}****{KEY[-4:]}. "
+                                                     f"Full: {KEY}", code="invalid_api_key"))
+    async with Client(build_server(openai_settings())) as client:
+        text = error_text(await client.call_tool("ask_about_image", {"image": _tiny_png(), "question": "what?",
+                                                                     "model": "openai:gpt-4o"}))
+    assert "HTTP 401" in text and "API key" in text
+    assert KEY not in text and KEY[-4:] + "." not in text.replace("[redacted", "")
+
+
+async def test_vision_questions_send_every_image_as_a_data_uri(openai_settings, api):
+    async with Client(build_server(openai_settings())) as client:
+        answer = ok(await client.call_tool("ask_about_image", {"image": _tiny_png(), "question": "what colour?",
+                                                               "model": "openai:gpt-4o"}))
+        compared = ok(await client.call_tool("compare_images", {"images": [_tiny_png(), _tiny_png((0, 0, 255))],
+                                                                "model": "openai:gpt-4o"}))
+    assert answer["answer"].startswith("I see 1 image(s)") and answer["model"] == "openai:gpt-4o"
+    assert answer["tokens_generated"] == 7
+    assert compared["answer"].startswith("I see 2 image(s)") and compared["pairs"][0]["pixel_metrics"]
+    sent = api.to("/chat/completions")[1].body
+    urls = [part["image_url"]["url"] for part in sent["messages"][0]["content"] if part["type"] == "image_url"]
+    assert len(urls) == 2 and all(url.startswith("data:image/png;base64,") for url in urls)
+    assert sent["model"] == "gpt-4o" and sent["max_completion_tokens"] == 512
+
+
+async def test_a_chat_refusal_is_a_tool_error(openai_settings, api):
+    refusal = {"id": "x", "object": "chat.completion", "created": 0, "model": "gpt-4o", "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": None,
+                                                          "refusal": "I can't help with that."}}]}
+    api.queue("/chat/completions", Reply(200, refusal))
+    async with Client(build_server(openai_settings())) as client:
+        text = error_text(await client.call_tool("ask_about_image", {"image": _tiny_png(), "question": "who?",
+                                                                     "model": "openai:gpt-4o"}))
+    assert "refused" in text and "I can't help with that." in text
+
+
+async def test_the_openai_rewriter_is_used_when_configured(openai_settings, api):
+    async with Client(build_server(openai_settings(rewriter="openai"))) as client:
+        rewritten = ok(await client.call_tool("rewrite_prompt", {"prompt": "a lighthouse"}))
+        again = ok(await client.call_tool("rewrite_prompt", {"prompt": "a lighthouse"}))
+        generated = ok(await client.call_tool("generate_image", {"prompt": "a lighthouse", "steps": 2}))
+    assert rewritten["rewriter"] == "openai:gpt-4.1-mini" and "lighthouse" in rewritten["revised_prompt"]
+    assert again["cached"] is True
+    assert generated["provider"] == "local" and generated["rewriter"] == "openai:gpt-4.1-mini"
+    assert generated["revised_prompt"] == rewritten["revised_prompt"]
+    sent = api.to("/chat/completions")[0].body
+    assert sent["temperature"] == 0 and sent["messages"][0]["role"] == "system"
+    assert len(api.to("/chat/completions")) == 1  # the rest came from the cache
+
+
+async def test_a_compatible_endpoint_needs_no_key_and_uses_max_tokens(make_settings, api, monkeypatch):
+    monkeypatch.delenv("OPENAI_COMPATIBLE_API_KEY", raising=False)
+    settings = make_settings(openai_compatible_base_url=f"http://127.0.0.1:{api.port}/v1")
+    async with Client(build_server(settings)) as client:
+        data = ok(await client.call_tool("ask_about_image", {"image": _tiny_png(), "question": "what?",
+                                                             "model": "openai-compatible:qwen2.5-vl-7b"}))
+        image = error_text(await client.call_tool("generate_image", {"prompt": "x",
+                                                                     "model": "openai-compatible:qwen2.5-vl-7b"}))
+    assert data["model"] == "openai-compatible:qwen2.5-vl-7b"
+    sent = api.to("/chat/completions")[0]
+    assert sent.body["model"] == "qwen2.5-vl-7b" and sent.body["max_tokens"] == 512
+    assert "max_completion_tokens" not in sent.body
+    assert "not images" in image
+
+
+async def test_named_endpoints_send_their_own_key(make_settings, api, monkeypatch):
+    monkeypatch.setenv("VLLM_KEY", "vllm-secret")
+    settings = make_settings(endpoints={"vllm": {"base_url": f"http://127.0.0.1:{api.port}/v1",
+                                                 "api_key_env": "VLLM_KEY"}})
+    async with Client(build_server(settings)) as client:
+        ok(await client.call_tool("ask_about_image", {"image": _tiny_png(), "question": "what?",
+                                                      "model": "vllm:served-model"}))
+    assert api.requests[0].headers["authorization"] == "Bearer vllm-secret"
+
+
+async def test_an_unreachable_endpoint_is_a_clear_error(make_settings):
+    settings = make_settings(openai_compatible_base_url="http://127.0.0.1:9/v1", provider_max_retries=1,
+                             provider_retry_base_s=0.01)
+    async with Client(build_server(settings)) as client:
+        text = error_text(await client.call_tool("ask_about_image", {"image": _tiny_png(), "question": "what?",
+                                                                     "model": "openai-compatible:m"}))
+    assert "cannot connect" in text and "127.0.0.1:9" in text and "after 2 attempts" in text
+
+
+def _tiny_png(colour=(255, 0, 0)) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), colour).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
