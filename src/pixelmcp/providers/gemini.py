@@ -16,6 +16,7 @@ from PIL import Image
 
 from pixelmcp.backends import Answer, ImageBatch, ImageRequest, Progress
 from pixelmcp.config import ModelSpec, Settings
+from pixelmcp.errors import PixelError
 from pixelmcp.providers.common import (
     Failure,
     ProviderError,
@@ -82,14 +83,21 @@ class GeminiProvider:
         )
         started = time.perf_counter()
         images: list[Image.Image | None] = [None] * len(request.seeds)
+        failures: list[PixelError] = []  # the first one is raised as itself, not inside an exception group
 
         async def make(index: int) -> None:
-            response = await self._call(spec.source, contents, config, progress)
-            images[index] = _image_from(response, f"gemini ({spec.source})")
+            try:
+                response = await self._call(spec.source, contents, config, progress)
+                images[index] = _image_from(response, f"gemini ({spec.source})")
+            except PixelError as e:
+                failures.append(e)
+                tasks.cancel_scope.cancel()  # the other images are not wanted without this one
 
         async with anyio.create_task_group() as tasks:
             for index in range(len(images)):
                 tasks.start_soon(make, index)
+        if failures:
+            raise failures[0]
         return ImageBatch(images=[image for image in images if image is not None], scheduler=None,
                           device="generativelanguage.googleapis.com" if not self.settings.gemini_base_url
                           else self.settings.gemini_base_url, timings={"run_s": time.perf_counter() - started})
