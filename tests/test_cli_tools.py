@@ -110,11 +110,20 @@ def test_doctor_on_a_machine_without_gpu_or_keys(cli):
     assert checks["python"]["status"] == "ok" and checks["torch"]["status"] == "ok"
     assert checks["gpu"]["status"] == "warn" and "CPU" in checks["gpu"]["detail"]
     assert checks["output folder"]["status"] == "ok"
-    assert checks["key OpenAI"]["status"] == "ok" and "sk-secret-value" not in out.stdout
-    assert checks["key Gemini"]["status"] == "info" and "GEMINI_API_KEY" in checks["key Gemini"]["detail"]
-    assert checks["key Hugging Face (gated models)"]["status"] == "warn"
+    assert checks["provider openai"]["status"] == "ok" and "sk-secret-value" not in out.stdout
+    assert "OPENAI_API_KEY is set" in checks["provider openai"]["detail"]
+    assert checks["provider gemini"]["status"] == "info" and "GEMINI_API_KEY" in checks["provider gemini"]["fix"]
+    assert checks["key huggingface"]["status"] == "info"
     human = cli("doctor")
     assert "fix:" in human.stdout and "warnings" in human.stdout
+
+
+def test_doctor_fails_when_the_config_names_a_provider_that_is_not_ready(cli):
+    out = cli("doctor", "--json", check=False, PIXELMCP_GENERATE_MODEL="gemini:gemini-2.5-flash-image",
+              GEMINI_API_KEY="", GOOGLE_API_KEY="")
+    checks = {c["name"]: c for c in json.loads(out.stdout)}
+    assert checks["config uses gemini"]["status"] == "fail"
+    assert "GEMINI_API_KEY or GOOGLE_API_KEY" in checks["config uses gemini"]["fix"]
 
 
 def test_doctor_fails_on_an_unwritable_output_folder(cli, tmp_path):

@@ -117,3 +117,33 @@ def test_serving_a_non_loopback_address_needs_a_token(tiny_cache, tmp_path):
     out = subprocess.run([sys.executable, "-m", "pixelmcp.cli", "serve", "--transport", "http", "--host", "0.0.0.0"],
                          env=server_env(tiny_cache, tmp_path), capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "PIXELMCP_HTTP_TOKEN" in out.stderr
+
+
+async def test_http_server_reaches_a_provider_with_the_key_from_its_environment(tiny_cache, tmp_path):
+    from fake_providers import fake_openai
+    from mcp_types import CreateMessageResult, TextContent
+
+    key = "sk-e2e-0123456789abcdef"
+
+    async def sampler(context, params):
+        return CreateMessageResult(role="assistant", model="client-llm",
+                                   content=TextContent(type="text", text="A paper lantern glowing over a dark river"))
+
+    with fake_openai() as api:
+        process, port = await start_http(
+            tiny_cache, tmp_path, OPENAI_API_KEY=key, PIXELMCP_OPENAI_BASE_URL=f"http://127.0.0.1:{api.port}/v1",
+            PIXELMCP_REWRITER="sampling", PIXELMCP_LOG_LEVEL="DEBUG",
+        )
+        try:
+            with anyio.fail_after(120):
+                async with Client(f"http://127.0.0.1:{port}/mcp", sampling_callback=sampler) as client:
+                    data = ok(await client.call_tool("generate_image", {"prompt": "a lantern",
+                                                                        "model": "openai:gpt-image-1"}))
+                    resource = await client.read_resource(data["uri"])
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert data["provider"] == "openai" and data["rewriter"] == "sampling:client-llm"
+    assert api.to("/images/generations")[0].body["prompt"] == "A paper lantern glowing over a dark river"
+    assert resource.contents[0].mime_type == "image/png"
+    assert key not in (tmp_path / f"server-{port}.log").read_text()

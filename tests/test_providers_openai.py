@@ -6,6 +6,7 @@ import json
 
 import anyio
 import pytest
+from conftest import stored_files
 from fake_providers import Reply, fake_openai, openai_error
 from helpers import error_text, ok, preview_of
 from mcp import Client
@@ -106,10 +107,13 @@ async def test_429_and_5xx_are_retried_with_backoff_then_succeed(openai_settings
 
 async def test_retries_are_bounded_and_the_last_failure_is_explained(openai_settings, api):
     api.queue("/images/generations", *[openai_error(500, "Internal error") for _ in range(3)])
-    async with Client(build_server(openai_settings(provider_max_retries=2))) as client:
+    settings = openai_settings(provider_max_retries=2)
+    async with Client(build_server(settings)) as client:
         text = error_text(await client.call_tool("generate_image", {"prompt": "a boat", "model": "openai:gpt-image-1"}))
+        assert stored_files(settings) == []  # nothing half-made was stored
         # The next call works: nothing is left broken.
         assert ok(await client.call_tool("generate_image", {"prompt": "a boat", "model": "openai:gpt-image-1"}))
+    assert len(stored_files(settings)) == 2  # the image and its sidecar
     assert "after 3 attempts" in text and "HTTP 500" in text and "Internal error" in text
     assert len(api.to("/images/generations")) == 4
 

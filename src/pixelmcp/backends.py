@@ -7,6 +7,8 @@ the router picks one from the `model` argument. Nothing here imports torch.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -84,6 +86,39 @@ class Rewrite:
 
 class RewriteFailed(Exception):
     """The rewriter ran but produced nothing usable (or could not run)."""
+
+
+class CachedRewriter:
+    """The shared half of a PromptRewriter: the instructions, cleaning of the reply, and an LRU cache, so the
+    same prompt and style keep their rewrite. Subclasses set `name` and implement `reply`."""
+
+    name: str
+    cache_size = 512
+    max_chars = 1000
+
+    def __init__(self) -> None:
+        self._cache: OrderedDict[tuple[str, str | None], str] = OrderedDict()
+
+    async def reply(self, system: str, user: str, progress: Progress) -> str:
+        """The model's raw answer to one chat turn."""
+        raise NotImplementedError
+
+    async def rewrite(self, prompt: str, *, style: str | None, progress: Progress) -> Rewrite:
+        from pixelmcp.prompts.rewrite import SYSTEM_PROMPT, clean_rewrite, user_message
+
+        started = time.perf_counter()
+        key = (prompt, style)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return Rewrite(self._cache[key], self.name, time.perf_counter() - started, cached=True)
+        reply = await self.reply(SYSTEM_PROMPT, user_message(prompt, style), progress)
+        cleaned = clean_rewrite(reply, self.max_chars)
+        if not cleaned:
+            raise RewriteFailed(f"{self.name} returned no usable prompt (reply was {reply[:80]!r})")
+        self._cache[key] = cleaned
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return Rewrite(cleaned, self.name, time.perf_counter() - started)
 
 
 class ImageGenerator(Protocol):

@@ -14,10 +14,6 @@ from pathlib import Path
 
 from pixelmcp.cli.common import add_settings_flags, load
 
-#: Keys in the environment, by who reads them, and whether anything in this version uses them.
-PROVIDER_KEYS = {"Hugging Face (gated models)": (["HF_TOKEN"], True),
-                 "OpenAI": (["OPENAI_API_KEY"], False), "Gemini": (["GEMINI_API_KEY", "GOOGLE_API_KEY"], False)}
-
 
 @dataclass
 class Check:
@@ -35,7 +31,7 @@ def add_commands(sub) -> None:
 
 
 def run_checks(settings) -> list[Check]:
-    checks = [_python(), *_torch(), _output(settings), _disk(settings), *_keys(), *_models(settings)]
+    checks = [_python(), *_torch(), _output(settings), _disk(settings), *_keys(settings), *_models(settings)]
     return checks
 
 
@@ -94,19 +90,26 @@ def _disk(settings) -> Check:
                  "" if status == "ok" else "Real models take 2-35 GB each: free disk space or set HF_HOME elsewhere.")
 
 
-def _keys() -> list[Check]:
-    checks = []
-    for provider, (names, used) in PROVIDER_KEYS.items():
-        present = [name for name in names if os.environ.get(name)]
-        if present:
-            note = "" if used else " (not used yet: remote providers are not part of this version)"
-            checks.append(Check(f"key {provider}", "ok", f"{present[0]} is set{note}"))  # never the value
-        elif used:
-            checks.append(Check(f"key {provider}", "warn", f"{' or '.join(names)} not set",
-                                f"Only needed for gated models; set {names[0]} in the server's environment."))
+def _keys(settings) -> list[Check]:
+    """Keys and endpoints, by name only: a key's value is never printed."""
+    from pixelmcp.providers import provider_infos
+
+    checks = [Check("key huggingface", "ok", "HF_TOKEN is set") if os.environ.get("HF_TOKEN") else
+              Check("key huggingface", "info", "HF_TOKEN not set", "Only needed for gated models (SD3, FLUX.1-dev).")]
+    for info in provider_infos(settings):
+        where = f" at {info.base_url}" if info.base_url else ""
+        if info.ready:
+            key = next((k for k in info.key_env if os.environ.get(k, "").strip()), None)
+            detail = f"{key} is set" if key else "no key needed"
+            checks.append(Check(f"provider {info.name}", "ok", f"{detail}{where}; serves {', '.join(info.serves)}"))
         else:
-            checks.append(Check(f"key {provider}", "info", f"{' or '.join(names)} not set (not used yet: remote "
-                                                           "providers are not part of this version)"))
+            checks.append(Check(f"provider {info.name}", "info", f"not configured{where}", f"To use it, {info.fix}."))
+    used = {value.partition(":")[0] for value in (settings.generate_model, settings.vision_model) if value}
+    used.add(settings.rewriter)
+    for info in provider_infos(settings):
+        if info.name in used and not info.ready:
+            checks.append(Check(f"config uses {info.name}", "fail", "the config names this provider, which is not "
+                                "ready", f"{info.fix[0].upper()}{info.fix[1:]}, or change the config."))
     return checks
 
 

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 
 import anyio.from_thread
 from PIL import Image
 
-from pixelmcp.backends import ControlRequest, ImageBatch, ImageRequest, Progress, Rewrite, RewriteFailed
+from pixelmcp.backends import CachedRewriter, ControlRequest, ImageBatch, ImageRequest, Progress
 from pixelmcp.config import ModelSpec
 from pixelmcp.engine.batching import MicroBatcher
 from pixelmcp.engine.pool import Job, ModelPool
-from pixelmcp.prompts.rewrite import SYSTEM_PROMPT, clean_rewrite, user_message
-
-_REWRITE_CACHE_SIZE = 512
-_REWRITE_MAX_CHARS = 1000
 
 
 class LocalImageGenerator:
@@ -98,28 +93,20 @@ class LocalImageGenerator:
         raise ValueError(f"no preprocessor for control_type {wanted.control_type!r}")  # the tool checks first
 
 
-class LocalRewriter:
+class LocalRewriter(CachedRewriter):
     """Prompt rewriting with a local instruct LLM; greedy decoding, answers cached."""
 
     def __init__(self, pool: ModelPool, spec: ModelSpec, max_new_tokens: int):
+        super().__init__()
         self.pool = pool
         self.spec = spec
         self.max_new_tokens = max_new_tokens
         self.name = f"local:{spec.alias}"
-        self._cache: OrderedDict[tuple[str, str | None], str] = OrderedDict()
 
-    async def rewrite(self, prompt: str, *, style: str | None, progress: Progress) -> Rewrite:
+    async def reply(self, system: str, user: str, progress: Progress) -> str:
         from pixelmcp.engine import text
 
-        started = time.perf_counter()
-        key = (prompt, style)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return Rewrite(self._cache[key], self.name, time.perf_counter() - started, cached=True)
-        messages = [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": user_message(prompt, style)},
-        ]
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
         def work(job: Job) -> str:
             announce_load(self.pool, self.spec, progress)
@@ -130,13 +117,7 @@ class LocalRewriter:
             return reply
 
         reply, _ = await self.pool.run(work, heartbeat(progress))
-        cleaned = clean_rewrite(reply, _REWRITE_MAX_CHARS)
-        if not cleaned:
-            raise RewriteFailed(f"{self.name} returned no usable prompt (reply was {reply[:80]!r})")
-        self._cache[key] = cleaned
-        if len(self._cache) > _REWRITE_CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return Rewrite(cleaned, self.name, time.perf_counter() - started)
+        return reply
 
 
 def announce_load(pool: ModelPool, spec: ModelSpec, progress: Progress) -> None:

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -22,10 +21,9 @@ from typing import TypeVar
 import anyio
 from PIL import Image, UnidentifiedImageError
 
-from pixelmcp.backends import Progress, Rewrite, RewriteFailed
+from pixelmcp.backends import CachedRewriter, Progress
 from pixelmcp.config import Settings
 from pixelmcp.errors import PixelError
-from pixelmcp.prompts.rewrite import SYSTEM_PROMPT, clean_rewrite, user_message
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +35,6 @@ MAX_BACKOFF_S = 30.0
 HEARTBEAT_S = 10.0
 #: Largest image a provider may send back (decoded pixels); real ones are at most ~4k a side.
 MAX_RESULT_PIXELS = 64_000_000
-REWRITE_MAX_CHARS = 1000
-REWRITE_CACHE_SIZE = 512
 
 _KEY_PATTERNS = (
     re.compile(r"sk-[A-Za-z0-9_\-*]{6,}"),  # OpenAI keys, also as echoed masked in 401 messages
@@ -208,29 +204,17 @@ async def _attempt(call: Callable[[], Awaitable[T]], what: str, timeout: float, 
 # --------------------------------------------------------------------------- rewriting
 
 
-class RemoteRewriter:
-    """A PromptRewriter on a provider's chat model: temperature 0 and a cache, so a prompt keeps its rewrite."""
+class RemoteRewriter(CachedRewriter):
+    """A PromptRewriter on a provider's chat model (temperature 0 where the model allows; answers cached)."""
 
     def __init__(self, provider, model: str):
+        super().__init__()
         self.provider = provider  # anything with `async complete(model, system, user, progress) -> str`
         self.model = model
         self.name = f"{provider.name}:{model}"
-        self._cache: OrderedDict[tuple[str, str | None], str] = OrderedDict()
 
-    async def rewrite(self, prompt: str, *, style: str | None, progress: Progress) -> Rewrite:
-        started = time.perf_counter()
-        key = (prompt, style)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return Rewrite(self._cache[key], self.name, 0.0, cached=True)
-        reply = await self.provider.complete(self.model, SYSTEM_PROMPT, user_message(prompt, style), progress)
-        cleaned = clean_rewrite(reply, REWRITE_MAX_CHARS)
-        if not cleaned:
-            raise RewriteFailed(f"{self.name} returned no usable prompt (reply was {reply[:80]!r})")
-        self._cache[key] = cleaned
-        if len(self._cache) > REWRITE_CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return Rewrite(cleaned, self.name, time.perf_counter() - started)
+    async def reply(self, system: str, user: str, progress: Progress) -> str:
+        return await self.provider.complete(self.model, system, user, progress)
 
 
 # --------------------------------------------------------------------------- images

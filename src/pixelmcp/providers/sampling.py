@@ -15,9 +15,8 @@ from dataclasses import replace
 from mcp.server.mcpserver.resolve import Sample
 from mcp_types import CreateMessageResult, ModelHint, ModelPreferences, SamplingMessage, TextContent
 
-from pixelmcp.backends import Progress, PromptRewriter, Rewrite, RewriteFailed
+from pixelmcp.backends import CachedRewriter, Progress, PromptRewriter, Rewrite, RewriteFailed
 from pixelmcp.prompts.rewrite import SYSTEM_PROMPT, clean_rewrite, user_message
-from pixelmcp.providers.common import REWRITE_MAX_CHARS
 
 
 class SamplingRewriter:
@@ -43,7 +42,7 @@ class SamplingRewriter:
         """The client's answer as a rewrite (cleaned like any other rewriter's reply)."""
         blocks = result.content if isinstance(result.content, list) else [result.content]
         reply = " ".join(block.text for block in blocks if isinstance(block, TextContent))
-        cleaned = clean_rewrite(reply, REWRITE_MAX_CHARS)
+        cleaned = clean_rewrite(reply, CachedRewriter.max_chars)
         if not cleaned:
             raise RewriteFailed(f"the client's model ({result.model}) returned no usable prompt "
                                 f"(reply was {reply[:80]!r})")

@@ -21,6 +21,7 @@ from pixelmcp.config import Settings
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import PixelError
 from pixelmcp.prompts import templates
+from pixelmcp.providers import provider_infos
 from pixelmcp.router import Router
 from pixelmcp.server.state import AppState
 from pixelmcp.server.store import ImageStore, UnknownImageError
@@ -29,9 +30,11 @@ from pixelmcp.tools import control, generate, models, vision
 logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = """\
-pixelmcp makes and edits images on a local GPU. Tool results carry a small preview plus a \
-pixelmcp://images/<id> link to the full PNG; pass that uri as the image argument of another \
-tool to chain work without re-sending bytes. Same seed and arguments give the same image."""
+pixelmcp makes and edits images on a local GPU, or with a remote provider when a tool's model \
+argument is provider:model (list_models shows which are ready). Tool results carry a small \
+preview plus a pixelmcp://images/<id> link to the full PNG; pass that uri as the image argument \
+of another tool to chain work without re-sending bytes. Same seed and arguments give the same \
+image on local models."""
 
 
 def build_server(settings: Settings) -> MCPServer:
@@ -73,17 +76,19 @@ def build_server(settings: Settings) -> MCPServer:
         lifespan=lifespan,
         log_level=settings.log_level,
     )
-    makes_images = dict(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-    reads_only = dict(read_only_hint=True, open_world_hint=False)
+    # Open world: a configured provider (or a key in the environment) lets calls reach outside services.
+    remote = any(info.ready for info in provider_infos(settings)) or settings.rewriter not in ("local", "none")
+    makes_images = dict(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=remote)
+    reads_only = dict(read_only_hint=True, open_world_hint=remote)
     tools = (
         (generate.generate_image, "Generate image", makes_images),
         (generate.rewrite_prompt, "Rewrite prompt", reads_only),
-        (control.controlnet_generate, "Generate with ControlNet", makes_images),
+        (control.controlnet_generate, "Generate with ControlNet", {**makes_images, "open_world_hint": False}),
         (control.style_transfer, "Style transfer", makes_images),
-        (vision.classify_image, "Classify image", reads_only),
+        (vision.classify_image, "Classify image", {**reads_only, "open_world_hint": False}),
         (vision.ask_about_image, "Ask about image", reads_only),
         (vision.compare_images, "Compare images", reads_only),
-        (models.list_models, "List models", reads_only),
+        (models.list_models, "List models", {**reads_only, "open_world_hint": False}),
     )
     for tool, title, hints in tools:
         server.add_tool(tool, annotations=ToolAnnotations(title=title, **hints))

@@ -7,6 +7,7 @@ from typing import Any
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
+from pixelmcp.providers import ProviderInfo, provider_infos
 from pixelmcp.server.state import AppState, app_state
 
 
@@ -43,6 +44,7 @@ class ModelsReport(BaseModel):
     stats: dict[str, int] = Field(description="hits, loads, tier_reloads, evictions, jobs, cancelled, ...")
     loaded: list[LoadedEntry]
     catalog: list[CatalogEntry]
+    providers: list[ProviderInfo] = Field(description="remote providers, used as provider:model in `model` arguments")
 
 
 def models_report(app: AppState) -> ModelsReport:
@@ -55,10 +57,12 @@ def models_report(app: AppState) -> ModelsReport:
     ]
     return ModelsReport(profile=app.settings.profile, device=snapshot["device"], budget_bytes=snapshot["budget_bytes"],
                         used_bytes=snapshot["used_bytes"], queued=snapshot["queued"], stats=snapshot["stats"],
-                        loaded=[LoadedEntry(**m) for m in snapshot["loaded"]], catalog=catalog)
+                        loaded=[LoadedEntry(**m) for m in snapshot["loaded"]], catalog=catalog,
+                        providers=provider_infos(app.settings))
 
 
 async def list_models(ctx: Context) -> ModelsReport:
-    """List the models this server can use (aliases for the `model` argument of other tools), which are loaded
-    on which device, the memory they use, and load/hit/eviction counters."""
+    """List the models this server can use (aliases for the `model` argument of other tools, and the remote
+    providers usable as provider:model), which are loaded on which device, the memory they use, and
+    load/hit/eviction counters."""
     return models_report(app_state(ctx))

@@ -147,8 +147,8 @@ async def ask_about_image(
                           "resolution."),
     ] = "auto",
 ) -> AnswerResult:
-    """Ask a local vision-language model a question about one image. Answers can be wrong about fine detail,
-    small text and exact counts or numbers; check important facts (e.g. with compare_images' measurements)."""
+    """Ask a vision-language model (local, or a provider's via provider:model) a question about one image. Answers
+    can be wrong about fine detail, small text and exact counts; check important facts (e.g. with compare_images)."""
     app = app_state(ctx)
     started = time.perf_counter()
     spec, answerer = app.router.answerer(model)
