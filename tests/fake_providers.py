@@ -143,8 +143,17 @@ def openai_chat(record: Recorded) -> Reply:
     })
 
 
+def openai_edits(record: Recorded) -> Reply:
+    """images.edit is multipart: the images are counted, the colour follows the whole body."""
+    body = record.body if isinstance(record.body, bytes) else b""
+    images = body.count(b'name="image[]"') or body.count(b'name="image"')
+    digest = hashlib.sha256(body).hexdigest()
+    return Reply(200, {"created": 0, "data": [{"b64_json": png_b64(f"edit {images} {digest}")}]})
+
+
 def fake_openai() -> FakeAPI:
-    return FakeAPI({"/images/generations": openai_images, "/chat/completions": openai_chat})
+    return FakeAPI({"/images/generations": openai_images, "/images/edits": openai_edits,
+                    "/chat/completions": openai_chat})
 
 
 def openai_error(status: int, message: str, code: str | None = None, headers: dict | None = None) -> Reply:

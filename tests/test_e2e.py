@@ -137,7 +137,7 @@ async def test_http_server_reaches_a_provider_with_the_key_from_its_environment(
         try:
             with anyio.fail_after(120):
                 async with Client(f"http://127.0.0.1:{port}/mcp", sampling_callback=sampler) as client:
-                    data = ok(await client.call_tool("generate_image", {"prompt": "a lantern",
+                    data = ok(await client.call_tool("generate_image", {"prompt": "a lantern", "rewrite": True,
                                                                         "model": "openai:gpt-image-1"}))
                     resource = await client.read_resource(data["uri"])
         finally:

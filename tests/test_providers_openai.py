@@ -60,13 +60,33 @@ async def test_gpt_image_generation_stores_the_images_like_local_ones(openai_set
     assert KEY not in json.dumps(data) and KEY not in _everything_written(settings)
 
 
-async def test_dall_e_3_returns_its_own_revised_prompt_and_skips_the_auto_rewrite(openai_settings, api):
-    async with Client(build_server(openai_settings())) as client:
+async def test_dall_e_3_returns_its_own_revised_prompt_and_auto_rewrites_nothing(openai_settings, api):
+    async with Client(build_server(openai_settings(rewriter="openai"))) as client:
         data = ok(await client.call_tool("generate_image", {"prompt": "a cat", "model": "openai:dall-e-3"}))
+        both = ok(await client.call_tool("generate_image", {"prompt": "a dog", "model": "openai:dall-e-3",
+                                                           "rewrite": True}))
     assert data["revised_prompt"] == "A detailed rendering of a cat"
     assert data["rewriter"] == "openai:dall-e-3"
     assert api.to("/images/generations")[0].body["response_format"] == "b64_json"
-    assert api.to("/chat/completions") == []  # rewrite='auto' leaves it to DALL-E 3
+    assert len(api.to("/chat/completions")) == 1  # only for rewrite=true
+    assert both["rewriter"] == "openai:gpt-4.1-mini + openai:dall-e-3"
+    assert api.to("/images/generations")[1].body["prompt"].startswith("A richly detailed scene: a dog")
+
+
+async def test_style_transfer_on_gpt_image_edits_from_the_reference_images(openai_settings, api):
+    async with Client(build_server(openai_settings())) as client:
+        data = ok(await client.call_tool("style_transfer", {
+            "prompt": "a harbour at dusk", "style_image": _tiny_png((0, 0, 255)), "image": _tiny_png((0, 255, 0)),
+            "model": "openai:gpt-image-1", "rewrite": False}))
+        dall_e = error_text(await client.call_tool("style_transfer", {"prompt": "x", "style_image": _tiny_png(),
+                                                                      "model": "openai:dall-e-3"}))
+    (sent,) = api.to("/images/edits")
+    assert sent.headers["content-type"].startswith("multipart/form-data")
+    assert sent.body.count(b'filename="reference.png"') == 1 and sent.body.count(b'filename="structure.png"') == 1
+    prompt = sent.body.split(b'name="prompt"\r\n\r\n')[1].split(b"\r\n--")[0].decode()
+    assert "visual style of the reference image" in prompt and "a harbour at dusk" in prompt, prompt
+    assert data["provider"] == "openai" and data["scale"] is None and data["structure_image"] is not None
+    assert "no IP-Adapter" in dall_e and "openai:gpt-image-1" in dall_e
 
 
 async def test_arguments_a_provider_cannot_use_are_refused_not_dropped(openai_settings, api):
@@ -103,6 +123,37 @@ async def test_429_and_5xx_are_retried_with_backoff_then_succeed(openai_settings
         data = ok(await client.call_tool("generate_image", {"prompt": "a boat", "model": "openai:gpt-image-1"}))
     assert len(data["images"]) == 1
     assert len(api.to("/images/generations")) == 3
+
+
+async def test_the_client_hears_about_the_wait_and_each_retry(openai_settings, api):
+    api.queue("/images/generations", openai_error(503, "Slow down", headers={"retry-after": "0"}))
+    messages = []
+
+    async def on_progress(progress, total, message):
+        messages.append(message)
+
+    async with Client(build_server(openai_settings())) as client:
+        ok(await client.call_tool("generate_image", {"prompt": "a boat", "model": "openai:gpt-image-1"},
+                                  progress_callback=on_progress))
+    assert "waiting for openai (gpt-image-1)" in messages
+    assert any("HTTP 503" in m and "retry 1 of 2" in m for m in messages)
+
+
+async def test_a_retry_after_beyond_a_minute_is_not_waited_for(openai_settings, api):
+    api.queue("/chat/completions", openai_error(429, "Too many requests", headers={"retry-after": "3600"}))
+    async with Client(build_server(openai_settings())) as client:
+        with anyio.fail_after(10):
+            text = error_text(await client.call_tool("rewrite_prompt", {"prompt": "a cat",
+                                                                        "model": "openai:gpt-4.1-mini"}))
+    assert "wait 3600 s" in text and len(api.requests) == 1
+
+
+async def test_a_used_up_quota_is_not_retried(openai_settings, api):
+    api.queue("/chat/completions", openai_error(429, "You exceeded your current quota", code="insufficient_quota"))
+    async with Client(build_server(openai_settings())) as client:
+        text = error_text(await client.call_tool("rewrite_prompt", {"prompt": "a cat",
+                                                                    "model": "openai:gpt-4.1-mini"}))
+    assert "quota used up" in text and "Add credit" in text and len(api.requests) == 1
 
 
 async def test_retries_are_bounded_and_the_last_failure_is_explained(openai_settings, api):

@@ -92,7 +92,7 @@ class ModelSpec(BaseModel):
     takes_steps: bool = True
     takes_guidance: bool = True
     max_n: int | None = Field(None, description="most images per call, when the model limits it")
-    revises_prompt: bool = Field(False, description="the provider rewrites prompts itself (DALL-E 3)")
+    takes_reference: bool = Field(False, description="a provider model that edits from reference images itself")
 
     @property
     def remote(self) -> bool:

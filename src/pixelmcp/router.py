@@ -195,14 +195,15 @@ class Router:
         return ModelSpec(alias=f"{base.alias}+controlnet-{control_type}", kind=base.kind, source=source)
 
     def ip_adapter(self, base: ModelSpec) -> ModelSpec | None:
-        """The IP-Adapter of `base`, as a loadable entry (None for gemini, which reads the reference itself);
-        a clear error if it has none."""
-        if base.provider == "gemini":
+        """The IP-Adapter of `base`, as a loadable entry (None for a provider model that reads the reference
+        itself); a clear error if it has none."""
+        if base.takes_reference:
             return None
         if base.ip_adapter is None:
             others = sorted(a for a, s in self.settings.catalog.items() if s.ip_adapter is not None)
-            raise InvalidArgument("model", base.alias, "has no IP-Adapter in the catalog",
-                                  f"Use one of: {', '.join(others) or 'none configured'}.")
+            raise InvalidArgument("model", base.alias, "has no IP-Adapter in the catalog (nor reads reference images)",
+                                  f"Use one of: {', '.join(others) or 'none configured'}; or a provider model that "
+                                  "edits from references: openai:gpt-image-1, gemini:gemini-2.5-flash-image.")
         return ModelSpec(alias=f"{base.alias}+ip-adapter", kind=base.kind, source=base.ip_adapter.source)
 
     def depth_estimator(self) -> ModelSpec:

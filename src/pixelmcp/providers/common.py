@@ -21,7 +21,7 @@ from typing import TypeVar
 import anyio
 from PIL import Image, UnidentifiedImageError
 
-from pixelmcp.backends import CachedRewriter, Progress
+from pixelmcp.backends import CachedRewriter, ImageRequest, Progress
 from pixelmcp.config import Settings
 from pixelmcp.errors import PixelError
 
@@ -218,6 +218,18 @@ class RemoteRewriter(CachedRewriter):
 
 
 # --------------------------------------------------------------------------- images
+
+STYLE_INSTRUCTION = ("Create a new image of the following, in the visual style of the reference image (its colours, "
+                     "texture, lighting and medium) but not its content: ")
+SUBJECT_INSTRUCTION = "Create a new image featuring the subject of the reference image, as follows: "
+STRUCTURE_INSTRUCTION = " Keep the composition and layout of the second image."
+
+
+def reference_instruction(request: ImageRequest) -> str:
+    """The prompt for a provider that edits from a reference image (style_transfer): the image comes first."""
+    instruction = STYLE_INSTRUCTION if request.style.mode == "style" else SUBJECT_INSTRUCTION
+    return instruction + request.prompt + (STRUCTURE_INSTRUCTION if request.control is not None else "")
+
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -25,6 +25,7 @@ from pixelmcp.providers.common import (
     call_with_retries,
     decode_image,
     png_bytes,
+    reference_instruction,
     status_failure,
 )
 from pixelmcp.providers.openai import remote_image_spec
@@ -40,17 +41,13 @@ GEMINI_IMAGE_SIZES: dict[tuple[int, int], str] = {
 _REFUSALS = {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT",
              "RECITATION", "IMAGE_RECITATION", "MODEL_ARMOR"}
 
-STYLE_INSTRUCTION = ("Create a new image of the following, in the visual style of the reference image (its colours, "
-                     "texture, lighting and medium) but not its content: ")
-SUBJECT_INSTRUCTION = "Create a new image featuring the subject of the reference image, as follows: "
-STRUCTURE_INSTRUCTION = " Keep the composition and layout of the second image."
 
 
 def image_spec(model: str) -> ModelSpec | None:
     """Gemini image-output models (their ids name `image`); Imagen's separate API is not one of them."""
     if "image" not in model or model.startswith("imagen"):
         return None
-    return remote_image_spec("gemini", model, sizes=tuple(GEMINI_IMAGE_SIZES), max_n=None)
+    return remote_image_spec("gemini", model, sizes=tuple(GEMINI_IMAGE_SIZES), max_n=None, takes_reference=True)
 
 
 class GeminiProvider:
@@ -70,9 +67,7 @@ class GeminiProvider:
 
         contents: list[Any] = [request.prompt]
         if request.style is not None:
-            instruction = STYLE_INSTRUCTION if request.style.mode == "style" else SUBJECT_INSTRUCTION
-            structure = STRUCTURE_INSTRUCTION if request.control is not None else ""
-            contents = [instruction + request.prompt + structure, _part(request.style.image)]
+            contents = [reference_instruction(request), _part(request.style.image)]
             if request.control is not None:
                 contents.append(_part(request.control.image))
         elif request.control is not None:

@@ -24,6 +24,8 @@ from pixelmcp.providers.common import (
     call_with_retries,
     data_uri,
     decode_image,
+    png_bytes,
+    reference_instruction,
     status_failure,
 )
 
@@ -33,11 +35,11 @@ _REFUSAL_CODES = {"content_policy_violation", "moderation_blocked", "content_fil
 #: Reasoning models reject `temperature` and count thinking in the token cap: both are left to the API.
 _NO_TEMPERATURE = re.compile(r"^(o\d|gpt-5)")
 
-#: OpenAI image models by id prefix: the sizes each makes, how many per call, and whether it
-#: rewrites prompts itself (DALL-E 3 does, and returns what it used as `revised_prompt`).
+#: OpenAI image models by id prefix: the sizes each makes, how many per call, and whether it edits
+#: from reference images. (DALL-E 3 also rewrites prompts itself and returns what it used.)
 IMAGE_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("gpt-image", {"sizes": ((1024, 1024), (1536, 1024), (1024, 1536)), "max_n": 10}),
-    ("dall-e-3", {"sizes": ((1024, 1024), (1792, 1024), (1024, 1792)), "max_n": 1, "revises_prompt": True}),
+    ("gpt-image", {"sizes": ((1024, 1024), (1536, 1024), (1024, 1536)), "max_n": 10, "takes_reference": True}),
+    ("dall-e-3", {"sizes": ((1024, 1024), (1792, 1024), (1024, 1792)), "max_n": 1}),
     ("dall-e-2", {"sizes": ((256, 256), (512, 512), (1024, 1024)), "max_n": 10}),
 )
 
@@ -76,15 +78,22 @@ class OpenAIProvider:
     # ------------------------------------------------------------------ the protocols
 
     async def generate(self, spec: ModelSpec, request: ImageRequest, progress: Progress) -> ImageBatch:
-        """Text to image (images.generate); base64 results, DALL-E 3's revised prompt kept."""
-        if request.style is not None or request.control is not None:
-            raise ProviderError(f"{spec.alias} takes no reference or control image; use gemini or a local model.")
+        """Text to image (images.generate), or from reference images (images.edit, style_transfer on gpt-image
+        models); base64 results, DALL-E 3's revised prompt kept."""
         params: dict[str, Any] = {"model": spec.source, "prompt": request.prompt, "n": len(request.seeds),
-                                      "size": f"{request.width}x{request.height}"}
+                                  "size": f"{request.width}x{request.height}"}
         if spec.source.startswith("dall-e"):
             params["response_format"] = "b64_json"  # newer models always answer in base64 and refuse the field
         started = time.perf_counter()
-        response = await self._call(lambda client: client.images.generate(**params), spec.source, progress)
+        if request.style is not None:
+            references = [("reference.png", png_bytes(request.style.image), "image/png")]
+            if request.control is not None:
+                references.append(("structure.png", png_bytes(request.control.image), "image/png"))
+            params["prompt"] = reference_instruction(request)
+            params["image"] = references
+            response = await self._call(lambda client: client.images.edit(**params), spec.source, progress)
+        else:
+            response = await self._call(lambda client: client.images.generate(**params), spec.source, progress)
         items = list(response.data or [])
         if len(items) != len(request.seeds) or any(not item.b64_json for item in items):
             raise ProviderError(f"{self.name} ({spec.source}) returned {len(items)} image(s) without base64 data for "

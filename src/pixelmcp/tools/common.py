@@ -60,7 +60,7 @@ ImageArg = Annotated[
                       "base64, or a file path inside the server's allowed folders."),
 ]
 RewriteArg = Annotated[
-    Rewrite, Field(description="Expand the prompt with an LLM first: true, false, or 'auto' (short prompts only).")
+    Rewrite, Field(description="Expand the prompt with an LLM first: true, false, or 'auto' (short prompts, local models only).")
 ]
 
 
@@ -202,8 +202,10 @@ def wants_rewrite(rewrite: Rewrite, prompt: str, app: AppState, spec: ModelSpec 
         return False
     if rewrite != "auto":
         raise InvalidArgument("rewrite", rewrite, "must be true, false or 'auto'", "Pass one of those.")
-    if spec is not None and spec.revises_prompt:
-        return False  # the provider rewrites the prompt itself and returns what it used
+    if spec is not None and spec.remote:
+        # Provider image models read short prompts well (DALL-E 3 even rewrites them itself), and a local
+        # rewriter on a machine that only has an API key would mean a model download: only `true` rewrites.
+        return False
     return app.settings.rewriter != "none" and len(prompt.split()) <= app.settings.rewrite_auto_max_words
 
 
