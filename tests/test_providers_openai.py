@@ -205,6 +205,7 @@ async def test_vision_questions_send_every_image_as_a_data_uri(openai_settings, 
         compared = ok(await client.call_tool("compare_images", {"images": [_tiny_png(), _tiny_png((0, 0, 255))],
                                                                 "model": "openai:gpt-4o"}))
     assert answer["answer"].startswith("I see 1 image(s)") and answer["model"] == "openai:gpt-4o"
+    assert answer["provider"] == compared["provider"] == "openai"
     assert answer["tokens_generated"] == 7
     assert compared["answer"].startswith("I see 2 image(s)") and compared["pairs"][0]["pixel_metrics"]
     sent = api.to("/chat/completions")[1].body

@@ -43,7 +43,7 @@ def add_commands(sub) -> None:
     style = sub.add_parser("style", help="make images in the style of a reference (style_transfer)")
     style.add_argument("prompt")
     style.add_argument("style_image", help="the reference image")
-    style.add_argument("--scale", type=float, default=0.8)
+    style.add_argument("--scale", type=float, help="adapter strength 0..2 (default 0.8; local models only)")
     style.add_argument("--mode", choices=["style", "subject"], default="style")
     style.add_argument("--image", help="optional structure image (its edges steer the result)")
     _generation_flags(style)
@@ -135,8 +135,8 @@ def _control(args: argparse.Namespace) -> None:
 
 def _style(args: argparse.Namespace) -> None:
     _call(args, "style_transfer", {
-        **_generation_arguments(args), "style_image": _image(args.style_image), "scale": args.scale, "mode": args.mode,
-        **_present(image=_image(args.image) if args.image else None),
+        **_generation_arguments(args), "style_image": _image(args.style_image), "mode": args.mode,
+        **_present(image=_image(args.image) if args.image else None, scale=args.scale),
     })
 
 

@@ -95,10 +95,10 @@ class OpenAIProvider:
         else:
             response = await self._call(lambda client: client.images.generate(**params), spec.source, progress)
         items = list(response.data or [])
-        if len(items) != len(request.seeds) or any(not item.b64_json for item in items):
-            raise ProviderError(f"{self.name} ({spec.source}) returned {len(items)} image(s) without base64 data for "
-                                f"{len(request.seeds)} requested; call again.")
         what = f"{self.name} ({spec.source})"
+        if len(items) != len(request.seeds) or any(not item.b64_json for item in items):
+            raise ProviderError(f"{what} sent {sum(bool(item.b64_json) for item in items)} image(s) as base64 for "
+                                f"{len(request.seeds)} requested; call again.")
         images = [decode_image(item.b64_json, what) for item in items]
         return ImageBatch(images=images, scheduler=None, device=self._where(), batch_size=1,
                           timings={"run_s": time.perf_counter() - started},

@@ -64,6 +64,7 @@ class ClassifyResult(BaseModel):
 class AnswerResult(BaseModel):
     answer: str
     model: str
+    provider: str = Field(description="local (this server's GPU pool) or the remote provider that answered")
     tokens_generated: int
     timings: Timings
 
@@ -92,6 +93,7 @@ class PairComparison(BaseModel):
 class CompareResult(BaseModel):
     answer: str
     model: str
+    provider: str = Field(description="who answered in words; the measurements are always local")
     similarity_model: str
     tokens_generated: int
     images: list[str] = Field(description="the image arguments as given (uris and paths; data shown by size)")
@@ -156,7 +158,7 @@ async def ask_about_image(
     _check_max_tokens(max_tokens)
     (loaded,) = await _load_all(app, [image], argument="image", max_side=DETAIL_MAX_SIDE[detail])
     result = await answerer.answer(spec, [loaded], answer_prompt(question), max_tokens, ProgressReporter(ctx))
-    return AnswerResult(answer=result.text, model=spec.alias, tokens_generated=result.tokens,
+    return AnswerResult(answer=result.text, model=spec.alias, provider=spec.provider, tokens_generated=result.tokens,
                         timings=Timings(**result.timings, total_s=time.perf_counter() - started))
 
 
@@ -189,7 +191,8 @@ async def compare_images(
     pairs = await anyio.to_thread.run_sync(lambda: _measure_pairs(app, loaded, embeddings))
 
     result = CompareResult(
-        answer=answer.text, model=spec.alias, similarity_model=similarity_spec.alias, tokens_generated=answer.tokens,
+        answer=answer.text, model=spec.alias, provider=spec.provider, similarity_model=similarity_spec.alias,
+        tokens_generated=answer.tokens,
         images=[_shown(value) for value in images], pairs=pairs,
         timings=Timings(**answer.timings, total_s=time.perf_counter() - started),
     )
