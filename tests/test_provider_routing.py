@@ -68,3 +68,13 @@ def test_settings_accept_provider_models_and_refuse_unknown_rewriters(make_setti
         make_settings(sampling_fallback="sampling")
     with pytest.raises(ValueError, match="reserved"):
         make_settings(endpoints={"openai": {"base_url": "http://x/v1"}})
+
+
+async def test_a_rewriter_that_is_not_set_up_fails_the_rewrite_not_the_generation(make_settings, no_keys):
+    async with Client(build_server(make_settings(rewriter="openai-compatible"))) as client:
+        plain = ok(await client.call_tool("generate_image", {"prompt": "a cat", "steps": 2, "rewrite": False}))
+        asked = ok(await client.call_tool("generate_image", {"prompt": "a cat", "steps": 2, "rewrite": True}))
+        refused = error_text(await client.call_tool("rewrite_prompt", {"prompt": "a cat"}))
+    assert plain["revised_prompt"] is None and plain["rewrite_error"] is None
+    assert asked["revised_prompt"] is None and "PIXELMCP_REWRITE_MODEL" in asked["rewrite_error"]
+    assert "PIXELMCP_REWRITE_MODEL" in refused

@@ -164,9 +164,9 @@ class Router:
 
     def _sampling(self, hint: str | None) -> SamplingRewriter:
         """The client's LLM (a catalog alias in PIXELMCP_REWRITE_MODEL is the local fallback's, not a hint)."""
-        fallback = self._configured_rewriter(self.settings.sampling_fallback)
         hint = None if hint in self.settings.catalog else hint
-        return SamplingRewriter(fallback, hint, self.settings.rewrite_max_new_tokens)
+        return SamplingRewriter(lambda: self._configured_rewriter(self.settings.sampling_fallback), hint,
+                                self.settings.rewrite_max_new_tokens)
 
     def _cached(self, key: str, make) -> PromptRewriter:
         if key not in self._rewriters:

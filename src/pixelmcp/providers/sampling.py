@@ -10,6 +10,7 @@ result says so. Sampling is deprecated in the 2026-07-28 spec, so it stays opt-i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from mcp.server.mcpserver.resolve import Sample
@@ -24,8 +25,8 @@ class SamplingRewriter:
 
     name = "sampling"
 
-    def __init__(self, fallback: PromptRewriter | None, hint: str | None, max_tokens: int):
-        self.fallback = fallback
+    def __init__(self, fallback: Callable[[], PromptRewriter | None], hint: str | None, max_tokens: int):
+        self.fallback = fallback  # made when first needed: a misconfigured one fails that rewrite, not the server
         self.hint = hint  # a model name the client may prefer (MCP model preferences)
         self.max_tokens = max_tokens
 
@@ -51,9 +52,10 @@ class SamplingRewriter:
     async def without_client(self, prompt: str, style: str | None, progress: Progress) -> Rewrite:
         """The fallback's rewrite, noting why the client's LLM did not write it."""
         why = "the client does not offer MCP sampling"
-        if self.fallback is None:
+        fallback = self.fallback()
+        if fallback is None:
             raise RewriteFailed(f"{why}, and no fallback rewriter is configured (PIXELMCP_SAMPLING_FALLBACK=none)")
-        result = await self.fallback.rewrite(prompt, style=style, progress=progress)
+        result = await fallback.rewrite(prompt, style=style, progress=progress)
         return replace(result, note=f"{why}, so {result.rewriter} rewrote the prompt instead")
 
     async def rewrite(self, prompt: str, *, style: str | None, progress: Progress) -> Rewrite:

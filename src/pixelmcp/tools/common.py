@@ -212,8 +212,10 @@ def wants_rewrite(rewrite: Rewrite, prompt: str, app: AppState, spec: ModelSpec 
 async def sample_for_generation(ctx: Context, prompt: str, rewrite: Rewrite, model: str | None) -> Sample | None:
     """Resolver: ask the client's LLM for the rewrite, when the rewriter is `sampling` and the client can sample."""
     app = app_state(ctx)
+    if app.settings.rewriter != "sampling" or not client_can_sample(ctx):
+        return None  # (a misconfigured rewriter must not fail the call here: the rewrite reports it)
     rewriter = app.router.rewriter()
-    if not isinstance(rewriter, SamplingRewriter) or not client_can_sample(ctx):
+    if not isinstance(rewriter, SamplingRewriter):
         return None
     spec, _ = await app.router.generator(model)
     if not wants_rewrite(rewrite, prompt.strip(), app, spec):
