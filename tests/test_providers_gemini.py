@@ -6,6 +6,7 @@ import base64
 import io
 import json
 
+import anyio
 import pytest
 from fake_providers import Reply, fake_gemini, gemini_error, png_b64
 from helpers import error_text, ok, pixels
@@ -144,6 +145,17 @@ async def test_resource_exhausted_is_retried_then_explained(gemini_settings, api
         assert ok(await client.call_tool("ask_about_image", {"image": _png(), "question": "?",
                                                              "model": "gemini:gemini-2.5-flash"}))
     assert "HTTP 429" in text and "after 2 attempts" in text and "Resource has been exhausted" in text
+
+
+async def test_a_slow_answer_times_out_and_the_next_call_works(gemini_settings, api):
+    api.queue(":generateContent", Reply(delay=3.0, body={}))
+    async with Client(build_server(gemini_settings(provider_timeout_s=0.5, provider_max_retries=0))) as client:
+        with anyio.fail_after(10):
+            text = error_text(await client.call_tool("generate_image", {"prompt": "x",
+                                                                        "model": "gemini:gemini-2.5-flash-image"}))
+            assert ok(await client.call_tool("generate_image", {"prompt": "x",
+                                                                "model": "gemini:gemini-2.5-flash-image"}))
+    assert "no answer within 0.5 s" in text
 
 
 async def test_an_invalid_key_is_named_and_not_echoed(gemini_settings, api):
