@@ -52,17 +52,17 @@ class Router:
 
     # ------------------------------------------------------------------ providers
 
-    def _remote(self, model: str, argument: str = "model") -> tuple[str, str] | None:
+    def _remote(self, model: str) -> tuple[str, str] | None:
         """(provider, model id) for `provider:model`; None for a catalog alias."""
         if model in self.settings.catalog or ":" not in model:
             return None
         provider, _, name = model.partition(":")
         known = self.settings.provider_names()
         if provider not in known:
-            raise InvalidArgument(argument, model, f"{provider!r} is not a provider this server knows",
+            raise InvalidArgument("model", model, f"{provider!r} is not a provider this server knows",
                                   f"Use a catalog alias (list_models) or provider:model with one of: {', '.join(known)}.")
         if not name.strip():
-            raise InvalidArgument(argument, model, "names no model after the provider",
+            raise InvalidArgument("model", model, "names no model after the provider",
                                   f"Write it as {provider}:MODEL_ID, e.g. {_EXAMPLES.get(provider, provider + ':MODEL')}.")
         return provider, name.strip()
 
@@ -124,8 +124,11 @@ class Router:
         if remote is None:
             return self._spec(alias, "generate"), self._local_generator
         provider, name = remote
-        spec = {"openai": openai.image_spec, "gemini": lambda p, m: gemini.image_spec(m)}.get(
-            provider, lambda p, m: None)(provider, name)
+        spec = None  # OpenAI-compatible endpoints serve no image models here
+        if provider == "openai":
+            spec = openai.image_spec(provider, name)
+        elif provider == "gemini":
+            spec = gemini.image_spec(name)
         if spec is None:
             raise InvalidArgument("model", alias, f"{name!r} is not an image model {provider} serves here",
                                   _IMAGE_FIX.get(provider, _IMAGE_FIX["other"]))

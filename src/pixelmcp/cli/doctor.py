@@ -96,7 +96,8 @@ def _keys(settings) -> list[Check]:
 
     checks = [Check("key huggingface", "ok", "HF_TOKEN is set") if os.environ.get("HF_TOKEN") else
               Check("key huggingface", "info", "HF_TOKEN not set", "Only needed for gated models (SD3, FLUX.1-dev).")]
-    for info in provider_infos(settings):
+    infos = provider_infos(settings)
+    for info in infos:
         where = f" at {info.base_url}" if info.base_url else ""
         if info.ready:
             key = next((k for k in info.key_env if os.environ.get(k, "").strip()), None)
@@ -106,7 +107,7 @@ def _keys(settings) -> list[Check]:
             checks.append(Check(f"provider {info.name}", "info", f"not configured{where}", f"To use it, {info.fix}."))
     used = {value.partition(":")[0] for value in (settings.generate_model, settings.vision_model) if value}
     used.add(settings.rewriter)
-    for info in provider_infos(settings):
+    for info in infos:
         if info.name in used and not info.ready:
             checks.append(Check(f"config uses {info.name}", "fail", "the config names this provider, which is not "
                                 "ready", f"{info.fix[0].upper()}{info.fix[1:]}, or change the config."))

@@ -70,8 +70,6 @@ class GeminiProvider:
             contents = [reference_instruction(request), _part(request.style.image)]
             if request.control is not None:
                 contents.append(_part(request.control.image))
-        elif request.control is not None:
-            raise ProviderError(f"{spec.alias} takes no control image on its own; use style_transfer or a local model.")
         config = types.GenerateContentConfig(
             response_modalities=["TEXT", "IMAGE"],  # text too, so a refusal comes with its reason
             image_config=types.ImageConfig(aspect_ratio=GEMINI_IMAGE_SIZES[(request.width, request.height)]),
@@ -94,8 +92,8 @@ class GeminiProvider:
         if failures:
             raise failures[0]
         return ImageBatch(images=[image for image in images if image is not None], scheduler=None,
-                          device="generativelanguage.googleapis.com" if not self.settings.gemini_base_url
-                          else self.settings.gemini_base_url, timings={"run_s": time.perf_counter() - started})
+                          device=self.settings.gemini_base_url or "generativelanguage.googleapis.com",
+                          timings={"run_s": time.perf_counter() - started})
 
     async def complete(self, model: str, system: str, user: str, progress: Progress) -> str:
         """One chat turn (prompt rewriting) at temperature 0, with no output cap: thinking models count

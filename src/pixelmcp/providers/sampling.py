@@ -9,7 +9,6 @@ result says so. Sampling is deprecated in the 2026-07-28 spec, so it stays opt-i
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -39,15 +38,16 @@ class SamplingRewriter:
             model_preferences=preferences, include_context="none",
         )
 
-    def from_result(self, result: CreateMessageResult, started: float) -> Rewrite:
-        """The client's answer as a rewrite (cleaned like any other rewriter's reply)."""
+    def from_result(self, result: CreateMessageResult) -> Rewrite:
+        """The client's answer as a rewrite (cleaned like any other rewriter's reply). It was sampled before the
+        tool body ran, so its time is not known here."""
         blocks = result.content if isinstance(result.content, list) else [result.content]
         reply = " ".join(block.text for block in blocks if isinstance(block, TextContent))
         cleaned = clean_rewrite(reply, CachedRewriter.max_chars)
         if not cleaned:
             raise RewriteFailed(f"the client's model ({result.model}) returned no usable prompt "
                                 f"(reply was {reply[:80]!r})")
-        return Rewrite(cleaned, f"sampling:{result.model}", time.perf_counter() - started)
+        return Rewrite(cleaned, f"sampling:{result.model}", 0.0)
 
     async def without_client(self, prompt: str, style: str | None, progress: Progress) -> Rewrite:
         """The fallback's rewrite, noting why the client's LLM did not write it."""

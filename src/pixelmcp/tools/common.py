@@ -235,7 +235,7 @@ async def run_rewriter(rewriter: PromptRewriter | None, prompt: str, style: str 
     if rewriter is None:
         raise RewriteFailed("prompt rewriting is switched off on this server (PIXELMCP_REWRITER=none)")
     if isinstance(rewriter, SamplingRewriter) and sampled is not None:
-        return rewriter.from_result(sampled, time.perf_counter())
+        return rewriter.from_result(sampled)
     return await rewriter.rewrite(prompt, style=style, progress=progress)
 
 
