@@ -202,7 +202,7 @@ CONTROL_ERRORS = [
     ({"image": "pixelmcp://images/20200101-000000-00000000"}, "Invalid image=", "no stored image"),
     ({"conditioning_scale": 2.5}, "Invalid conditioning_scale=2.5", "0..2.0"),
     ({"conditioning_scale": -0.1}, "Invalid conditioning_scale=-0.1", "0..2.0"),
-    ({"conditioning_scale": "NaN"}, "Invalid conditioning_scale=nan", "0..2.0"),
+    ({"conditioning_scale": "NaN"}, "Invalid conditioning_scale=nan", "not a finite number"),
     ({"low_threshold": 300, "high_threshold": 200}, "Invalid low_threshold=300", "below high_threshold"),
     ({"high_threshold": 5000}, "Invalid high_threshold=5000", "0..1000"),
     ({"control_type": "depth", "low_threshold": 50}, "Invalid low_threshold=50", "only to control_type='canny'"),

@@ -93,7 +93,7 @@ async def test_http_token_is_required_on_every_request(tiny_cache, tmp_path):
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
-    process, port = await start_http(tiny_cache, tmp_path, PIXELMCP_HTTP_TOKEN="s3cret-token")
+    process, port = await start_http(tiny_cache, tmp_path, PIXELMCP_HTTP_TOKEN="s3cret-token-0123456789")
     url = f"http://127.0.0.1:{port}/mcp"
     try:
         async with httpx2.AsyncClient() as http:
@@ -101,9 +101,9 @@ async def test_http_token_is_required_on_every_request(tiny_cache, tmp_path):
             wrong = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
                                     headers={"Authorization": "Bearer nope"})
         assert missing.status_code == wrong.status_code == 401
-        assert "PIXELMCP_HTTP_TOKEN" in missing.text and "s3cret-token" not in missing.text
+        assert "PIXELMCP_HTTP_TOKEN" in missing.text and "s3cret-token-0123456789" not in missing.text
         assert missing.headers["www-authenticate"].startswith("Bearer")
-        authorised = httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret-token"}, timeout=120)
+        authorised = httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret-token-0123456789"}, timeout=120)
         with anyio.fail_after(120):
             async with Client(streamable_http_client(url, http_client=authorised)) as client:
                 tools = await client.list_tools()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -247,7 +247,8 @@ class ModelOverride(BaseModel):
 class Settings(BaseSettings):
     """Everything configurable, with the environment variable that sets it (`PIXELMCP_` + NAME)."""
 
-    model_config = SettingsConfigDict(env_prefix="PIXELMCP_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PIXELMCP_", env_nested_delimiter="__", extra="ignore",
+                                      allow_inf_nan=False)
 
     profile: Profile = Field("default", description="`default` (real models) or `tiny` (offline random weights)")
     output_dir: Path = Field(
@@ -348,6 +349,19 @@ class Settings(BaseSettings):
 
     _catalog: dict[str, ModelSpec] = PrivateAttr(default_factory=dict)
 
+    @field_validator("http_token", mode="after")
+    @classmethod
+    def _check_http_token(cls, token: SecretStr | None) -> SecretStr | None:
+        """One meaning of "no token" everywhere: unset, empty and blank are all None (a launch script's
+        unset variable must not read as a token); anything else must be a strong token."""
+        if token is None or not token.get_secret_value().strip():
+            return None
+        problem = http_token_problem(token.get_secret_value())
+        if problem:
+            raise ValueError(f"http_token (PIXELMCP_HTTP_TOKEN) {problem}. Use at least {MIN_TOKEN_CHARS} random "
+                             "characters, e.g. the output of: python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+        return token
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -420,6 +434,20 @@ class Settings(BaseSettings):
             if cwd != Path(cwd.anchor) and cwd != Path.home().resolve():
                 roots.append(cwd)
         return roots
+
+
+#: Shortest bearer token accepted: 16 random URL-safe characters are 96 bits.
+MIN_TOKEN_CHARS = 16
+
+
+def http_token_problem(token: str) -> str | None:
+    """Why `token` cannot guard an HTTP server, or None when it can."""
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"is {len(token)} characters long, shorter than the minimum of {MIN_TOKEN_CHARS}"
+    if any(not ("!" <= c <= "~") for c in token):
+        return ("contains spaces, control or non-ASCII characters, which clients cannot send unchanged in an "
+                "Authorization header")
+    return None
 
 
 def _build_catalog(settings: Settings) -> dict[str, ModelSpec]:

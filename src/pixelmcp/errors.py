@@ -31,6 +31,10 @@ class ModelLoadError(PixelError):
     """A model could not be loaded (not downloaded, gated, corrupt, out of memory)."""
 
 
+class StoreError(PixelError):
+    """The output folder cannot take the images (missing, read-only, full); the message names it."""
+
+
 class Busy(PixelError):
     """The device's queue is full; the request was refused without waiting."""
 

@@ -35,13 +35,14 @@ def is_loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    settings = load(args)
+    settings = load(args)  # a weak token is refused here; an empty or blank one reads as no token
     remote = args.transport == "http" and not is_loopback(args.host)
     if remote and settings.http_token is None and not args.insecure_allow_remote:
         fail(
-            f"refusing to bind {args.host} without a token: anyone who can reach that address could use this "
-            "server. Set PIXELMCP_HTTP_TOKEN (clients then send 'Authorization: Bearer <token>'), bind 127.0.0.1 "
-            "(the default) and tunnel, or pass --insecure-allow-remote if you accept the risk."
+            f"refusing to bind {args.host} without a token (PIXELMCP_HTTP_TOKEN is unset or empty): anyone who can "
+            "reach that address could use this server. Set PIXELMCP_HTTP_TOKEN to a random string of 16 or more "
+            "characters (clients then send 'Authorization: Bearer <token>'), bind 127.0.0.1 (the default) and "
+            "tunnel, or pass --insecure-allow-remote if you accept the risk."
         )
     if remote and settings.http_token is None:
         logger.warning("INSECURE: serving %s without authentication (--insecure-allow-remote)", args.host)
@@ -50,14 +51,17 @@ def _serve(args: argparse.Namespace) -> None:
 
     server = build_server(settings)
     if args.transport == "stdio":
-        server.run("stdio")
+        from pixelmcp.server.stdio import run_stdio
+
+        run_stdio(server)
     else:
         import uvicorn
 
-        from pixelmcp.server.http import http_app
+        from pixelmcp.server.http import BearerTokenGate, http_app
 
         app = http_app(server, settings, args.host)
-        logger.info("pixelmcp listening on http://%s:%d/mcp%s", args.host, args.port,
-                    " (bearer token required)" if settings.http_token else "")
+        gated = isinstance(app, BearerTokenGate)
+        logger.info("pixelmcp listening on http://%s:%d/mcp (%s)", args.host, args.port,
+                    "bearer token required" if gated else "no token: loopback only" if not remote else "NO TOKEN")
         uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
                                       log_level=settings.log_level.lower())).run()

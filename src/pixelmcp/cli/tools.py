@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -114,11 +115,17 @@ def _present(**values) -> dict[str, Any]:
 
 def _generate(args: argparse.Namespace) -> None:
     if args.source:
-        from pixelmcp.cli.reproduce import arguments_from
+        from pixelmcp.cli.reproduce import replay_of
+        from pixelmcp.errors import InvalidArgument
 
         settings = load(args)
-        tool, arguments = arguments_from(args.source, settings)
-        _call(args, tool, arguments, settings=settings)
+        try:
+            replay = replay_of(args.source, settings)
+        except InvalidArgument as e:
+            fail(str(e), 2)
+        if replay.note:
+            print(f"pixelmcp: note: {replay.note}", file=sys.stderr)
+        _call(args, replay.tool, replay.arguments, settings=settings, pick=replay.index)
         return
     if not args.prompt:
         fail("generate needs a prompt (or --from ID_OR_PNG to re-run a stored image)", 2)
@@ -172,7 +179,9 @@ _EXTRA_DIRS: set[Path] = set()
 # --------------------------------------------------------------------------- running a tool
 
 
-def _call(args: argparse.Namespace, tool: str, arguments: dict[str, Any], settings=None) -> None:
+def _call(args: argparse.Namespace, tool: str, arguments: dict[str, Any], settings=None,
+          pick: int | None = None) -> None:
+    """Run `tool` and print its result; `pick` narrows the output to one image of the call (--from)."""
     settings = settings or load(args)
     if args.log_level is None and "PIXELMCP_LOG_LEVEL" not in os.environ:
         settings = settings.model_copy(update={"log_level": "WARNING"})  # a terminal wants the result, not logs
@@ -182,11 +191,17 @@ def _call(args: argparse.Namespace, tool: str, arguments: dict[str, Any], settin
     if result.is_error:
         fail(result.content[0].text.removeprefix(f"Error executing tool {tool}: "))
     data = result.structured_content or {}
-    saved = _save_outputs(data, args.output) if getattr(args, "output", None) else []
+    text = next((b.text for b in result.content if b.type == "text"), "")
+    if pick is not None:
+        chosen = data["images"][pick]
+        data = {**data, **chosen, "reproduced": chosen}
+        if len(data["images"]) > 1:
+            text += (f"\nReproduced: image {pick + 1} of this {len(data['images'])}-image call, {chosen['uri']} "
+                     "(the whole call was run again: only the same batch gives the same pixels).")
+    saved = _save_outputs(data, args.output, pick) if getattr(args, "output", None) else []
     if args.json:
         print(json.dumps({**data, "saved": saved} if saved else data, indent=2))
         return
-    text = next((b.text for b in result.content if b.type == "text"), "")
     print(_human(tool, data) if tool in ("ask_about_image", "classify_image") else text)
     for path in saved:
         print(f"saved {path}")
@@ -204,8 +219,10 @@ async def _run_tool(settings, tool: str, arguments: dict[str, Any]):
             return await client.call_tool(tool, arguments, progress_callback=view.update)
 
 
-def _save_outputs(data: dict[str, Any], output: str) -> list[str]:
+def _save_outputs(data: dict[str, Any], output: str, pick: int | None = None) -> list[str]:
     images = data.get("images") or []
+    if pick is not None:
+        images = [images[pick]]
     target = Path(output).expanduser()
     saved = []
     for index, image in enumerate(images, start=1):

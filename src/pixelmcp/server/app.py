@@ -19,7 +19,7 @@ from mcp_types import ToolAnnotations
 from pixelmcp import __version__
 from pixelmcp.config import Settings
 from pixelmcp.engine.pool import ModelPool
-from pixelmcp.errors import PixelError
+from pixelmcp.errors import PixelError, StoreError
 from pixelmcp.prompts import templates
 from pixelmcp.providers import provider_infos
 from pixelmcp.router import Router
@@ -47,6 +47,11 @@ def build_server(settings: Settings) -> MCPServer:
     @asynccontextmanager
     async def lifespan(server: MCPServer) -> AsyncIterator[AppState]:
         logger.info("pixelmcp %s: profile %s, images in %s", __version__, settings.profile, store.root)
+        try:
+            store.check_writable()
+        except StoreError as e:
+            logger.error("%s Image-making tools fail until this is fixed; the others work.", e)
+        await anyio.to_thread.run_sync(store.sweep)
         async with anyio.create_task_group() as tasks:
             # In-memory clients each enter the lifespan: every entry lends its task group to the
             # pool, and on exit lets the batches it started finish instead of cancelling them.

@@ -66,5 +66,8 @@ def http_app(server: MCPServer, settings: Settings, host: str) -> Any:
         transport_security=security_for(host, settings),
         max_request_body_size=int(settings.http_max_body_mb * 2**20),
     )
-    token = settings.http_token.get_secret_value() if settings.http_token else None
-    return BearerTokenGate(app, token) if token else app
+    # Settings turn an empty or blank token into None and refuse weak ones, so "a token is set" and
+    # "the gate is installed" are the same condition.
+    if settings.http_token is None:
+        return app
+    return BearerTokenGate(app, settings.http_token.get_secret_value())

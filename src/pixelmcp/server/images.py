@@ -19,7 +19,9 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -32,7 +34,7 @@ from pixelmcp.server.store import URI_PREFIX, ImageStore, UnknownImageError
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"})
 _FORMS = "a pixelmcp://images/<id> uri, a data:image/...;base64 uri, bare base64, or a path inside an allowed folder"
 _BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=_\-\r\n]{16,}$")
-_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
+_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ def load_image(value: str, *, argument: str, store: ImageStore, limits: InputLim
         raise InvalidArgument(argument, value, "empty image", f"Pass {_FORMS}.")
     text = value.strip()
     if text.startswith(URI_PREFIX):
-        return _decode(_read_stored(text, argument, store), argument, limits)
+        return _decode(_read_stored(text, argument, store, limits), argument, limits)
     if text.startswith("data:"):
         return _decode(_read_data_uri(text, argument, limits), argument, limits)
     scheme = urlparse(text).scheme.lower()
@@ -96,11 +98,12 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
-def _read_stored(uri: str, argument: str, store: ImageStore) -> bytes:
+def _read_stored(uri: str, argument: str, store: ImageStore, limits: InputLimits) -> bytes:
     try:
-        return store.png_path(store.id_from_uri(uri)).read_bytes()
+        path = store.png_path(store.id_from_uri(uri))
     except UnknownImageError as e:
         raise InvalidArgument(argument, uri, str(e), "Use a uri exactly as an earlier tool result gave it.") from e
+    return read_bounded(path, argument, uri, limits.max_bytes)
 
 
 def _read_data_uri(text: str, argument: str, limits: InputLimits) -> bytes:
@@ -143,15 +146,36 @@ def _read_path(text: str, argument: str, limits: InputLimits) -> bytes:
             argument, text, "path is outside the folders this server may read",
             f"Move the file into one of {_roots(limits)}, or add its folder to PIXELMCP_ALLOWED_DIRS.",
         )
-    if not path.is_file():
-        raise InvalidArgument(argument, text, "not a regular file", "Pass the path of an image file.")
-    size = path.stat().st_size
-    if size > limits.max_bytes:
+    return read_bounded(path, argument, text, limits.max_bytes)
+
+
+def read_bounded(path: Path, argument: str, shown: str, max_bytes: int) -> bytes:
+    """The bytes of the regular file at `path`, never more than `max_bytes` of them.
+
+    The limit holds while reading (a file that grows meanwhile is refused, not read past it), and
+    the file is checked to be regular after opening, so a path swapped for a FIFO or device
+    between the checks cannot block or flood the server.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise InvalidArgument(argument, shown, f"cannot open the file ({e.strerror})",
+                              "Check that it exists and the server may read it.") from e
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidArgument(argument, shown, "not a regular file", "Pass the path of an image file.")
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as e:
+            raise InvalidArgument(argument, shown, f"the file could not be read ({e.strerror})",
+                                  "Check the file and try again.") from e
+    if len(data) > max_bytes:
         raise InvalidArgument(
-            argument, text, f"file is {size} bytes, over the {limits.max_bytes}-byte limit",
+            argument, shown, f"file is over the {max_bytes}-byte limit",
             "Use a smaller or more compressed image (or raise PIXELMCP_MAX_INPUT_BYTES).",
         )
-    return path.read_bytes()
+    return data
 
 
 def _roots(limits: InputLimits) -> str:
@@ -164,6 +188,18 @@ def _decode(data: bytes, argument: str, limits: InputLimits) -> Image.Image:
             argument, f"<{len(data)} bytes>", f"over the {limits.max_bytes}-byte limit",
             "Send a smaller image (or raise PIXELMCP_MAX_INPUT_BYTES).",
         )
+    return decode_image(data, argument, max_pixels=limits.max_pixels)
+
+
+def decode_image(data: bytes, argument: str, *, max_pixels: int) -> Image.Image:
+    """Decode untrusted image bytes to RGB, or raise InvalidArgument naming `argument` and the problem.
+
+    Pillow's format plugins fail on malformed data with many exception types (ValueError for
+    oversized text or ICC chunks, OSError for truncated data and unsupported depths, SyntaxError,
+    struct.error, EOFError, ...), and the set differs between versions. Every one of them means
+    "these bytes are not a usable image", so this is the boundary that turns any decoding failure
+    into the argument's error.
+    """
     shown = f"<{len(data)} bytes>"
     try:
         image = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
@@ -177,19 +213,63 @@ def _decode(data: bytes, argument: str, limits: InputLimits) -> Image.Image:
             argument, shown, "not an image in a supported format",
             f"Send one of {', '.join(sorted(ALLOWED_FORMATS))}.",
         ) from e
+    except Exception as e:  # see the docstring: any failure to read the header is the data's
+        raise InvalidArgument(argument, shown, f"unreadable image header ({_reason(e)})", "Re-export the image.") from e
     # The header gives the size; refuse decompression bombs before decoding any pixels.
     pixels = image.width * image.height
-    if pixels > limits.max_pixels:
+    if pixels > max_pixels:
         raise InvalidArgument(
-            argument, shown, f"image is {image.width}x{image.height} = {pixels} pixels, over the {limits.max_pixels} limit",
+            argument, shown, f"image is {image.width}x{image.height} = {pixels} pixels, over the {max_pixels} limit",
             "Downscale it first (or raise PIXELMCP_MAX_INPUT_PIXELS).",
         )
+    if pixels == 0:
+        raise InvalidArgument(argument, shown, f"image is {image.width}x{image.height}: it has no pixels",
+                              "Send an image with at least one pixel.")
     try:
         image.load()
-    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
-        raise InvalidArgument(argument, shown, f"truncated or corrupt {image.format} data ({e})", "Re-export the image.") from e
-    image = ImageOps.exif_transpose(image)
-    return to_rgb(image)
+        image = ImageOps.exif_transpose(image)
+        return to_rgb(scaled_to_8_bits(image, argument, shown))
+    except InvalidArgument:
+        raise
+    except Exception as e:  # see the docstring
+        raise InvalidArgument(argument, shown, f"truncated or corrupt {image.format} data, or a kind this server cannot decode "
+                              f"({_reason(e)})",
+                              "Re-export the image as an 8-bit PNG or JPEG.") from e
+
+
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def scaled_to_8_bits(image: Image.Image, argument: str, shown: str) -> Image.Image:
+    """One-channel images deeper than 8 bits, scaled to 8 bits (Pillow's convert would clip them).
+
+    16-bit greyscale (PNG, TIFF) spans 0..65535 and 32-bit integer TIFF its own bit depth; 32-bit
+    float (TIFF) spans 0..1 by convention. So 50% grey stays 50% grey, which matters for depth maps.
+    Multi-channel 16-bit images are already reduced to 8 bits correctly by Pillow.
+    """
+    if image.mode.startswith("I;16"):
+        full = 65535.0
+    elif image.mode == "I":
+        bits = image.tag_v2.get(258, (16,))[0] if hasattr(image, "tag_v2") else 16  # TIFF BitsPerSample
+        full = float(2 ** int(bits) - 1)
+    elif image.mode == "F":
+        full = 1.0
+    else:
+        return image
+    import numpy as np
+
+    values = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InvalidArgument(argument, shown, "the image has NaN or infinite pixel values",
+                              "Replace them with numbers in 0..1 before sending.")
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or high > full:
+        raise InvalidArgument(
+            argument, shown, f"pixel values span {low:g}..{high:g}, outside the {image.mode} image range 0..{full:g}",
+            "Normalise the image to that range (or save it as an 8- or 16-bit PNG).",
+        )
+    return Image.fromarray(np.rint(values * (255.0 / full)).astype(np.uint8), mode="L")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

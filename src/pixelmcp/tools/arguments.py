@@ -5,11 +5,32 @@ from __future__ import annotations
 
 import math
 import secrets
+from typing import Annotated
+
+from pydantic import AfterValidator, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 from pixelmcp.config import ModelSpec, Settings
 from pixelmcp.errors import InvalidArgument
 
 MAX_SEED = 2**32 - 1
+
+
+def _finite(value: float | None, info: ValidationInfo) -> float | None:
+    # JSON parsers (the SDK's included) accept NaN and Infinity literals, and strings like "nan" parse as
+    # floats: every float argument is refused here, while the arguments are validated, before any check
+    # compares it to a range (every comparison with NaN is false).
+    if value is not None and not math.isfinite(value):
+        raise PydanticCustomError(
+            "finite_number", "Invalid {argument}={value}: not a finite number (NaN and infinities are refused). "
+            "Pass an ordinary number.", {"argument": info.field_name, "value": repr(value)},
+        )
+    return value
+
+
+#: The type of every float tool argument: NaN, Infinity and -Infinity are refused with the argument's name.
+Number = Annotated[float, AfterValidator(_finite)]
+OptionalNumber = Annotated[float | None, AfterValidator(_finite)]
 
 
 def check_text(argument: str, value: str | None, settings: Settings, *, required: bool) -> str | None:

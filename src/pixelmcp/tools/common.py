@@ -24,7 +24,7 @@ from pixelmcp.backends import (
 )
 from pixelmcp.backends import Rewrite as RewriteValue
 from pixelmcp.config import ModelSpec
-from pixelmcp.errors import InvalidArgument, PixelError
+from pixelmcp.errors import InvalidArgument, PixelError, StoreError
 from pixelmcp.providers.sampling import SamplingRewriter
 from pixelmcp.server.state import AppState, app_state
 from pixelmcp.server.store import StoredImage
@@ -48,7 +48,7 @@ ModelArg = Annotated[
 WidthArg = Annotated[int | None, Field(description="Width in px; a multiple of 8 (16 for SD3/FLUX). Default per model.")]
 HeightArg = Annotated[int | None, Field(description="Height in px; same rules as width. Default per model.")]
 StepsArg = Annotated[int | None, Field(description="Denoising steps. Default per model.")]
-GuidanceArg = Annotated[float | None, Field(description="Prompt adherence (CFG). Default per model.")]
+GuidanceArg = Annotated[arguments.OptionalNumber, Field(description="Prompt adherence (CFG). Default per model.")]
 SeedArg = Annotated[
     int | None, Field(description="0..4294967295. Same seed and arguments give the same image; omit for random. "
                                   "Local models only.")
@@ -163,6 +163,9 @@ def check_generation_args(
     """Check every shared argument up front; nothing is clamped. `default_size` overrides the model's."""
     arguments.check_supported(spec, seed=seed, steps=steps, guidance_scale=guidance_scale)
     width, height = arguments.check_size(width, height, default_size or (spec.default_width, spec.default_height), spec)
+    n = arguments.check_n(n, app.settings, spec)
+    # Before any work: a folder that cannot take the PNGs (at most raw size each, plus a control map) fails now.
+    app.store.check_writable((n + 1) * (width * height * 3 + 65536))
     guidance = arguments.check_guidance(guidance_scale, spec) if spec.takes_guidance else None
     negative = arguments.check_text("negative_prompt", negative_prompt, app.settings, required=False)
     return GenerationArgs(
@@ -173,7 +176,7 @@ def check_generation_args(
         height=height,
         steps=arguments.check_steps(steps, spec) if spec.takes_steps else None,
         guidance_scale=guidance,
-        n=arguments.check_n(n, app.settings, spec),
+        n=n,
         seed=arguments.check_seed(seed) if spec.takes_seed else None,
     )
 
@@ -266,8 +269,17 @@ def store_images(app: AppState, tool: str, args: GenerationArgs, rewrite: Rewrit
         height=args.height, steps=args.steps, guidance_scale=args.guidance_scale, scheduler=batch.scheduler,
         device=batch.device, n=args.n, pixelmcp_version=__version__, **extra,
     )
-    return [app.store.save(image, {**params, "seed": seed})
-            for image, seed in zip(batch.images, args.seeds, strict=True)]
+    params["batch_size"] = batch.batch_size  # >1: made in one pipeline call with other requests
+    records: list[StoredImage] = []
+    for index, (image, seed) in enumerate(zip(batch.images, args.seeds, strict=True)):
+        try:
+            records.append(app.store.save(image, {**params, "seed": seed, "index": index}))
+        except StoreError as e:
+            if not records:
+                raise
+            saved = ", ".join(f"{r.uri} ({r.path})" for r in records)
+            raise StoreError(f"{e} Saved before the failure: {saved}.") from e
+    return records
 
 
 def stored_ref(record: StoredImage) -> StoredRef:

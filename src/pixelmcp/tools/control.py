@@ -19,6 +19,7 @@ from pixelmcp.errors import InvalidArgument
 from pixelmcp.server.images import load_image
 from pixelmcp.server.state import AppState, app_state
 from pixelmcp.server.store import URI_PREFIX, StoredImage
+from pixelmcp.tools.arguments import Number, OptionalNumber
 from pixelmcp.tools.common import (
     GenerateImageResult,
     GuidanceArg,
@@ -82,7 +83,7 @@ async def controlnet_generate(
     preprocess: Annotated[
         bool, Field(description="Make the control map from the image (canny, depth); false: the image is the map.")
     ] = True,
-    conditioning_scale: Annotated[float, Field(description="How strongly the map steers, 0..2.")] = 1.0,
+    conditioning_scale: Annotated[Number, Field(description="How strongly the map steers, 0..2.")] = 1.0,
     negative_prompt: NegativePromptArg = None,
     model: ModelArg = None,
     width: WidthArg = None,
@@ -143,7 +144,7 @@ async def style_transfer(
                                                   "same forms as any image argument.")],
     ctx: Context,
     scale: Annotated[
-        float | None, Field(description="Strength of the reference, 0..2 (0 = ignore it); default 0.8. Local models.")
+        OptionalNumber, Field(description="Strength of the reference, 0..2 (0 = ignore it); default 0.8. Local models.")
     ] = None,
     mode: Annotated[
         Literal["style", "subject"],

@@ -11,7 +11,7 @@ from mcp_types import CallToolResult, TextContent
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from pixelmcp.errors import InvalidArgument
+from pixelmcp.errors import InvalidArgument, StoreError
 from pixelmcp.prompts.vision import DEFAULT_COMPARE_QUESTION, answer_prompt, compare_prompt
 from pixelmcp.server.images import load_image
 from pixelmcp.server.state import AppState, app_state
@@ -82,7 +82,7 @@ class PairComparison(BaseModel):
     clip_similarity: float = Field(description="cosine similarity of the CLIP/SigLIP image embeddings (1 = same)")
     pixel_metrics: bool = Field(description="whether SSIM / difference / regions were measured for this pair")
     resized: bool = Field(False, description="image b was resized to image a's size (same aspect ratio) first")
-    note: str | None = Field(None, description="why pixel metrics are missing")
+    note: str | None = Field(None, description="why pixel metrics or the heat-map are missing")
     ssim: float | None = None
     mean_abs_diff: float | None = Field(None, description="0..1 over all pixels and channels")
     changed_share: float | None = Field(None, description="share of pixels that changed noticeably")
@@ -289,8 +289,11 @@ def _measure_pairs(app: AppState, images: list[Image.Image], embeddings: list[li
                                                                  measured.changed_share)
             pair.changed_regions = [Box(x=r.x, y=r.y, width=r.width, height=r.height) for r in measured.regions]
             if measured.mean_abs_diff > 0:
-                record = app.store.save(measured.heatmap, {"role": "difference heat-map", "pair": [a, b]})
-                pair.heatmap = stored_ref(record)
+                try:
+                    record = app.store.save(measured.heatmap, {"role": "difference heat-map", "pair": [a, b]})
+                    pair.heatmap = stored_ref(record)
+                except StoreError as e:  # the comparison stands; only its picture is missing
+                    pair.note = f"heat-map not saved: {e}"
             pairs.append(pair)
     return pairs
 
@@ -310,6 +313,8 @@ def _compare_content(result: CompareResult) -> list:
             line += "".join(f" [{r.x},{r.y} {r.width}x{r.height}]" for r in pair.changed_regions[:5])
         else:
             line += f" (no pixel metrics: {pair.note})"
+        if pair.pixel_metrics and pair.note:
+            line += f" ({pair.note})"
         lines.append(line)
     content: list = [TextContent(type="text", text="\n".join(lines))]
     for pair in result.pairs:
