@@ -6,11 +6,9 @@ import json
 import threading
 
 import anyio
-import numpy as np
 import pytest
-from helpers import error_text, ok
+from helpers import assert_same_picture, error_text, ok
 from mcp import Client
-from PIL import Image
 
 from pixelmcp.engine import memory
 from pixelmcp.engine.local import loader_for
@@ -243,11 +241,9 @@ async def test_concurrent_requests_are_batched_and_each_matches_its_solo_run(mak
     assert {r["batch_size"] for r in results.values()} == {4}
     assert {r["batch_size"] for r in solo.values()} == {1}
     for prompt in prompts:
-        batched = np.asarray(Image.open(results[prompt]["path"]), dtype=np.int16)
-        alone = np.asarray(Image.open(solo[prompt]["path"]), dtype=np.int16)
-        # On this CPU the batched kernels round the same way: the pixels are identical. The contract
-        # allows 1/255 per channel for backends whose batched kernels differ.
-        assert np.abs(batched - alone).max() <= 1
+        # Each image comes from its own seed's noise: the same picture as alone, up to the rounding of
+        # batched kernels (which differs between CPUs and GPUs, so no bit-for-bit claim).
+        assert_same_picture(results[prompt]["path"], solo[prompt]["path"])
 
 
 async def test_requests_that_differ_in_size_are_not_batched_together(make_settings):

@@ -113,7 +113,7 @@ CLASSIFY_ERRORS = [
     ({"labels": ["a", "b"], "template": "a photo"}, "Invalid template=", "{}"),
     ({"labels": ["a", "b"], "image": None, "images": None}, "Invalid image=", "exactly one of image or images"),
     ({"labels": ["a", "b"], "images": ["x"] * 17, "image": None}, "Invalid images=", "1..16"),
-    ({"labels": ["a", "b"], "image": "data:image/png;base64,aGVsbG8gd29ybGQ="}, "Invalid images[0]=", "supported"),
+    ({"labels": ["a", "b"], "image": "data:image/png;base64,aGVsbG8gd29ybGQ="}, "Invalid image=", "supported"),
     ({"labels": ["a", "b"], "model": "tiny-llava"}, "Invalid model='tiny-llava'", "tiny-clip, tiny-siglip"),
 ]
 

@@ -78,8 +78,8 @@ class StoredRef(BaseModel):
 
 
 class ImageInfo(StoredRef):
-    seed: int | None = Field(description="re-running with this seed and n=1 gives the same pixels (null: the "
-                                         "provider takes no seed)")
+    seed: int | None = Field(description="re-running the call gives the same pixels; this seed with n=1 gives the "
+                                         "same picture (null: the provider takes no seed)")
 
 
 class Timings(BaseModel):

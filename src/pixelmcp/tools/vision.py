@@ -124,7 +124,7 @@ async def classify_image(
                               "Use e.g. 'a photo of {}'.")
     arguments.check_text("template", template, app.settings, required=True)
     given = _one_or_many(image, images, app.settings.max_batch_images)
-    loaded = await _load_all(app, given)
+    loaded = await _load_all(app, given, argument="image" if images is None else "images")
     neutral = template.format("something else")
     result = await classifier.classify(spec, loaded, [template.format(label) for label in labels], neutral,
                                        multi_label, ProgressReporter(ctx))
