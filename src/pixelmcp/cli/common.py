@@ -25,9 +25,22 @@ def load(args: argparse.Namespace, **overrides):
     try:
         return load_settings(profile=args.profile, output_dir=args.output_dir, log_level=args.log_level, **overrides)
     except ValidationError as e:
-        fail(f"invalid configuration:\n{e}")
+        fail("invalid configuration:\n" + "\n".join(_described(error) for error in e.errors()))
     except ValueError as e:
         fail(str(e))
+
+
+#: Settings whose values must never be printed, not even when they are refused.
+_SECRETS = {"http_token"}
+
+
+def _described(error: dict) -> str:
+    """One refused setting: where, why, and the value given (unless it is a secret)."""
+    where = ".".join(str(part) for part in error["loc"]) or "settings"
+    message = error["msg"].removeprefix("Value error, ")
+    shown = "" if error["loc"][:1] and error["loc"][0] in _SECRETS or "input" not in error else (
+        f" (given: {error['input']!r})")
+    return f"- {where}: {message}{shown}"
 
 
 def fail(message: str, code: int = 1):
