@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,44 @@ def test_generate_from_a_png_or_an_id_gives_the_same_pixels(cli, tmp_path):
     for again in (by_png, by_id):
         assert pixels(Path(again["path"])) == pixels(tmp_path / "first.png")
         assert again["prompt"] == first["revised_prompt"] and again["seed"] == 9
+
+
+def test_from_remakes_image_i_of_an_n_image_call_exactly_by_replaying_the_call(cli, tmp_path):
+    first = json.loads(cli("generate", "a kite", "--seed", "20", "--n", "3", "--no-rewrite", "-o", "k.png",
+                           "--json").stdout)
+    second = first["images"][1]
+    again = json.loads(cli("generate", "--from", second["uri"], "-o", "again.png", "--json").stdout)
+    assert again["reproduced"]["seed"] == again["seed"] == 21 and len(again["images"]) == 3
+    assert pixels(Path(again["path"])) == pixels(Path(second["path"]))  # the same batch: bit for bit
+    assert pixels(tmp_path / "again.png") == pixels(tmp_path / "k-2.png") and again["saved"] == ["again.png"]
+    human = cli("generate", "--from", "k-3.png").stdout
+    assert "Reproduced: image 3 of this 3-image call" in human
+
+
+def test_from_says_when_an_image_shared_its_batch_with_other_requests(cli, tmp_path):
+    made = json.loads(cli("generate", "a kite", "--seed", "2", "--no-rewrite", "--json").stdout)
+    sidecar = Path(made["path"]).with_suffix(".json")
+    record = json.loads(sidecar.read_text())
+    record["params"]["batch_size"] = 3  # as if two other clients' requests had joined its pipeline call
+    sidecar.write_text(json.dumps(record))
+    out = cli("generate", "--from", made["id"])
+    assert "note: it was made in one pipeline call with 2 other request(s)" in out.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text chunk over the limit", "not json"])
+def test_from_refuses_an_unreadable_png_with_the_arguments_error(cli, tmp_path, damage):
+    from test_input_decoding import png_with_chunk
+
+    source = tmp_path / "made.png"
+    if damage == "truncated":
+        cli("generate", "a kite", "--seed", "2", "--no-rewrite", "-o", "made.png")
+        source.write_bytes(source.read_bytes()[:200])
+    elif damage == "text chunk over the limit":
+        source.write_bytes(png_with_chunk(b"zTXt", b"pixelmcp\x00\x00" + zlib.compress(b"x" * (2 << 20))))
+    else:
+        source.write_bytes(png_with_chunk(b"tEXt", b"pixelmcp\x00{not json"))
+    out = cli("generate", "--from", "made.png", check=False)
+    assert out.returncode == 2 and "Invalid --from='made.png'" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_from_refuses_files_without_parameters(cli, tmp_path):

@@ -19,7 +19,7 @@ from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import anyio
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from pixelmcp.backends import CachedRewriter, ImageRequest, Progress
 from pixelmcp.config import Settings
@@ -255,5 +255,7 @@ def decode_image(data: bytes | str, what: str) -> Image.Image:
                                     f"{MAX_RESULT_PIXELS:,} pixel limit.")
             opened.load()
             return opened.convert("RGBA" if "A" in opened.getbands() else "RGB")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise ProviderError(f"{what} returned data that is not a readable image ({e}).") from e
+    except ProviderError:
+        raise
+    except Exception as e:  # Pillow fails on malformed data with many exception types (see server/images.py)
+        raise ProviderError(f"{what} returned data that is not a readable image ({type(e).__name__}: {e}).") from e

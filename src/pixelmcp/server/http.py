@@ -51,8 +51,9 @@ def security_for(host: str, settings: Settings) -> TransportSecuritySettings | N
     if host not in _WILDCARDS:
         hosts.append(f"{host}:*")
     if not hosts:
-        logger.warning("binding %s with no PIXELMCP_HTTP_ALLOWED_HOSTS: Host headers are not checked "
-                       "(the bearer token still is)", host or "all addresses")
+        logger.warning("binding %s with no PIXELMCP_HTTP_ALLOWED_HOSTS: Host headers are not checked (%s)",
+                       host or "all addresses",
+                       "the bearer token still is" if settings.http_token is not None else "and there is NO TOKEN")
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     origins = [f"http://{h}" for h in hosts] + [f"https://{h}" for h in hosts]
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,

@@ -232,8 +232,8 @@ def decode_image(data: bytes, argument: str, *, max_pixels: int) -> Image.Image:
     except InvalidArgument:
         raise
     except Exception as e:  # see the docstring
-        raise InvalidArgument(argument, shown, f"truncated or corrupt {image.format} data, or a kind this server cannot decode "
-                              f"({_reason(e)})",
+        problem = f"truncated or corrupt {image.format} data, or a kind this server cannot decode ({_reason(e)})"
+        raise InvalidArgument(argument, shown, problem,
                               "Re-export the image as an 8-bit PNG or JPEG.") from e
 
 
