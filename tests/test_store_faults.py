@@ -29,9 +29,7 @@ PROMPT = {"prompt": "a lighthouse", "seed": 3, "rewrite": False}
 
 
 def png_bytes() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), "green").save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_of("green")
 
 
 async def loads_after(client: Client) -> int:
@@ -39,11 +37,15 @@ async def loads_after(client: Client) -> int:
 
 
 async def test_an_output_folder_that_cannot_exist_fails_before_any_work_and_other_tools_still_work(make_settings,
-                                                                                                   tmp_path):
+                                                                                                   tmp_path, caplog):
     (tmp_path / "a-file").write_text("not a folder")
     server = build_server(make_settings(output_dir=tmp_path / "a-file" / "images"))
     image = Image.new("RGB", (32, 32), "red")
     image.save(tmp_path / "cat.png")
+    with caplog.at_level(logging.ERROR, logger="pixelmcp"):
+        async with Client(server) as client:
+            await client.list_tools()
+    assert any("is not writable" in r.getMessage() and "the others work" in r.getMessage() for r in caplog.records)
     async with Client(server) as client:
         message = error_text(await client.call_tool("generate_image", PROMPT))
         assert await loads_after(client) == 0  # refused before loading any model
@@ -161,3 +163,22 @@ async def test_png_text_chunks_carry_no_control_characters_and_the_sidecar_keeps
     assert json.loads(chunks["pixelmcp"])["prompt"] == prompt.strip()
     sidecar = json.loads(open(data["path"].removesuffix(".png") + ".json").read())  # noqa: ASYNC230, SIM115
     assert sidecar["params"]["prompt"] == prompt.strip()
+
+
+async def test_compare_images_keeps_its_answer_when_the_heat_map_cannot_be_saved(server, monkeypatch):
+    monkeypatch.setattr(store_module, "os", failing_os(1, errno.ENOSPC))
+    red, blue = (("data:image/png;base64," + base64.b64encode(encoded).decode())
+                 for encoded in (png_of("red"), png_of("blue")))
+    async with Client(server) as client:
+        result = await client.call_tool("compare_images", {"images": [red, blue]})
+    data = ok(result)
+    (pair,) = data["pairs"]
+    assert pair["pixel_metrics"] and pair["heatmap"] is None
+    assert pair["note"].startswith("heat-map not saved: Could not save the image in")
+    assert "heat-map not saved" in result.content[0].text
+
+
+def png_of(colour: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), colour).save(buffer, format="PNG")
+    return buffer.getvalue()

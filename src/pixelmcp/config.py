@@ -359,7 +359,8 @@ class Settings(BaseSettings):
         problem = http_token_problem(token.get_secret_value())
         if problem:
             raise ValueError(f"http_token (PIXELMCP_HTTP_TOKEN) {problem}. Use at least {MIN_TOKEN_CHARS} random "
-                             "characters, e.g. the output of: python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+                             "characters, e.g. the output of: "
+                             "python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
         return token
 
     @classmethod
