@@ -118,6 +118,18 @@ def sixteen_bit_grey_png(value: int) -> bytes:
     return encoded(Image.fromarray(np.full((32, 32), value, dtype=np.uint16)), "PNG")
 
 
+def sixteen_bit_tiff(value: int) -> bytes:
+    return encoded(Image.fromarray(np.full((32, 32), value, dtype=np.uint16)), "TIFF")
+
+
+def sixteen_bit_rgb_png(value: int) -> bytes:
+    import cv2  # Pillow cannot write 48-bit PNGs; OpenCV can
+
+    ok_, data = cv2.imencode(".png", np.full((32, 32, 3), value, dtype=np.uint16))
+    assert ok_
+    return data.tobytes()
+
+
 def float_tiff(value: float) -> bytes:
     return encoded(Image.fromarray(np.full((32, 32), value, dtype=np.float32)), "TIFF")
 
@@ -126,9 +138,11 @@ def float_tiff(value: float) -> bytes:
     (sixteen_bit_grey_png(32768), 128),  # 50% grey: 32768 / 65535 * 255 = 127.5
     (sixteen_bit_grey_png(65535), 255),
     (sixteen_bit_grey_png(0), 0),
+    (sixteen_bit_tiff(32768), 128),
+    (sixteen_bit_rgb_png(32768), 128),
     (float_tiff(0.5), 128),
     (float_tiff(0.25), 64),
-], ids=["png16-half", "png16-white", "png16-black", "float-half", "float-quarter"])
+], ids=["png16-half", "png16-white", "png16-black", "tiff16-half", "rgb48-png-half", "float-half", "float-quarter"])
 async def test_deep_greyscale_control_maps_are_scaled_not_clipped(server, data, expected):
     value = "data:image/png;base64," + base64.b64encode(data).decode()
     async with Client(server) as client:
