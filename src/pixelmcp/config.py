@@ -99,6 +99,15 @@ class ModelSpec(BaseModel):
         return self.provider != "local"
 
     @property
+    def weight_paths(self) -> tuple[str, ...] | None:
+        """The paths inside `source` that loading this entry reads, when not its whole layout: an IP-Adapter
+        repo holds adapters for several base models, of which one weight file and its image encoder load."""
+        adapter = self.ip_adapter
+        if adapter is None or adapter.source != self.source:
+            return None
+        return (f"{adapter.subfolder}/{adapter.weight_name}", f"{adapter.subfolder}/{adapter.image_encoder_subfolder}")
+
+    @property
     def task(self) -> Task:
         return "generate" if self.kind in IMAGE_KINDS else _TASKS[self.kind]
 

@@ -207,7 +207,8 @@ class Router:
             raise InvalidArgument("model", base.alias, "has no IP-Adapter in the catalog (nor reads reference images)",
                                   f"Use one of: {', '.join(others) or 'none configured'}; or a provider model that "
                                   "edits from references: openai:gpt-image-1, gemini:gemini-2.5-flash-image.")
-        return ModelSpec(alias=f"{base.alias}+ip-adapter", kind=base.kind, source=base.ip_adapter.source)
+        return ModelSpec(alias=f"{base.alias}+ip-adapter", kind=base.kind, source=base.ip_adapter.source,
+                         ip_adapter=base.ip_adapter)
 
     def depth_estimator(self) -> ModelSpec:
         return self._spec(self.settings.depth_model or self._default("preprocess"), "preprocess", "depth_model")

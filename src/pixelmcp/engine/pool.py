@@ -187,7 +187,10 @@ class ModelPool:
         started = time.perf_counter()
         device, dtype = self.device, self.dtype_for(spec)
         source = self.source_of(spec)
-        estimate = memory.estimate_bytes(source, dtype.itemsize) or int(spec.min_memory_gb * _GIB)
+        # The loader asks for the variant (e.g. fp16) only of hub repos, in half precision: estimate the same files.
+        variant = spec.variant if dtype.itemsize == 2 and not Path(source).is_dir() else None
+        estimate = (memory.estimate_bytes(source, dtype.itemsize, variant=variant, paths=spec.weight_paths)
+                    or int(spec.min_memory_gb * _GIB))
         self._make_room(estimate, spec.alias)
         logger.info("loading %s from %s on %s (%s)", spec.alias, source, device, dtype)
         value = loader(source, device, dtype)
