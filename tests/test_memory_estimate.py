@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from pixelmcp.config import IPAdapterSpec, ModelSpec
-from pixelmcp.engine import memory
+from pixelmcp.engine import memory, weights
 from pixelmcp.engine.pool import Job, ModelPool
 from pixelmcp.errors import ModelLoadError
 
@@ -93,18 +93,18 @@ def lay_out(root: Path, files: dict[str, int], index: dict | None = None) -> Pat
 
 @pytest.mark.parametrize(("dtype_bytes", "variant", "expected"), [
     (4, None, (3_440 + 492 + 335) * MB),        # CPU: the fp32 weights of unet, text encoder and vae
-    (2, "fp16", (1_720 + 246 + 167) * MB),       # GPU from the hub: the fp16 variant
-    (2, None, (3_440 + 492 + 335) * MB // 2),    # GPU from a local folder: fp32 files, cast to half
+    (2, "fp16", (1_720 + 246 + 167) * MB),       # GPU: the fp16 variant
+    (2, None, (3_440 + 492 + 335) * MB // 2),    # GPU, an entry without a variant: fp32 files cast to half
 ])
 def test_sd15_counts_only_the_components_the_pipeline_loads(tmp_path, dtype_bytes, variant, expected):
     folder = lay_out(tmp_path / "sd15", SD15_FILES, SD15_INDEX)
     assert sum(SD15_FILES.values()) > 29 * GB  # what counting every file used to say
-    assert memory.estimate_bytes(str(folder), dtype_bytes, variant=variant) == pytest.approx(expected, rel=0.01)
+    assert memory.estimate_bytes(str(folder), dtype_bytes, preferred_variant=variant) == pytest.approx(expected, rel=0.01)
 
 
 def test_sdxl_ignores_root_checkpoints_onnx_openvino_flax_and_unlisted_folders(tmp_path):
     folder = lay_out(tmp_path / "sdxl", SDXL_FILES, SDXL_INDEX)
-    read = {str(p.relative_to(folder)) for p in memory.loader_files(folder)}
+    read = set(weights.folder_plan(folder).weights)
     assert read == {"unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
                     "text_encoder_2/model.safetensors", "vae/diffusion_pytorch_model.safetensors"}
     assert memory.estimate_bytes(str(folder), 4) == pytest.approx((10_270 + 492 + 2_780 + 335) * MB, rel=0.01)

@@ -131,7 +131,7 @@ SDXL_IP_ADAPTER = IPAdapterSpec(source="h94/IP-Adapter", subfolder="sdxl_models"
 SDXL_STYLE_BLOCKS = {"up": {"block_0": [0.0, 1.0, 0.0]}}
 
 DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
-    _sd("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", kind="sd15",
+    _sd("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", kind="sd15", variant="fp16",
         description="Stable Diffusion 1.5: small, fast, huge ecosystem of fine-tunes and ControlNets.",
         default_width=512, default_height=512, min_side=256, max_side=1024,
         default_steps=30, default_guidance=7.5, min_memory_gb=3,

@@ -195,7 +195,9 @@ class Router:
             fix += f", or a model with a {control_type} ControlNet: {', '.join(others)}." if others else "."
             raise InvalidArgument("control_type", control_type,
                                   f"model {base.alias!r} has no ControlNet for this type", fix)
-        return ModelSpec(alias=f"{base.alias}+controlnet-{control_type}", kind=base.kind, source=source)
+        # The base's preferred variant (fp16) is used where the ControlNet's repo has it (engine/weights.py).
+        return ModelSpec(alias=f"{base.alias}+controlnet-{control_type}", kind=base.kind, source=source,
+                         variant=base.variant)
 
     def ip_adapter(self, base: ModelSpec) -> ModelSpec | None:
         """The IP-Adapter of `base`, as a loadable entry (None for a provider model that reads the reference

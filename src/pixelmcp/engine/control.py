@@ -35,8 +35,10 @@ def load_controlnet(spec: ModelSpec) -> Callable[[str, str, Any], Any]:
     def load(source: str, device: str, dtype) -> Any:
         from diffusers import ControlNetModel
 
-        with loading(spec, source) as local:
-            return ControlNetModel.from_pretrained(source, dtype=dtype, **local).to(device).eval()
+        with loading(spec, source, dtype) as fetched:
+            variant = {"variant": fetched.variant} if fetched.variant else {}
+            return ControlNetModel.from_pretrained(fetched.folder, dtype=dtype, local_files_only=True,
+                                                   **variant).to(device).eval()
 
     return load
 
@@ -47,26 +49,18 @@ def load_ip_adapter(spec: ModelSpec, adapter: IPAdapterSpec) -> Callable[[str, s
     def load(source: str, device: str, dtype) -> IPAdapter:
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-        with loading(spec, source) as local:
-            weights = _adapter_file(source, adapter, bool(local))
+        with loading(spec, source, dtype, paths=spec.weight_paths) as fetched:
+            weights = Path(fetched.folder) / adapter.subfolder / adapter.weight_name
+            if not weights.is_file():
+                raise OSError(f"no IP-Adapter weights at {weights}")
             encoder = CLIPVisionModelWithProjection.from_pretrained(
-                source, subfolder=f"{adapter.subfolder}/{adapter.image_encoder_subfolder}", dtype=dtype, **local,
+                fetched.folder, subfolder=f"{adapter.subfolder}/{adapter.image_encoder_subfolder}", dtype=dtype,
+                local_files_only=True,
             ).to(device).eval()
         size = encoder.config.image_size
         return IPAdapter(_read_adapter(weights), encoder, CLIPImageProcessor(size=size, crop_size=size))
 
     return load
-
-
-def _adapter_file(source: str, adapter: IPAdapterSpec, local: bool) -> Path:
-    if local:
-        path = Path(source) / adapter.subfolder / adapter.weight_name
-        if not path.is_file():
-            raise OSError(f"no IP-Adapter weights at {path}")
-        return path
-    from huggingface_hub import hf_hub_download
-
-    return Path(hf_hub_download(source, adapter.weight_name, subfolder=adapter.subfolder))
 
 
 def _read_adapter(path: Path) -> dict[str, dict[str, Any]]:
@@ -124,9 +118,10 @@ def load_depth_estimator(spec: ModelSpec) -> Callable[[str, str, Any], DepthEsti
     def load(source: str, device: str, dtype) -> DepthEstimator:
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-        with loading(spec, source) as local:
-            processor = AutoImageProcessor.from_pretrained(source, **local)
-            model = AutoModelForDepthEstimation.from_pretrained(source, dtype=dtype, **local).to(device).eval()
+        with loading(spec, source, dtype) as fetched:
+            processor = AutoImageProcessor.from_pretrained(fetched.folder, local_files_only=True)
+            model = AutoModelForDepthEstimation.from_pretrained(fetched.folder, dtype=dtype,
+                                                                local_files_only=True).to(device).eval()
         return DepthEstimator(processor, model)
 
     return load

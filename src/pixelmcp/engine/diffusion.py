@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pixelmcp.config import ModelSpec
@@ -61,13 +60,13 @@ def load_pipeline(spec: ModelSpec, *, channels_last: bool = False, compile: bool
 
         pipeline_class = getattr(diffusers, _PIPELINES[spec.kind])
         kwargs: dict[str, Any] = {"dtype": dtype}
-        if spec.variant and str(dtype) == "torch.float16" and not Path(source).is_dir():
-            kwargs["variant"] = spec.variant
         if spec.kind == "sd15":
             # The SD 1.5 safety checker is a 1.2 GB CLIP model that blacks out images; not loaded.
             kwargs.update(safety_checker=None, requires_safety_checker=False)
-        with loading(spec, source) as local:
-            pipe = pipeline_class.from_pretrained(source, **kwargs, **local)
+        with loading(spec, source, dtype) as fetched:
+            if fetched.variant:
+                kwargs["variant"] = fetched.variant
+            pipe = pipeline_class.from_pretrained(fetched.folder, local_files_only=True, **kwargs)
             place_pipeline(pipe, spec, device)
         pipe.set_progress_bar_config(disable=True)
         return optimize_pipeline(pipe, spec, channels_last=channels_last, compile=compile)

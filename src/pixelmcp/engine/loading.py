@@ -7,23 +7,40 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx2
+
 from pixelmcp.config import ModelSpec
+from pixelmcp.engine.hub import Fetched, fetch
+from pixelmcp.engine.weights import wanted_variant
 from pixelmcp.errors import ModelLoadError
 
 
-def local_kwargs(source: str) -> dict[str, Any]:
-    """A local folder never touches the hub."""
-    return {"local_files_only": True} if Path(source).is_dir() else {}
-
-
 @contextmanager
-def loading(spec: ModelSpec, source: str) -> Iterator[dict[str, Any]]:
-    """Around a from_pretrained: yields the local-folder kwargs; a failure becomes a ModelLoadError saying what to do."""
+def loading(spec: ModelSpec, source: str, dtype: Any = None, *,
+            paths: tuple[str, ...] | None = None) -> Iterator[Fetched]:
+    """Around a from_pretrained: yields `source` on local disk with only the files its loader reads (a hub
+    model is downloaded on first use, as `pixelmcp pull` would), and the weights variant to ask for.
+    Load from `fetched.folder` with `local_files_only=True`. A failure becomes a ModelLoadError saying
+    what to do."""
     quiet_libraries()
+    dtype_bytes = getattr(dtype, "itemsize", 4)
     try:
-        yield local_kwargs(source)
-    except (OSError, ValueError, RuntimeError) as e:
+        yield fetch(source, preferred_variant=wanted_variant(spec.variant, dtype_bytes), paths=paths)
+    except ImportError as e:
+        raise ModelLoadError(import_advice(spec, e)) from e
+    except (OSError, ValueError, RuntimeError, httpx2.HTTPError) as e:
         raise ModelLoadError(load_advice(spec, source, e)) from e
+
+
+def import_advice(spec: ModelSpec, error: ImportError) -> str:
+    """A library the model's code needs is missing: name it and the command that installs it."""
+    module = (getattr(error, "name", None) or "").split(".")[0]
+    package = {"sentencepiece": "sentencepiece", "google": "protobuf", "cv2": "opencv-python-headless",
+               "timm": "timm", "torchvision": "torchvision", "einops": "einops"}.get(module, module)
+    install = f"`pip install {package}`" if package else "the missing package"
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (f"Could not load model {spec.alias!r}: it needs a Python package that is not installed ({reason}). "
+            f"Install it with {install} in pixelmcp's environment and try again.")
 
 
 def quiet_libraries() -> None:
@@ -46,7 +63,8 @@ def load_advice(spec: ModelSpec, source: str, error: BaseException) -> str:
     if Path(source).is_dir():
         return text + " The folder must hold a complete diffusers/transformers save (model_index.json or config.json)."
     return (
-        text + f" If the machine is offline, download it first (`hf download {source}`) or point the alias at a "
+        text + f" If the machine is offline, download it first (`pixelmcp pull {spec.alias.split('+')[0]}`) or point "
+        "the alias at a "
         f"local folder in the config file ([models.{spec.alias}] source = \"/path\"). Gated models need their "
         "licence accepted on huggingface.co and HF_TOKEN set."
     )

@@ -16,9 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-#: Files with weight-like suffixes that no PyTorch loader reads: training leftovers and other runtimes' exports.
-_NOT_WEIGHTS = ("optimizer", "scheduler", "training_args", "rng_state", "openvino", "flax_", "tf_model")
+from pixelmcp.engine import weights
 
 
 def tensors_of(value: Any, _seen: set[int] | None = None) -> Iterator[Any]:
@@ -93,78 +91,19 @@ def release(device: str) -> None:
         torch.mps.empty_cache()
 
 
-def estimate_bytes(source: str, dtype_bytes: int, *, variant: str | None = None,
+def estimate_bytes(source: str, dtype_bytes: int, *, preferred_variant: str | None = None,
                    paths: tuple[str, ...] | None = None) -> int | None:
     """Bytes a model will take once loaded in a `dtype_bytes` dtype, from the weight files its loader
-    will read (see `loader_files`). None when the weights are not on disk yet (a hub id not downloaded)."""
+    will read (engine/weights.py). None when the weights are not on disk yet (a hub id not downloaded)."""
     folder = Path(source)
     if not folder.is_dir():
         folder = _hub_snapshot(source)
         if folder is None:
             return None
-    files = loader_files(folder, variant, paths)
-    if not files:
+    found = weights.folder_plan(folder, preferred_variant=preferred_variant, paths=paths)
+    if not found.weights:
         return None
-    return sum(_loaded_bytes(path, dtype_bytes) for path in files)
-
-
-#: Pipeline components pixelmcp never loads (the SD 1.5 safety checker is passed as None).
-_SKIPPED_COMPONENTS = frozenset({"safety_checker"})
-
-
-def loader_files(folder: Path, variant: str | None = None, paths: tuple[str, ...] | None = None) -> list[Path]:
-    """The weight files `from_pretrained(folder, variant=variant)` reads, not everything in the folder.
-
-    Hub snapshots hold much more than a loader reads: fp32 and fp16 twins, `.bin` next to
-    `.safetensors`, non-EMA copies, ONNX / OpenVINO / Flax exports, root single-file checkpoints.
-    A diffusers pipeline (model_index.json) reads one weight set per component folder; a
-    transformers model or a single diffusers model reads the weights at its top level. `paths`
-    narrows the folder to these files and folders (an IP-Adapter repo holds adapters for several
-    base models; one weight file and its image encoder are read).
-    """
-    if paths is not None:
-        found: list[Path] = []
-        for relative in paths:
-            path = folder / relative
-            if path.is_file():
-                found.append(path)
-            elif path.is_dir():
-                found += _component_weights(path, variant)
-        return found
-    index = folder / "model_index.json"
-    if not index.is_file():
-        return _component_weights(folder, variant)
-    try:
-        components = json.loads(index.read_text())
-    except (OSError, ValueError):
-        return _component_weights(folder, variant)
-    files = []
-    for name, entry in components.items():
-        if name.startswith("_") or name in _SKIPPED_COMPONENTS or not isinstance(entry, list) or entry[0] is None:
-            continue
-        if (folder / name).is_dir():
-            files += _component_weights(folder / name, variant)
-    return files
-
-
-def _component_weights(folder: Path, variant: str | None) -> list[Path]:
-    """One model's weight files in `folder` (not below it): the variant's if asked for and present, else
-    the plain ones; safetensors over a `.bin` twin; never non-EMA copies."""
-    candidates = [p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES and "non_ema" not in p.name
-                  and not p.name.startswith(_NOT_WEIGHTS) and p.is_file()]
-    wanted = [p for p in candidates if variant and _variant_of(p) == variant]
-    if not wanted:
-        wanted = [p for p in candidates if _variant_of(p) is None] or candidates
-    safetensors = [p for p in wanted if p.suffix == ".safetensors"]
-    return safetensors or wanted
-
-
-def _variant_of(path: Path) -> str | None:
-    """"fp16" for diffusion_pytorch_model.fp16.safetensors (and its shards), None for plain names."""
-    stem = path.name[: -len(path.suffix)]
-    if "." not in stem:
-        return None
-    return stem.rsplit(".", 1)[1].split("-", 1)[0]
+    return sum(_loaded_bytes(folder / name, dtype_bytes) for name in found.weights)
 
 
 _SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
@@ -188,7 +127,7 @@ def _loaded_bytes(path: Path, dtype_bytes: int) -> int:
                 stored = _SAFETENSORS_BYTES.get(info.get("dtype"), 4)
                 total += count * (dtype_bytes if str(info.get("dtype", "")).startswith(("F", "BF")) else stored)
             return total
-    stored_bytes = 2 if _variant_of(path) in ("fp16", "bf16") else 4
+    stored_bytes = 2 if weights.variant_of(path.name) in ("fp16", "bf16") else 4
     return int(path.stat().st_size * dtype_bytes / stored_bytes)
 
 

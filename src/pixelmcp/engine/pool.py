@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import anyio
 
 from pixelmcp.config import TINY_PREFIX, ModelSpec, Settings
-from pixelmcp.engine import memory
+from pixelmcp.engine import memory, weights
 from pixelmcp.errors import Busy, CallTimeout, GenerationCancelled, ModelLoadError, OutOfMemory
 
 logger = logging.getLogger(__name__)
@@ -187,9 +187,8 @@ class ModelPool:
         started = time.perf_counter()
         device, dtype = self.device, self.dtype_for(spec)
         source = self.source_of(spec)
-        # The loader asks for the variant (e.g. fp16) only of hub repos, in half precision: estimate the same files.
-        variant = spec.variant if dtype.itemsize == 2 and not Path(source).is_dir() else None
-        estimate = (memory.estimate_bytes(source, dtype.itemsize, variant=variant, paths=spec.weight_paths)
+        variant = weights.wanted_variant(spec.variant, dtype.itemsize)
+        estimate = (memory.estimate_bytes(source, dtype.itemsize, preferred_variant=variant, paths=spec.weight_paths)
                     or int(spec.min_memory_gb * _GIB))
         self._make_room(estimate, spec.alias)
         logger.info("loading %s from %s on %s (%s)", spec.alias, source, device, dtype)

@@ -24,9 +24,10 @@ def load_chat_model(spec: ModelSpec) -> Callable[[str, str, Any], ChatModel]:
     def load(source: str, device: str, dtype) -> ChatModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        with loading(spec, source) as local:
-            tokenizer = AutoTokenizer.from_pretrained(source, **local)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **local).to(device).eval()
+        with loading(spec, source, dtype) as fetched:
+            tokenizer = AutoTokenizer.from_pretrained(fetched.folder, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(fetched.folder, dtype=dtype,
+                                                         local_files_only=True).to(device).eval()
         if tokenizer.chat_template is None:
             raise ModelLoadError(f"Model {spec.alias!r} ({source}) has no chat template; use an instruct/chat model.")
         return ChatModel(model, tokenizer)

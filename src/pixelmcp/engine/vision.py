@@ -57,9 +57,9 @@ def load_classifier(spec: ModelSpec) -> Callable[[str, str, Any], Classifier]:
     def load(source: str, device: str, dtype) -> Classifier:
         from transformers import AutoModel, AutoProcessor
 
-        with loading(spec, source) as local:
-            processor = AutoProcessor.from_pretrained(source, **local)
-            model = AutoModel.from_pretrained(source, dtype=dtype, **local).to(device).eval()
+        with loading(spec, source, dtype) as fetched:
+            processor = AutoProcessor.from_pretrained(fetched.folder, local_files_only=True)
+            model = AutoModel.from_pretrained(fetched.folder, dtype=dtype, local_files_only=True).to(device).eval()
         return Classifier(model, processor, spec.kind)
 
     return load
@@ -114,9 +114,10 @@ def load_vlm(spec: ModelSpec) -> Callable[[str, str, Any], VisionLanguageModel]:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         processor_class = _IMAGE_ONLY_PROCESSORS.get(spec.family or "", AutoProcessor)
-        with loading(spec, source) as local:
-            processor = processor_class.from_pretrained(source, **local)
-            model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype, **local).to(device).eval()
+        with loading(spec, source, dtype) as fetched:
+            processor = processor_class.from_pretrained(fetched.folder, local_files_only=True)
+            model = AutoModelForImageTextToText.from_pretrained(fetched.folder, dtype=dtype,
+                                                                local_files_only=True).to(device).eval()
         if getattr(processor, "chat_template", None) is None:
             raise ModelLoadError(f"Model {spec.alias!r} ({source}) has no chat template; use an instruct/chat VLM.")
         return VisionLanguageModel(model, processor, spec.family or "")
