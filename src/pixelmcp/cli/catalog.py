@@ -18,9 +18,10 @@ def add_commands(sub) -> None:
                         help="also show what a running HTTP server has loaded now, e.g. http://127.0.0.1:8000/mcp")
     models.set_defaults(run=_models)
 
-    pull = sub.add_parser("pull", help="download models ahead of time (resumable, with progress)")
+    pull = sub.add_parser("pull", help="download models ahead of time: exactly the files they load (resumable)")
     add_settings_flags(pull)
     pull.add_argument("aliases", nargs="+", metavar="MODEL", help="catalog aliases, e.g. sdxl qwen2.5-vl-3b")
+    pull.add_argument("--dry-run", action="store_true", help="list what would be downloaded, and its size")
     pull.set_defaults(run=_pull)
 
 
@@ -29,6 +30,23 @@ def sources(spec) -> list[tuple[str, str | None]]:
     found = [(spec.source, None)] + [(source, None) for source in spec.controlnets.values()]
     if spec.ip_adapter is not None:
         found.append((spec.ip_adapter.source, spec.ip_adapter.subfolder))
+    return found
+
+
+def pulled_specs(spec, pool) -> list:
+    """Every entry a model's tools load, as the server would load it: the model, its ControlNets and
+    IP-Adapter, the depth estimator when it has a depth ControlNet, CLIP for a VLM (compare_images)."""
+    from pixelmcp.router import Router
+
+    router = Router(pool.settings, pool)
+    found = [spec]
+    found += [router.controlnet(spec, control_type) for control_type in sorted(spec.controlnets)]
+    if spec.ip_adapter is not None:
+        found.append(router.ip_adapter(spec))
+    if "depth" in spec.controlnets:
+        found.append(router.depth_estimator())
+    if spec.task == "answer":
+        found.append(router.classifier(None)[0])
     return found
 
 
@@ -44,11 +62,10 @@ def disk_state(source: str, settings) -> tuple[bool, int]:
     folder = Path(source).expanduser()
     if folder.is_dir():
         return True, _folder_bytes(folder)
-    try:
-        from huggingface_hub import snapshot_download
+    from pixelmcp.engine.hub import cached_snapshot
 
-        snapshot = Path(snapshot_download(source, local_files_only=True))
-    except (OSError, ValueError):
+    snapshot = cached_snapshot(source)
+    if snapshot is None:
         return False, 0
     return True, _folder_bytes(snapshot)
 
@@ -112,47 +129,71 @@ def _pull(args: argparse.Namespace) -> None:
     unknown = [alias for alias in args.aliases if alias not in settings.catalog]
     if unknown:
         fail(f"not in the {settings.profile} catalog: {', '.join(unknown)}. `pixelmcp models` lists the aliases.", 2)
-    failures = 0
+    from pixelmcp.engine.pool import ModelPool
+
+    pool = ModelPool(settings)  # decides the dtype, hence the variant (fp16 on GPUs), as the server would
+    wanted: dict[str, object] = {}
     for alias in args.aliases:
-        for source, subfolder in sources(settings.catalog[alias]):
-            failures += not _pull_one(alias, source, subfolder, settings)
+        for spec in pulled_specs(settings.catalog[alias], pool):
+            wanted.setdefault(spec.alias, spec)
+    failures, total = 0, 0
+    for spec in wanted.values():
+        done, size = _pull_one(spec, pool, settings, dry_run=args.dry_run)
+        failures += not done
+        total += size
+    if args.dry_run:
+        print(f"total: {total / 1e9:.2f} GB to fetch (files already in the cache are not fetched again)")
     if failures:
         fail(f"{failures} download(s) failed; see above", 1)
 
 
-def _pull_one(alias: str, source: str, subfolder: str | None, settings) -> bool:
+def _pull_one(spec, pool, settings, *, dry_run: bool) -> tuple[bool, int]:
+    """Fetch what loading `spec` reads; (succeeded, bytes planned)."""
     from pixelmcp.config import TINY_PREFIX
 
+    alias, source = spec.alias, spec.source
     if source.startswith(TINY_PREFIX):
         from pixelmcp.engine.tiny import ensure_built
 
-        print(f"{alias}: building {source} in {ensure_built(source.removeprefix(TINY_PREFIX), settings.tiny_dir)}")
-        return True
+        if not dry_run:
+            print(f"{alias}: building {source} in {ensure_built(source.removeprefix(TINY_PREFIX), settings.tiny_dir)}")
+        return True, 0
     if Path(source).expanduser().is_dir():
         print(f"{alias}: {source} is a local folder; nothing to download")
-        return True
-    from huggingface_hub import snapshot_download
+        return True, 0
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    print(f"{alias}: downloading {source}{f' ({subfolder}/)' if subfolder else ''} ...")
-    patterns = [f"{subfolder}/*"] if subfolder else None
+    from pixelmcp.engine.hub import UNREACHABLE, NotDownloaded, fetch
+    from pixelmcp.engine.weights import wanted_variant
+
+    variant = wanted_variant(spec.variant, pool.dtype_for(spec).itemsize)
+    if not dry_run:
+        print(f"{alias}: downloading {source} ...")
     try:
-        path = snapshot_download(source, allow_patterns=patterns)
+        fetched = fetch(source, preferred_variant=variant, paths=spec.weight_paths, download=not dry_run)
     except GatedRepoError:
         print(f"{alias}: {source} is gated. Accept its licence at https://huggingface.co/{source} while logged in, "
               "then set HF_TOKEN (a read token from https://huggingface.co/settings/tokens) and pull again.")
-        return False
+        return False, 0
     except RepositoryNotFoundError:
         print(f"{alias}: {source} does not exist on the hub (or is private: set HF_TOKEN). "
-              f"Point the alias at another repo or a local folder with [models.{alias}] source = ...")
-        return False
-    except LocalEntryNotFoundError:
-        print(f"{alias}: the hub cannot be reached{' (HF_HUB_OFFLINE is set)' if os.environ.get('HF_HUB_OFFLINE') else ''}. "
-              "Check the network or proxy (HTTPS_PROXY), or copy the model folder here and point "
-              f"[models.{alias}] source at it. Downloads resume where they stopped.")
-        return False
+              f"Point the alias at another repo or a local folder with [models.{alias.split('+')[0]}] source = ...")
+        return False, 0
+    except (LocalEntryNotFoundError, NotDownloaded, *UNREACHABLE):
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        print(f"{alias}: the hub cannot be reached for {source}{offline}. Check the network or proxy (HTTPS_PROXY), or copy the "
+              f"model folder here and point [models.{alias.split('+')[0]}] source at it. Downloads resume where "
+              "they stopped.")
+        return False, 0
     except (HfHubHTTPError, OSError) as e:
         print(f"{alias}: download of {source} failed: {e}. Run the same command again to resume.")
-        return False
-    print(f"{alias}: {source} ready in {path}")
-    return True
+        return False, 0
+    what = f"{len(fetched.plan.files)} files, {fetched.bytes / 1e9:.2f} GB" + (
+        f", {fetched.variant} weights" if fetched.variant else "")
+    if dry_run:
+        print(f"{alias}: {source}: would fetch {what}")
+        for name in fetched.plan.files:
+            print(f"    {name}  ({(fetched.sizes.get(name) or 0) / 1e6:.1f} MB)")
+    else:
+        print(f"{alias}: {source} ready ({what}) in {fetched.folder}")
+    return True, fetched.bytes

@@ -22,6 +22,30 @@ from pixelmcp.engine import weights
 UNREACHABLE = (OfflineModeIsEnabled, httpx2.TransportError, ConnectionError)
 
 
+class NotDownloaded(OSError):
+    """A hub model that is not in the local cache, while the hub cannot be reached."""
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The folder of `repo_id`'s snapshot in the hub cache (the one `main` points at, else the newest), or None.
+
+    Read from the cache's documented layout (models--ORG--NAME/refs, snapshots): a snapshot that holds
+    only the files pixelmcp fetched is complete for pixelmcp, though not for a whole-repo download.
+    """
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    folder = Path(HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    snapshots = folder / "snapshots"
+    ref = folder / "refs" / "main"
+    if ref.is_file():
+        pinned = snapshots / ref.read_text().strip()
+        if pinned.is_dir():
+            return pinned
+    found = sorted((p for p in snapshots.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime) \
+        if snapshots.is_dir() else []
+    return found[-1] if found else None
+
+
 @dataclass(frozen=True)
 class Fetched:
     """A model source on local disk, and the weights variant its loader must ask for (None: plain files)."""
@@ -54,15 +78,18 @@ def fetch(source: str, *, preferred_variant: str | None = None, paths: tuple[str
 
     try:
         info = HfApi().model_info(source, files_metadata=True)
-    except UNREACHABLE:
-        cached = Path(snapshot_download(source, local_files_only=True))  # raises when nothing is cached
+    except UNREACHABLE as e:
+        cached = cached_snapshot(source)
+        if cached is None:
+            raise NotDownloaded(f"{source} is not in the hub cache and the hub cannot be reached ({e})") from e
         return fetch(str(cached), preferred_variant=preferred_variant, paths=paths)
     listing = {sibling.rfilename: sibling.size for sibling in info.siblings or ()}
     index = None
     if "model_index.json" in listing:
-        index = json.loads(Path(hf_hub_download(source, "model_index.json", revision=info.sha)).read_text())
+        index = json.loads(Path(hf_hub_download(source, "model_index.json")).read_text())
     found = weights.plan(listing, model_index=index, preferred_variant=preferred_variant, paths=paths)
     if not download:
         return Fetched(source, found.variant, found, listing)
-    snapshot = snapshot_download(source, revision=info.sha, allow_patterns=[glob.escape(f) for f in found.files])
+    # By branch (not the listed commit) so the cache records it: a later offline load finds this snapshot.
+    snapshot = snapshot_download(source, allow_patterns=[glob.escape(f) for f in found.files])
     return Fetched(snapshot, found.variant, found, listing)

@@ -145,12 +145,9 @@ def _safetensors_header(path: Path) -> dict | None:
 
 
 def _hub_snapshot(repo_id: str) -> Path | None:
-    try:
-        from huggingface_hub import snapshot_download
+    from pixelmcp.engine.hub import cached_snapshot
 
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except (OSError, ValueError):
-        return None
+    return cached_snapshot(repo_id)
 
 
 def device_capacity(device: str) -> int:

@@ -8,8 +8,8 @@ hub model, which downloads exactly the pulled set and loads it from the local sn
 
 The rules, per model folder ("component": each folder named in a diffusers model_index.json, or
 the top level of a transformers / single diffusers model):
-1. weights are `.safetensors`, `.bin`, `.pt`, `.pth` files directly in the folder, never non-EMA
-   copies or training leftovers;
+1. weights are the files from_pretrained reads directly in the folder (`model*.safetensors`,
+   `pytorch_model*.bin`, `diffusion_pytorch_model*`), never non-EMA copies, LoRAs or exports;
 2. the variant's files (e.g. `*.fp16.safetensors`) when a variant is asked for and present,
    otherwise the plain ones;
 3. safetensors over a `.bin` twin.
@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+#: The weight file names from_pretrained reads (diffusers models; transformers models), and their shards.
+_WEIGHT_NAMES = ("diffusion_pytorch_model", "model", "pytorch_model")
 #: Files no PyTorch loader of pixelmcp reads, however small: exports for other runtimes and archives.
 _NEVER = (".ckpt", ".onnx", ".onnx_data", ".msgpack", ".h5", ".pb", ".tflite", ".gguf", ".mlmodel", ".pkl",
           ".npz", ".zip", ".tar", ".gz", ".mp4")
-#: Weight-like files that no loader reads: training leftovers and other runtimes' exports.
-_NOT_WEIGHTS = ("optimizer", "scheduler", "training_args", "rng_state", "openvino", "flax_", "tf_model")
 #: Pipeline components pixelmcp never loads (the SD 1.5 safety checker is passed as None).
 SKIPPED_COMPONENTS = frozenset({"safety_checker"})
 #: Non-weight files above this size are not fetched (sample images and documents stay small).
@@ -62,8 +62,11 @@ def variant_of(name: str) -> str | None:
 
 
 def is_weight(name: str) -> bool:
+    """A file from_pretrained reads as weights: model.safetensors, pytorch_model-00001-of-00002.bin,
+    diffusion_pytorch_model.fp16.safetensors, ...; not LoRAs, exports or non-EMA copies that share a folder."""
     base = posixpath.basename(name)
-    return (base.endswith(WEIGHT_SUFFIXES) and "non_ema" not in base and not base.startswith(_NOT_WEIGHTS))
+    stem = base.split(".", 1)[0].split("-", 1)[0]
+    return base.endswith(WEIGHT_SUFFIXES) and stem in _WEIGHT_NAMES and "non_ema" not in base
 
 
 def plan(names: dict[str, int | None], *, model_index: dict | None = None, preferred_variant: str | None = None,
