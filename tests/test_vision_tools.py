@@ -291,3 +291,14 @@ async def test_compare_argument_errors_are_clear(server, settings, arguments, st
         message = error_text(await client.call_tool("compare_images", arguments))
     assert start in message and hint in message
     assert stored_files(settings) == []
+
+
+@pytest.mark.parametrize(("detail", "budget"), [("low", 256 * 784), ("auto", 1280 * 784), ("high", 4096 * 784)])
+async def test_detail_bounds_the_pixels_a_vlm_sees_and_keeps_the_aspect(server, detail, budget):
+    big = Image.new("RGB", (3000, 2000), "white")
+    async with Client(server) as client:
+        data = ok(await client.call_tool("ask_about_image", {"image": data_uri(big), "question": "What is it?",
+                                                             "max_tokens": 2, "detail": detail}))
+    width, height = data["image_size"]
+    assert width * height <= budget and width * height > budget * 0.98
+    assert abs(width / height - 1.5) < 0.01

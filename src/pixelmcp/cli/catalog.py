@@ -91,7 +91,7 @@ def _models(args: argparse.Namespace) -> None:
     for spec in settings.catalog.values():
         cached, size = disk_state(spec.source, settings)
         rows.append(dict(alias=spec.alias, task=spec.task, kind=spec.kind, source=spec.source, cached=cached,
-                         bytes_on_disk=size, description=spec.description, tiny=spec.tiny,
+                         bytes_on_disk=size, description=spec.description, licence=spec.licence, tiny=spec.tiny,
                          controlnets=sorted(spec.controlnets), ip_adapter=spec.ip_adapter is not None,
                          **({"loaded": loaded.get(spec.alias)} if args.server else {})))
     if args.json:
@@ -104,7 +104,8 @@ def _models(args: argparse.Namespace) -> None:
         now = ""
         if row.get("loaded"):
             now = f"  [loaded on {row['loaded']['device']}, {row['loaded']['bytes'] / 1e9:.2f} GB]"
-        print(f"  {row['alias']:24} {row['task']:10} {state:22} {source}{now}")
+        licence = f"  [{row['licence']}]" if row["licence"] else ""
+        print(f"  {row['alias']:24} {row['task']:10} {state:22} {source}{licence}{now}")
 
 
 def _loaded_on(url: str) -> dict[str, dict]:

@@ -11,6 +11,7 @@ shape and dtype is the production one, in seconds, on a CPU.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -22,7 +23,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 #: Bump when a builder changes so stale caches are rebuilt instead of reused.
-TINY_VERSION = "2"
+TINY_VERSION = "3"
 
 _SEED = 0
 _CLIP_MAX_LENGTH = 77
@@ -495,13 +496,31 @@ def build_clip(path: Path) -> None:
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
 
 
+def siglip_tokenizer():
+    """SigLIP's own tokenizer class (SiglipTokenizer: sentencepiece, as the published repos ship it), over a
+    tiny unigram model trained here on printable ASCII, so the production tokenizer path is exercised."""
+    import sentencepiece
+    from transformers import SiglipTokenizer
+
+    corpus = [" ".join(chr(c) * (1 + c % 3) for c in range(33, 127))] * 5 + ["a photo of a cat", "a red car"] * 20
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus), model_writer=model, vocab_size=128, model_type="unigram",
+        character_coverage=1.0, num_threads=1, pad_id=-1, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2,
+        hard_vocab_limit=False,
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        vocab = Path(folder) / "spiece.model"
+        vocab.write_bytes(model.getvalue())
+        return SiglipTokenizer(vocab_file=str(vocab), model_max_length=_T5_MAX_LENGTH)
+
+
 def build_siglip(path: Path) -> None:
-    """SigLIP (sigmoid loss, learned bias). The tokenizer is the tiny unigram one: SigLIP's own is a
-    sentencepiece model that cannot be made offline, and only the tokenizer class differs."""
+    """SigLIP (sigmoid loss, learned bias) with SiglipTokenizer, as google/siglip-* repos name it."""
     from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
 
     _seeded()
-    tokenizer = t5_tokenizer()
+    tokenizer = siglip_tokenizer()
     text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_attention_heads=4,
                 num_hidden_layers=2, max_position_embeddings=_T5_MAX_LENGTH, pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id)

@@ -17,6 +17,7 @@ class CatalogEntry(BaseModel):
     kind: str
     source: str
     description: str
+    licence: str = Field(description="the weights' licence (tiny and custom models: empty)")
     loaded: bool = Field(description="resident on the device now")
     controlnets: list[str] = Field(default_factory=list, description="control types with a ControlNet")
     ip_adapter: bool = False
@@ -52,6 +53,7 @@ def models_report(app: AppState) -> ModelsReport:
     resident = {m["alias"] for m in snapshot["loaded"] if m["tier"] == "device"}
     catalog = [
         CatalogEntry(alias=s.alias, task=s.task, kind=s.kind, source=s.source, description=s.description,
+                     licence=s.licence,
                      loaded=s.alias in resident, controlnets=sorted(s.controlnets), ip_adapter=s.ip_adapter is not None)
         for s in app.settings.catalog.values()
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated, Literal
 
@@ -21,8 +22,10 @@ from pixelmcp.tools.results import ProgressReporter, image_link
 
 MAX_COMPARE_IMAGES = 8
 MAX_ANSWER_TOKENS = 2048
-#: Longest image side handed to a VLM for each `detail` (None: the model's own processor decides).
-DETAIL_MAX_SIDE: dict[str, int | None] = {"low": 512, "auto": 1536, "high": None}
+#: Most pixels per image handed to a VLM for each `detail`, in Qwen2.5-VL's units of one visual token per 28x28
+#: pixels: 256 tokens (fast), 1280 (the model card's advice for the speed/quality balance), 4096. Unbounded, a
+#: 24 MP photo would become ~16k visual tokens under Qwen2.5-VL's own default limit of 12.8 MP.
+DETAIL_MAX_PIXELS: dict[str, int] = {"low": 256 * 28 * 28, "auto": 1280 * 28 * 28, "high": 4096 * 28 * 28}
 #: compare_images resizes the second image of a pair to the first's size when their aspect ratios
 #: agree this closely; otherwise pixel metrics are not computed for that pair.
 RESIZE_ASPECT_TOLERANCE = 0.01
@@ -66,6 +69,7 @@ class AnswerResult(BaseModel):
     model: str
     provider: str = Field(description="local (this server's GPU pool) or the remote provider that answered")
     tokens_generated: int
+    image_size: list[int] | None = Field(None, description="[width, height] the model saw, after the detail bound")
     timings: Timings
 
 
@@ -145,8 +149,8 @@ async def ask_about_image(
     max_tokens: Annotated[int, Field(description=f"Longest answer, in tokens (1..{MAX_ANSWER_TOKENS}).")] = 512,
     detail: Annotated[
         Literal["auto", "low", "high"],
-        Field(description="low: image shrunk to 512 px (fast); auto: at most 1536 px; high: the model's full "
-                          "resolution."),
+        Field(description="How many pixels the model sees: low about 0.2 MP (fast), auto about 1 MP, high about "
+                          "3.2 MP (small text, fine detail; slower). Larger images are shrunk to fit."),
     ] = "auto",
 ) -> AnswerResult:
     """Ask a vision-language model (local, or a provider's via provider:model) a question about one image. Answers
@@ -156,9 +160,10 @@ async def ask_about_image(
     spec, answerer = app.router.answerer(model)
     question = arguments.check_text("question", question, app.settings, required=True)
     _check_max_tokens(max_tokens)
-    (loaded,) = await _load_all(app, [image], argument="image", max_side=DETAIL_MAX_SIDE[detail])
+    (loaded,) = await _load_all(app, [image], argument="image", max_pixels=DETAIL_MAX_PIXELS[detail])
     result = await answerer.answer(spec, [loaded], answer_prompt(question), max_tokens, ProgressReporter(ctx))
     return AnswerResult(answer=result.text, model=spec.alias, provider=spec.provider, tokens_generated=result.tokens,
+                        image_size=[loaded.width, loaded.height],
                         timings=Timings(**result.timings, total_s=time.perf_counter() - started))
 
 
@@ -183,7 +188,7 @@ async def compare_images(
     progress = ProgressReporter(ctx)
 
     # 1. Words: one multi-image prompt (images shrunk as for detail='auto').
-    shrunk = [_shrink(image, DETAIL_MAX_SIDE["auto"]) for image in loaded]
+    shrunk = [_shrink(image, DETAIL_MAX_PIXELS["auto"]) for image in loaded]
     answer = await answerer.answer(spec, shrunk, compare_prompt(question, len(loaded)), 512, progress)
 
     # 2. Numbers: embeddings for every pair, pixel metrics where sizes allow.
@@ -244,25 +249,26 @@ def _check_max_tokens(value: int) -> None:
 
 
 async def _load_all(app: AppState, values: list[str], argument: str = "images",
-                    max_side: int | None = None) -> list[Image.Image]:
+                    max_pixels: int | None = None) -> list[Image.Image]:
     limits = app.input_limits
 
     def load() -> list[Image.Image]:
         loaded = []
         for index, value in enumerate(values):
             name = argument if argument == "image" else f"{argument}[{index}]"
-            loaded.append(_shrink(load_image(value, argument=name, store=app.store, limits=limits), max_side))
+            loaded.append(_shrink(load_image(value, argument=name, store=app.store, limits=limits), max_pixels))
         return loaded
 
     return await anyio.to_thread.run_sync(load)
 
 
-def _shrink(image: Image.Image, max_side: int | None) -> Image.Image:
-    if max_side is None or max(image.size) <= max_side:
+def _shrink(image: Image.Image, max_pixels: int | None) -> Image.Image:
+    """`image` scaled down (aspect kept) to at most `max_pixels` pixels; unchanged when it fits."""
+    if max_pixels is None or image.width * image.height <= max_pixels:
         return image
-    copy = image.copy()
-    copy.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    return copy
+    scale = math.sqrt(max_pixels / (image.width * image.height))
+    size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
 
 
 def _measure_pairs(app: AppState, images: list[Image.Image], embeddings: list[list[float]]) -> list[PairComparison]:
