@@ -10,7 +10,9 @@ import sys
 
 import pytest
 from fake_hub import FakeHub
-from test_memory_estimate import IP_ADAPTER_FILES, SD15_FILES, SD15_INDEX, SDXL_FILES, SDXL_INDEX, MB
+from test_memory_estimate import IP_ADAPTER_FILES, MB, SD15_FILES, SD15_INDEX, SDXL_FILES, SDXL_INDEX, twins
+
+from pixelmcp.config import DEFAULT_CATALOG
 
 CONFIGS = {"model_index.json": 600, "README.md": 14_000, ".gitattributes": 1_500}
 
@@ -62,8 +64,110 @@ REPOS = {
                                             6_800 * MB, "onnx/decoder_model_merged.onnx_data": 15_000 * MB,
                                             "onnx/config.json": 3_000, "chat_template.json": 500}),
 }
+GB = 1000 * MB
+FLUX_INDEX = {"_class_name": "FluxPipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+              "text_encoder": ["transformers", "CLIPTextModel"], "text_encoder_2": ["transformers", "T5EncoderModel"],
+              "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "T5TokenizerFast"],
+              "transformer": ["diffusers", "FluxTransformer2DModel"], "vae": ["diffusers", "AutoencoderKL"]}
+SD3_INDEX = {"_class_name": "StableDiffusion3Pipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+             "text_encoder": ["transformers", "CLIPTextModelWithProjection"],
+             "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+             "text_encoder_3": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+             "tokenizer_2": ["transformers", "CLIPTokenizer"], "tokenizer_3": ["transformers", "T5TokenizerFast"],
+             "transformer": ["diffusers", "SD3Transformer2DModel"], "vae": ["diffusers", "AutoencoderKL"]}
+
+
+def shards(folder: str, stem: str, sizes: list[int]) -> dict[str, int]:
+    prefix = f"{folder}/" if folder else ""
+    files = {f"{prefix}{stem}-{i:05d}-of-{len(sizes):05d}.safetensors": size for i, size in enumerate(sizes, start=1)}
+    return {**files, f"{prefix}{stem}.safetensors.index.json": 90_000}
+
+
+def flux(root_checkpoint: str) -> dict[str, int]:
+    return {**CONFIGS, root_checkpoint: 23_800 * MB, "ae.safetensors": 335 * MB, "grid.jpeg": 900_000,
+            **shards("transformer", "diffusion_pytorch_model", [9_980 * MB, 9_950 * MB, 3_870 * MB]),
+            "text_encoder/model.safetensors": 246 * MB, **shards("text_encoder_2", "model", [4_990 * MB, 4_530 * MB]),
+            "vae/diffusion_pytorch_model.safetensors": 168 * MB, "tokenizer/vocab.json": 1_000_000,
+            "tokenizer_2/spiece.model": 792_000, "tokenizer_2/tokenizer.json": 2_400_000,
+            "scheduler/scheduler_config.json": 300,
+            **component_configs("transformer", "text_encoder", "text_encoder_2", "vae")}
+
+
+REPOS.update({
+    "stabilityai/sdxl-turbo": {
+        **CONFIGS, "sd_xl_turbo_1.0.safetensors": 13_900 * MB, "sd_xl_turbo_1.0_fp16.safetensors": 6_940 * MB,
+        **twins("unet", "diffusion_pytorch_model", 10_270 * MB, bin_twin=False),
+        **twins("text_encoder", "model", 492 * MB, bin_twin=False),
+        **twins("text_encoder_2", "model", 2_780 * MB, bin_twin=False),
+        **twins("vae", "diffusion_pytorch_model", 335 * MB, bin_twin=False),
+        **component_configs("unet", "vae", "text_encoder", "text_encoder_2")},
+    "stabilityai/stable-diffusion-3-medium-diffusers": {
+        **CONFIGS, "sd3_medium.safetensors": 4_340 * MB, "sd3_medium_incl_clips_t5xxlfp8.safetensors": 10_900 * MB,
+        "text_encoders/clip_g.safetensors": 1_390 * MB, "text_encoders/t5xxl_fp16.safetensors": 9_790 * MB,
+        "transformer/diffusion_pytorch_model.safetensors": 4_170 * MB, "text_encoder/model.safetensors": 247 * MB,
+        "text_encoder_2/model.safetensors": 1_390 * MB, **shards("text_encoder_3", "model", [4_990 * MB, 4_530 * MB]),
+        "vae/diffusion_pytorch_model.safetensors": 168 * MB, "tokenizer_3/tokenizer.json": 2_400_000,
+        **component_configs("transformer", "text_encoder", "text_encoder_2", "text_encoder_3", "vae")},
+    "black-forest-labs/FLUX.1-schnell": flux("flux1-schnell.safetensors"),
+    "black-forest-labs/FLUX.1-dev": flux("flux1-dev.safetensors"),
+    "Qwen/Qwen2.5-0.5B-Instruct": transformers_repo({"model.safetensors": 988 * MB}),
+    "Qwen/Qwen2.5-1.5B-Instruct": transformers_repo({"model.safetensors": 3_090 * MB}),
+    "Qwen/Qwen2.5-3B-Instruct": transformers_repo(shards("", "model", [3_970 * MB, 2_200 * MB])),
+    "openai/clip-vit-base-patch32": transformers_repo(
+        {"model.safetensors": 605 * MB, "pytorch_model.bin": 605 * MB, "flax_model.msgpack": 605 * MB,
+         "tf_model.h5": 605 * MB}),
+    "google/siglip-so400m-patch14-384": transformers_repo({"model.safetensors": 3_510 * MB}, {"spiece.model": 800_000}),
+    "Qwen/Qwen2.5-VL-3B-Instruct": transformers_repo(shards("", "model", [3_980 * MB, 3_530 * MB]),
+                                                     {"chat_template.json": 1_000}),
+    "Qwen/Qwen2.5-VL-7B-Instruct": transformers_repo(shards("", "model", [3_900 * MB] * 4 + [1_090 * MB])),
+    "Qwen/Qwen2-VL-2B-Instruct": transformers_repo(shards("", "model", [3_990 * MB, 429 * MB])),
+    "llava-hf/llava-1.5-7b-hf": transformers_repo({
+        **shards("", "model", [4_980 * MB, 4_960 * MB, 4_180 * MB]),
+        **{f"pytorch_model-{i:05d}-of-00003.bin": 4_900 * MB for i in (1, 2, 3)}}),
+    "llava-hf/llava-v1.6-mistral-7b-hf": transformers_repo(shards("", "model", [3_900 * MB] * 3 + [3_400 * MB])),
+})
 INDEXES = {("stable-diffusion-v1-5/stable-diffusion-v1-5", "model_index.json"): json.dumps(SD15_INDEX).encode(),
-           ("stabilityai/stable-diffusion-xl-base-1.0", "model_index.json"): json.dumps(SDXL_INDEX).encode()}
+           ("stabilityai/stable-diffusion-xl-base-1.0", "model_index.json"): json.dumps(SDXL_INDEX).encode(),
+           ("stabilityai/sdxl-turbo", "model_index.json"): json.dumps(SDXL_INDEX).encode(),
+           ("stabilityai/stable-diffusion-3-medium-diffusers", "model_index.json"): json.dumps(SD3_INDEX).encode(),
+           ("black-forest-labs/FLUX.1-schnell", "model_index.json"): json.dumps(FLUX_INDEX).encode(),
+           ("black-forest-labs/FLUX.1-dev", "model_index.json"): json.dumps(FLUX_INDEX).encode()}
+
+#: The weights each repo's loader reads in half precision: what `pull` may fetch of it, and all it must.
+SDXL_FP16 = {"unet/diffusion_pytorch_model.fp16.safetensors", "text_encoder/model.fp16.safetensors",
+             "text_encoder_2/model.fp16.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors"}
+FLUX_WEIGHTS = {*(f"transformer/diffusion_pytorch_model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)),
+                "text_encoder/model.safetensors", "text_encoder_2/model-00001-of-00002.safetensors",
+                "text_encoder_2/model-00002-of-00002.safetensors", "vae/diffusion_pytorch_model.safetensors"}
+
+
+def sharded(count: int, stem: str = "model") -> set[str]:
+    return {f"{stem}-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)}
+
+
+EXPECTED_WEIGHTS = {
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": {
+        "unet/diffusion_pytorch_model.fp16.safetensors", "text_encoder/model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.fp16.safetensors"},
+    "stabilityai/stable-diffusion-xl-base-1.0": SDXL_FP16,
+    "stabilityai/sdxl-turbo": SDXL_FP16,
+    "stabilityai/stable-diffusion-3-medium-diffusers": {
+        "transformer/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+        "text_encoder_2/model.safetensors", "text_encoder_3/model-00001-of-00002.safetensors",
+        "text_encoder_3/model-00002-of-00002.safetensors", "vae/diffusion_pytorch_model.safetensors"},
+    "black-forest-labs/FLUX.1-schnell": FLUX_WEIGHTS,
+    "black-forest-labs/FLUX.1-dev": FLUX_WEIGHTS,
+    **{repo: {"diffusion_pytorch_model.fp16.safetensors"} for repo in (
+        "lllyasviel/control_v11p_sd15_canny", "lllyasviel/control_v11f1p_sd15_depth",
+        "lllyasviel/control_v11p_sd15_openpose", "diffusers/controlnet-canny-sdxl-1.0",
+        "diffusers/controlnet-depth-sdxl-1.0")},
+    "thibaud/controlnet-openpose-sdxl-1.0": {"diffusion_pytorch_model.bin"},
+    "h94/IP-Adapter": {"models/ip-adapter_sd15.safetensors", "models/image_encoder/model.safetensors",
+                       "sdxl_models/ip-adapter_sdxl.safetensors", "sdxl_models/image_encoder/model.safetensors"},
+    "Qwen/Qwen2.5-3B-Instruct": sharded(2), "Qwen/Qwen2.5-VL-3B-Instruct": sharded(2),
+    "Qwen/Qwen2.5-VL-7B-Instruct": sharded(5), "Qwen/Qwen2-VL-2B-Instruct": sharded(2),
+    "llava-hf/llava-1.5-7b-hf": sharded(3), "llava-hf/llava-v1.6-mistral-7b-hf": sharded(4),
+}
 
 
 @pytest.fixture
@@ -155,3 +259,32 @@ def test_the_first_load_fetches_the_same_files_as_pull(hub, pixelmcp, tmp_path):
 def test_an_unreachable_hub_with_nothing_cached_is_a_clear_message(pixelmcp):
     out = pixelmcp("pull", "clip-vit-base", HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_ETAG_TIMEOUT="2")
     assert out.returncode == 1 and "the hub cannot be reached for openai/clip-vit-base-patch32" in out.stdout
+
+
+def planned(stdout: str) -> dict[str, set[str]]:
+    """{repo: files} from `pull --dry-run` output."""
+    found: dict[str, set[str]] = {}
+    current = None
+    for line in stdout.splitlines():
+        if line.startswith("    ") and current is not None:
+            found[current].add(line.split()[0])
+        elif ": would fetch " in line:
+            current = line.split(": ")[1]
+            found[current] = set()
+    return found
+
+
+@pytest.mark.parametrize("alias", [spec.alias for spec in DEFAULT_CATALOG])
+def test_every_default_alias_plans_exactly_the_weights_its_loaders_read(hub, pixelmcp, alias):
+    out = pixelmcp("pull", alias, "--dry-run", PIXELMCP_DTYPE="float16")
+    assert out.returncode == 0, out.stdout + out.stderr
+    plans = planned(out.stdout)
+    assert plans, out.stdout
+    for repo, files in plans.items():
+        weights = {name for name in files if name.endswith((".safetensors", ".bin", ".pt", ".pth", ".ckpt"))}
+        expected = EXPECTED_WEIGHTS.get(repo, {"model.safetensors"})
+        if repo == "h94/IP-Adapter":
+            expected = {name for name in expected if name.startswith("models/" if "sd15" in alias else "sdxl_")}
+        assert weights == expected, repo
+        assert not any(name.endswith((".onnx", ".onnx_data", ".msgpack", ".h5")) for name in files), repo
+    assert float(out.stdout.splitlines()[-1].split()[1]) > 0
