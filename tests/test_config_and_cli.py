@@ -72,7 +72,8 @@ def test_models_command_lists_the_catalog_as_json():
     assert aliases == {"tiny-sd15": "generate", "tiny-sdxl": "generate", "tiny-sd3": "generate",
                        "tiny-flux": "generate", "tiny-llm": "rewrite", "tiny-depth": "preprocess",
                        "tiny-clip": "classify", "tiny-siglip": "classify", "tiny-qwen2-vl": "answer",
-                       "tiny-llava": "answer"}
+                       "tiny-qwen2.5-vl": "answer", "tiny-llava": "answer", "tiny-llava-next": "answer",
+                       "tiny-idefics3": "answer"}
 
 
 def test_models_command_prints_a_table_for_people():

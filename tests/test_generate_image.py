@@ -160,7 +160,7 @@ BAD_ARGUMENTS = [
     ({"prompt": "a", "seed": -1}, "seed", "0..4294967295"),
     ({"prompt": "a", "seed": 2**32}, "seed", "0..4294967295"),
     ({"prompt": "a", "model": "nope"}, "model", "tiny-flux, tiny-sd15, tiny-sd3, tiny-sdxl"),
-    ({"prompt": "a", "model": "tiny-llm"}, "model", "rewrite model, not a generate model"),
+    ({"prompt": "a", "model": "tiny-llm"}, "model", "is a model for prompt rewriting, not for image generation"),
     ({"prompt": "a", "model": "tiny-flux", "guidance_scale": 3.5}, "guidance_scale", "does not use guidance"),
     ({"prompt": "a", "model": "tiny-flux", "negative_prompt": "x"}, "negative_prompt", "does not support"),
     ({"prompt": "a", "model": "tiny-flux", "width": 72}, "width", "multiple of 16"),

@@ -130,7 +130,8 @@ async def test_classify_argument_errors_are_clear(server, extra, start, hint):
 # --------------------------------------------------------------------------- ask_about_image
 
 
-@pytest.mark.parametrize("model", ["tiny-qwen2-vl", "tiny-llava"])
+@pytest.mark.parametrize("model", ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-llava", "tiny-llava-next",
+                                   "tiny-idefics3"])
 async def test_ask_about_image_answers_with_each_vlm_family(server, model):
     async with Client(server) as client:
         data = ok(await client.call_tool("ask_about_image", {"image": data_uri(noise()), "question": "What is it?",
@@ -199,7 +200,7 @@ ASK_ERRORS = [
     ({"max_tokens": 5000}, "Invalid max_tokens=5000", "1..2048"),
     ({"image": "bm90IGFuIGltYWdlIGF0IGFsbA=="}, "Invalid image=", "supported format"),
     ({"detail": "ultra"}, "detail", "auto"),
-    ({"model": "tiny-clip"}, "Invalid model='tiny-clip'", "tiny-llava, tiny-qwen2-vl"),
+    ({"model": "tiny-clip"}, "Invalid model='tiny-clip'", "tiny-llava-next, tiny-qwen2-vl"),
 ]
 
 

@@ -225,7 +225,13 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
     _sd("tiny-clip", "tiny:clip", kind="clip", description="Tiny random-weight CLIP."),
     _sd("tiny-siglip", "tiny:siglip", kind="siglip", description="Tiny random-weight SigLIP."),
     _sd("tiny-qwen2-vl", "tiny:qwen2-vl", kind="vlm", family="qwen2-vl", description="Tiny random-weight Qwen2-VL."),
+    _sd("tiny-qwen2.5-vl", "tiny:qwen2.5-vl", kind="vlm", family="qwen2.5-vl",
+        description="Tiny random-weight Qwen2.5-VL (the default VLM's family)."),
     _sd("tiny-llava", "tiny:llava", kind="vlm", family="llava", description="Tiny random-weight LLaVA 1.5."),
+    _sd("tiny-llava-next", "tiny:llava-next", kind="vlm", family="llava-next",
+        description="Tiny random-weight LLaVA-NeXT (dynamic high resolution)."),
+    _sd("tiny-idefics3", "tiny:idefics3", kind="vlm", family="idefics3",
+        description="Tiny random-weight Idefics3 (SmolVLM's architecture)."),
 )
 
 #: Default-profile generator chosen by accelerator memory (GiB), best first.

@@ -25,6 +25,9 @@ _DEFAULTS = {"rewrite": "qwen2.5-1.5b-instruct", "preprocess": "depth-anything-v
              "classify": "clip-vit-large", "answer": "qwen2.5-vl-3b"}
 
 
+#: What each task is, in the words of error messages.
+_TASK_NAMES = {"generate": "image generation", "rewrite": "prompt rewriting", "preprocess": "control maps",
+               "classify": "classification", "answer": "questions about images"}
 _DEFAULT_REWRITE_MODELS = {"openai": openai.DEFAULT_REWRITE_MODEL, "gemini": gemini.DEFAULT_REWRITE_MODEL}
 _EXAMPLES = {"openai": "openai:gpt-image-1", "gemini": "gemini:gemini-2.5-flash-image",
              "openai-compatible": "openai-compatible:qwen2.5-vl-7b"}
@@ -104,7 +107,8 @@ class Router:
             )
         if spec.task != task:
             choices = ", ".join(sorted(a for a, s in catalog.items() if s.task == task))
-            raise InvalidArgument(argument, model, f"is a {spec.task} model, not a {task} model", f"Use one of: {choices}.")
+            raise InvalidArgument(argument, model, f"is a model for {_TASK_NAMES[spec.task]}, not for {_TASK_NAMES[task]}",
+                                  f"Use one of: {choices}.")
         return spec
 
     async def default_generator_alias(self) -> str:

@@ -559,17 +559,89 @@ def build_llava(path: Path) -> None:
     processor.save_pretrained(path)
 
 
+def build_llava_next(path: Path) -> None:
+    """LLaVA-NeXT (1.6): LLaVA with dynamic high resolution (the image tiled on a grid of pinpoints)."""
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessorPil,
+        LlavaNextProcessor,
+        Qwen2Config,
+    )
+
+    _seeded()
+    tokenizer = _vlm_tokenizer(["<image>"])
+    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                  num_hidden_layers=2, image_size=32, patch_size=8, projection_dim=32)
+    pinpoints = [[32, 64], [64, 32], [64, 64]]
+    config = LlavaNextConfig(
+        vision_config=vision, text_config=_text_config(tokenizer, Qwen2Config).to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default", vision_feature_layer=-2, image_grid_pinpoints=pinpoints,
+    )
+    _finish_vlm(LlavaNextForConditionalGeneration(config), tokenizer, path)
+    processor = LlavaNextProcessor(
+        image_processor=LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                                   image_grid_pinpoints=pinpoints),
+        tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=_VLM_TEMPLATE.replace("{{ IMAGE }}", "<image>"),
+    )
+    processor.save_pretrained(path)
+
+
+def build_idefics3(path: Path) -> None:
+    """Idefics3 (SmolVLM): SigLIP-style vision encoder, pixel shuffle, image split into tiles plus a global view."""
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil
+    from transformers import Idefics3Processor, LlamaConfig
+
+    _seeded()
+    tokenizer = _vlm_tokenizer(["<image>", "<fake_token_around_image>", "<global-img>"])
+    text = _text_config(tokenizer, LlamaConfig).to_dict()
+    config = Idefics3Config(
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+        text_config=text, scale_factor=2, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        pad_token_id=text["pad_token_id"],
+    )
+    _finish_vlm(Idefics3ForConditionalGeneration(config), tokenizer, path)
+    processor = Idefics3Processor(
+        image_processor=Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32},
+                                                  do_image_splitting=True),
+        tokenizer=tokenizer, image_seq_len=4,  # (32 / 8)^2 patches, pixel-shuffled by 2x2
+        chat_template=_VLM_TEMPLATE.replace("{{ IMAGE }}", "<image>"),
+    )
+    processor.save_pretrained(path)
+
+
 def build_qwen2_vl(path: Path) -> None:
     """Qwen2-VL: ViT with 2x2 patch merging and M-RoPE; images as <|vision_start|><|image_pad|>...<|vision_end|>."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
     from pixelmcp.engine.vision import ImageOnlyQwen2VLProcessor
+
+    _build_qwen_vl(path, Qwen2VLConfig, Qwen2VLForConditionalGeneration, ImageOnlyQwen2VLProcessor,
+                   dict(depth=2, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2))
+
+
+def build_qwen2_5_vl(path: Path) -> None:
+    """Qwen2.5-VL (the default VLM's family): windowed attention in the ViT, full attention in some blocks."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from pixelmcp.engine.vision import ImageOnlyQwen2_5_VLProcessor
+
+    _build_qwen_vl(path, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, ImageOnlyQwen2_5_VLProcessor,
+                   dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=32,
+                        window_size=56, fullatt_block_indexes=[1]))
+
+
+def _build_qwen_vl(path: Path, config_class, model_class, processor_class, vision: dict) -> None:
+    from transformers import Qwen2VLImageProcessorPil
 
     _seeded()
     specials = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
     tokenizer = _vlm_tokenizer(specials)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in specials}
-    config = Qwen2VLConfig(
+    config = config_class(
         text_config=dict(
             vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
@@ -578,19 +650,24 @@ def build_qwen2_vl(path: Path) -> None:
             eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
             pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         ),
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2, patch_size=14,
-                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        vision_config=dict(**vision, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )
-    _finish_vlm(Qwen2VLForConditionalGeneration(config), tokenizer, path)
+    _finish_vlm(model_class(config), tokenizer, path)
     image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14,
                                                merge_size=2, temporal_patch_size=2)
-    processor = ImageOnlyQwen2VLProcessor(
+    processor = processor_class(
         image_processor=image_processor, tokenizer=tokenizer,
         chat_template=_VLM_TEMPLATE.replace("{{ IMAGE }}", "<|vision_start|><|image_pad|><|vision_end|>"),
     )
     processor.save_pretrained(path)
+    # The published repos name the library's processor class; pixelmcp's image-only subclass reads them as is.
+    published = processor_class.__mro__[1].__name__
+    for name in ("processor_config.json", "tokenizer_config.json"):
+        file = path / name
+        if file.is_file():
+            file.write_text(file.read_text().replace(f'"{processor_class.__name__}"', f'"{published}"'))
 
 
 BUILDERS: dict[str, Callable[[Path], None]] = {
@@ -604,6 +681,9 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "siglip": build_siglip,
     "llava": build_llava,
     "qwen2-vl": build_qwen2_vl,
+    "qwen2.5-vl": build_qwen2_5_vl,
+    "llava-next": build_llava_next,
+    "idefics3": build_idefics3,
     "sd15-ip-adapter": lambda p: _build_ip_adapter(p, sd15_unet, "models", "ip-adapter_sd15.safetensors"),
     "sdxl-ip-adapter": lambda p: _build_ip_adapter(p, sdxl_unet, "sdxl_models", "ip-adapter_sdxl.safetensors"),
 }
