@@ -15,12 +15,14 @@ from pixelmcp.errors import ModelLoadError
 
 pytestmark = pytest.mark.anyio
 
+PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ"
+         "/pLvAAAAAElFTkSuQmCC")
+
 
 async def test_siglip_loads_with_the_tokenizer_class_its_repos_name(server, settings):
     async with Client(server) as client:
-        data = ok(await client.call_tool("classify_image", {
-            "image": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC",
-            "labels": ["a cat", "a dog"], "model": "tiny-siglip"}))
+        data = ok(await client.call_tool("classify_image", {"image": PIXEL, "labels": ["a cat", "a dog"],
+                                                            "model": "tiny-siglip"}))
     assert data["scoring"] == "sigmoid"
     folder = settings.tiny_dir / f"v{TINY_VERSION}" / "siglip"
     config = json.loads((folder / "tokenizer_config.json").read_text())

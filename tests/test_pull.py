@@ -27,7 +27,8 @@ def controlnet(fp32: int, *, fp16: bool = True, bins_only: bool = False) -> dict
         return {**files, "diffusion_pytorch_model.bin": fp32}
     files.update({"diffusion_pytorch_model.safetensors": fp32, "diffusion_pytorch_model.bin": fp32})
     if fp16:
-        files.update({"diffusion_pytorch_model.fp16.safetensors": fp32 // 2, "diffusion_pytorch_model.fp16.bin": fp32 // 2})
+        files.update({"diffusion_pytorch_model.fp16.safetensors": fp32 // 2,
+                      "diffusion_pytorch_model.fp16.bin": fp32 // 2})
     return files
 
 

@@ -107,8 +107,8 @@ class Router:
             )
         if spec.task != task:
             choices = ", ".join(sorted(a for a, s in catalog.items() if s.task == task))
-            raise InvalidArgument(argument, model, f"is a model for {_TASK_NAMES[spec.task]}, not for {_TASK_NAMES[task]}",
-                                  f"Use one of: {choices}.")
+            problem = f"is a model for {_TASK_NAMES[spec.task]}, not for {_TASK_NAMES[task]}"
+            raise InvalidArgument(argument, model, problem, f"Use one of: {choices}.")
         return spec
 
     async def default_generator_alias(self) -> str:

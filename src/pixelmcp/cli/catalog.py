@@ -182,9 +182,9 @@ def _pull_one(spec, pool, settings, *, dry_run: bool) -> tuple[bool, int]:
         return False, 0
     except (LocalEntryNotFoundError, NotDownloaded, *UNREACHABLE):
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
-        print(f"{alias}: the hub cannot be reached for {source}{offline}. Check the network or proxy (HTTPS_PROXY), or copy the "
-              f"model folder here and point [models.{alias.split('+')[0]}] source at it. Downloads resume where "
-              "they stopped.")
+        print(f"{alias}: the hub cannot be reached for {source}{offline}. Check the network or proxy (HTTPS_PROXY), "
+              f"or copy the model folder here and point [models.{alias.split('+')[0]}] source at it. Downloads "
+              "resume where they stopped.")
         return False, 0
     except (HfHubHTTPError, OSError) as e:
         print(f"{alias}: download of {source} failed: {e}. Run the same command again to resume.")

@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -541,22 +542,30 @@ def build_llava(path: Path) -> None:
         Qwen2Config,
     )
 
+    tokenizer, common = _llava_parts(Qwen2Config)
+    _finish_vlm(LlavaForConditionalGeneration(LlavaConfig(**common)), tokenizer, path)
+    LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tokenizer, **_LLAVA_PROCESSOR,
+    ).save_pretrained(path)
+
+
+#: Processor settings shared by the tiny LLaVA and LLaVA-NeXT (CLIP tower with 8 px patches plus a CLS token).
+_LLAVA_PROCESSOR = dict(patch_size=8, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                        chat_template=_VLM_TEMPLATE.replace("{{ IMAGE }}", "<image>"))
+
+
+def _llava_parts(text_config_class) -> tuple[Any, dict]:
+    """The tokenizer and the config arguments LLaVA and LLaVA-NeXT share: a CLIP vision tower and a small LM."""
     _seeded()
     tokenizer = _vlm_tokenizer(["<image>"])
     vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=37, num_attention_heads=4,
                   num_hidden_layers=2, image_size=32, patch_size=8, projection_dim=32)
-    config = LlavaConfig(
-        vision_config=vision, text_config=_text_config(tokenizer, Qwen2Config).to_dict(),
+    return tokenizer, dict(
+        vision_config=vision, text_config=_text_config(tokenizer, text_config_class).to_dict(),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="default", vision_feature_layer=-2,
     )
-    _finish_vlm(LlavaForConditionalGeneration(config), tokenizer, path)
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-        tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
-        num_additional_image_tokens=1, chat_template=_VLM_TEMPLATE.replace("{{ IMAGE }}", "<image>"),
-    )
-    processor.save_pretrained(path)
 
 
 def build_llava_next(path: Path) -> None:
@@ -569,30 +578,26 @@ def build_llava_next(path: Path) -> None:
         Qwen2Config,
     )
 
-    _seeded()
-    tokenizer = _vlm_tokenizer(["<image>"])
-    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=37, num_attention_heads=4,
-                  num_hidden_layers=2, image_size=32, patch_size=8, projection_dim=32)
+    tokenizer, common = _llava_parts(Qwen2Config)
     pinpoints = [[32, 64], [64, 32], [64, 64]]
-    config = LlavaNextConfig(
-        vision_config=vision, text_config=_text_config(tokenizer, Qwen2Config).to_dict(),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default", vision_feature_layer=-2, image_grid_pinpoints=pinpoints,
-    )
-    _finish_vlm(LlavaNextForConditionalGeneration(config), tokenizer, path)
-    processor = LlavaNextProcessor(
+    _finish_vlm(LlavaNextForConditionalGeneration(LlavaNextConfig(**common, image_grid_pinpoints=pinpoints)),
+                tokenizer, path)
+    LlavaNextProcessor(
         image_processor=LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
                                                    image_grid_pinpoints=pinpoints),
-        tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
-        num_additional_image_tokens=1, chat_template=_VLM_TEMPLATE.replace("{{ IMAGE }}", "<image>"),
-    )
-    processor.save_pretrained(path)
+        tokenizer=tokenizer, **_LLAVA_PROCESSOR,
+    ).save_pretrained(path)
 
 
 def build_idefics3(path: Path) -> None:
     """Idefics3 (SmolVLM): SigLIP-style vision encoder, pixel shuffle, image split into tiles plus a global view."""
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil
-    from transformers import Idefics3Processor, LlamaConfig
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+        LlamaConfig,
+    )
 
     _seeded()
     tokenizer = _vlm_tokenizer(["<image>", "<fake_token_around_image>", "<global-img>"])
