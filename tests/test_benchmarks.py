@@ -20,3 +20,13 @@ def test_gpu_benchmark_runs_at_tiny_size_on_cpu():
     assert [line.split("|")[1].strip() for line in lines[3:6]] == ["sd15", "sdxl", "flux-schnell"]
     assert lines[-1].startswith("median ratio pixelmcp/plain: ")
     float(lines[-1].rsplit(" ", 1)[1])
+
+
+def test_encode_benchmark_runs_and_prints_its_ratios(tmp_path):
+    script = SCRIPT.with_name("bench_encode.py")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXELMCP_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, str(script), "2", "128"], capture_output=True, text=True, timeout=300,
+                         env=env, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("per-image time before/now ") and "stall before/now" in last

@@ -153,3 +153,20 @@ def test_preview_respects_size_and_byte_budget():
     assert max(preview.size) <= 1024 and len(data) <= 60_000
     jpeg, mime = encode_preview(gradient(), max_side=16, max_bytes=60_000, fmt="jpeg")
     assert mime == "image/jpeg" and Image.open(io.BytesIO(jpeg)).size == (16, 8)
+
+
+def test_a_preview_takes_one_encode_when_it_fits_and_two_when_it_must_shrink(monkeypatch):
+    saves = []
+    real_save = Image.Image.save
+
+    def counting_save(self, *args, **kwargs):
+        saves.append(self.size)
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", counting_save)
+    encode_preview(gradient((1024, 1024)), max_side=1024, max_bytes=600_000)
+    assert len(saves) == 1
+    saves.clear()
+    noise = Image.frombytes("RGB", (1024, 1024), os.urandom(1024 * 1024 * 3))
+    data, _ = encode_preview(noise, max_side=1024, max_bytes=100_000)
+    assert len(data) <= 100_000 and len(saves) <= 3  # one at full size, then at the size its bytes predict

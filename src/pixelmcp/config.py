@@ -339,6 +339,11 @@ class Settings(BaseSettings):
         600_000, ge=16_000, description="byte budget for all inline previews of one result (base64 adds 1/3)"
     )
     preview_format: Literal["webp", "jpeg"] = "webp"
+    png_compress_level: int = Field(
+        1, ge=0, le=9,
+        description="zlib level of stored PNGs (lossless at every level): 1 encodes a 1024 px image in ~0.09 s, "
+                    "6 (Pillow's default) in ~0.2 s for files ~10-15% smaller",
+    )
     max_input_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest encoded input image")
     max_input_pixels: int = Field(40_000_000, ge=1024, description="largest decoded input image (w*h)")
     memory_budget_mb: float | None = Field(

@@ -40,7 +40,7 @@ image on local models."""
 def build_server(settings: Settings) -> MCPServer:
     """The pixelmcp MCP server for `settings` (nothing is loaded until a tool needs it)."""
 
-    store = ImageStore(settings.output_dir)
+    store = ImageStore(settings.output_dir, settings.png_compress_level)
     pool = ModelPool(settings)
     state = AppState(settings=settings, store=store, pool=pool, router=Router(settings, pool))
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import os
 import re
 import stat
@@ -287,19 +288,26 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def encode_preview(image: Image.Image, *, max_side: int, max_bytes: int, fmt: str = "webp") -> tuple[bytes, str]:
     """Encode a display copy within `max_side` px and `max_bytes`; returns (bytes, mime type).
 
-    Quality steps down first, then the size, until the budget holds.
+    Usually one encode: quality 85 at the size limit (WebP with its fastest method: ~15 ms for
+    1024 px, files ~5% larger than the default method). A result over the byte budget is encoded
+    once more at the size its bytes predict (bytes grow with the area), which nearly always fits;
+    only then does the size keep stepping down.
     """
     preview = image.convert("RGB")
     if max(preview.size) > max_side:
         preview.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    pil_format, mime = ("WEBP", "image/webp") if fmt == "webp" else ("JPEG", "image/jpeg")
-    while True:
-        for quality in (85, 70, 55, 40):
-            buffer = io.BytesIO()
-            preview.save(buffer, format=pil_format, quality=quality)
-            if buffer.tell() <= max_bytes:
-                return buffer.getvalue(), mime
-        if max(preview.size) <= 64:
-            return buffer.getvalue(), mime  # cannot shrink further; a 64 px preview is tiny anyway
-        preview = preview.resize((max(1, preview.width * 3 // 4), max(1, preview.height * 3 // 4)),
-                                 Image.Resampling.LANCZOS)
+    pil_format, mime, options = (("WEBP", "image/webp", {"method": 0}) if fmt == "webp"
+                                 else ("JPEG", "image/jpeg", {}))
+
+    def encode(picture: Image.Image, quality: int) -> bytes:
+        buffer = io.BytesIO()
+        picture.save(buffer, format=pil_format, quality=quality, **options)
+        return buffer.getvalue()
+
+    data = encode(preview, 85)
+    while len(data) > max_bytes and max(preview.size) > 64:
+        scale = min(0.9, 0.9 * math.sqrt(max_bytes / len(data)))
+        size = (max(1, int(preview.width * scale)), max(1, int(preview.height * scale)))
+        preview = preview.resize(size, Image.Resampling.LANCZOS)
+        data = encode(preview, 80)
+    return data, mime  # (a preview of 64 px or less is small whatever its quality)

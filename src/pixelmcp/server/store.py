@@ -114,8 +114,9 @@ class ImageStore:
     read images keep working) and every write reports why, naming the folder.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, png_compress_level: int = 1):
         self.root = Path(root).expanduser().resolve()
+        self.png_compress_level = png_compress_level
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -202,7 +203,8 @@ class ImageStore:
         json_path = self.root / f"{image_id}.json"
         written: list[Path] = []
         try:
-            png_tmp = self._write_temporary(lambda f: image.save(f, format="PNG", pnginfo=info), written)
+            png_tmp = self._write_temporary(
+                lambda f: image.save(f, format="PNG", pnginfo=info, compress_level=self.png_compress_level), written)
             json_tmp = self._write_temporary(lambda f: f.write(sidecar), written)
             os.replace(png_tmp, png_path)
             written[0] = png_path

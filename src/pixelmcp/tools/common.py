@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Resolve, Sample
 from mcp_types import CallToolResult, CreateMessageResult, TextContent
@@ -303,9 +304,11 @@ def result_fields(args: GenerationArgs, rewrite: RewriteOutcome, batch: ImageBat
     )
 
 
-def answer(app: AppState, result: GenerateImageResult, records: list[StoredImage], batch: ImageBatch,
-           extra_lines: list[str] = ()) -> CallToolResult:
-    """Previews and links for the client, a short summary for the model, structured content for programs."""
+async def answer(app: AppState, result: GenerateImageResult, records: list[StoredImage], batch: ImageBatch,
+                 extra_lines: list[str] = ()) -> CallToolResult:
+    """Previews and links for the client, a short summary for the model, structured content for programs.
+
+    The previews are encoded in a worker thread: the event loop keeps serving other clients meanwhile."""
     made = [f"{result.width}x{result.height}"]
     if result.steps is not None:
         made.append(f"{result.steps} steps")
@@ -324,7 +327,8 @@ def answer(app: AppState, result: GenerateImageResult, records: list[StoredImage
         lines.append(f"Note: {result.rewrite_note}")
     if result.rewrite_error:
         lines.append(f"Prompt not rewritten: {result.rewrite_error}")
+    blocks = await anyio.to_thread.run_sync(image_blocks, records, batch.images, app.settings)
     return CallToolResult(
-        content=[*image_blocks(records, batch.images, app.settings), TextContent(type="text", text="\n".join(lines))],
+        content=[*blocks, TextContent(type="text", text="\n".join(lines))],
         structured_content=result.model_dump(mode="json"),
     )

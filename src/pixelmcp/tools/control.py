@@ -124,17 +124,20 @@ async def controlnet_generate(
     )
     batch = await generator.generate(spec, args.request(rewritten, control=control), progress)
 
-    # 3. Store the control map and the images; answer.
-    control_map = _store_reference(app, batch.control_map, "control map", control_type=control_type)
-    records = store_images(app, "controlnet_generate", args, rewritten, batch, dict(
-        control_type=control_type, preprocess=preprocess, conditioning_scale=conditioning_scale,
-        low_threshold=low_threshold, high_threshold=high_threshold, control_map=control_map.uri,
-    ))
+    # 3. Store the control map and the images (in a worker thread: encoding must not stall the event loop).
+    def store() -> tuple[StoredImage, list[StoredImage]]:
+        stored_map = _store_reference(app, batch.control_map, "control map", control_type=control_type)
+        return stored_map, store_images(app, "controlnet_generate", args, rewritten, batch, dict(
+            control_type=control_type, preprocess=preprocess, conditioning_scale=conditioning_scale,
+            low_threshold=low_threshold, high_threshold=high_threshold, control_map=stored_map.uri,
+        ))
+
+    control_map, records = await anyio.to_thread.run_sync(store)
     result = ControlNetResult(
         **result_fields(args, rewritten, batch, records, started), control_type=control_type,
         conditioning_scale=conditioning_scale, preprocess=preprocess, control_map=stored_ref(control_map),
     )
-    return _with_links(answer(app, result, records, batch, [f"Control map ({control_type}): {control_map.uri}"]),
+    return _with_links(await answer(app, result, records, batch, [f"Control map ({control_type}): {control_map.uri}"]),
                        [(control_map, f"{control_type} control map")])
 
 
@@ -210,16 +213,20 @@ async def style_transfer(
                                  conditioning_scale=1.0)
     batch = await generator.generate(spec, args.request(rewritten, control=control, style=style), progress)
 
-    # 3. Store the reference (and control map) with the images; answer.
-    style_record = _reference_record(app, style_image, reference, "style reference")
-    structure_record = _reference_record(app, image, structure, "structure image") if structure else None
-    control_map = (_store_reference(app, batch.control_map, "control map", control_type="canny")
-                   if batch.control_map is not None else None)
-    records = store_images(app, "style_transfer", args, rewritten, batch, dict(
-        mode=mode, scale=scale, style_image=style_record.uri,
-        structure_image=structure_record.uri if structure_record else None,
-        control_map=control_map.uri if control_map else None,
-    ))
+    # 3. Store the reference (and control map) with the images, in a worker thread; answer.
+    def store() -> tuple[StoredImage, StoredImage | None, StoredImage | None, list[StoredImage]]:
+        style_stored = _reference_record(app, style_image, reference, "style reference")
+        structure_stored = _reference_record(app, image, structure, "structure image") if structure else None
+        map_stored = (_store_reference(app, batch.control_map, "control map", control_type="canny")
+                      if batch.control_map is not None else None)
+        stored = store_images(app, "style_transfer", args, rewritten, batch, dict(
+            mode=mode, scale=scale, style_image=style_stored.uri,
+            structure_image=structure_stored.uri if structure_stored else None,
+            control_map=map_stored.uri if map_stored else None,
+        ))
+        return style_stored, structure_stored, map_stored, stored
+
+    style_record, structure_record, control_map, records = await anyio.to_thread.run_sync(store)
     result = StyleTransferResult(
         **result_fields(args, rewritten, batch, records, started), mode=mode, scale=scale,
         style_image=stored_ref(style_record), control_map=stored_ref(control_map) if control_map else None,
@@ -229,7 +236,7 @@ async def style_transfer(
     lines = [f"Style reference: {style_record.uri} (mode {mode}" + (f", scale {scale})" if scale is not None else ")")]
     if control_map:
         lines.append(f"Control map (canny): {control_map.uri}")
-    return _with_links(answer(app, result, records, batch, lines), links)
+    return _with_links(await answer(app, result, records, batch, lines), links)
 
 
 # --------------------------------------------------------------------------- checks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Resolve, Sample
 from mcp_types import CallToolResult, CreateMessageResult
@@ -93,10 +94,10 @@ async def generate_image(
     # 3. Generate.
     batch = await generator.generate(spec, args.request(rewritten), progress)
 
-    # 4. Store and answer.
-    records = store_images(app, "generate_image", args, rewritten, batch, {})
+    # 4. Store and answer (encoding runs in worker threads, never on the event loop).
+    records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", args, rewritten, batch, {}))
     result = GenerateImageResult(**result_fields(args, rewritten, batch, records, started))
-    return answer(app, result, records, batch)
+    return await answer(app, result, records, batch)
 
 
 async def rewrite_prompt(
