@@ -97,7 +97,8 @@ async def main(count: int, side: int) -> None:
 
     images = [photo_like(side, seed) for seed in range(count)]
     settings = load_settings(profile="tiny", output_dir=tempfile.mkdtemp(), log_level="WARNING",
-                             models={"bench": {"source": "tiny:sd15", "kind": "sd15", "max_side": 2048}})
+                             models={"bench": {"source": "tiny:sd15", "kind": "sd15", "min_side": 64,
+                                                 "max_side": 2048}})
     store = ImageStore(settings.output_dir, settings.png_compress_level)
     pool = ModelPool(settings)
     app = AppState(settings=settings, store=store, pool=pool, router=Router(settings, pool))
