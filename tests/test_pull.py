@@ -289,3 +289,11 @@ def test_every_default_alias_plans_exactly_the_weights_its_loaders_read(hub, pix
         assert weights == expected, repo
         assert not any(name.endswith((".onnx", ".onnx_data", ".msgpack", ".h5")) for name in files), repo
     assert float(out.stdout.splitlines()[-1].split()[1]) > 0
+
+
+def test_large_tokenizers_are_fetched_and_large_sample_media_are_not():
+    from pixelmcp.engine import weights
+
+    found = weights.plan({"model.safetensors": 5 * GB, "tokenizer.json": 33 * MB, "demo.png": 25 * MB,
+                          "small.png": 1 * MB, "onnx/model.onnx": 1 * GB, "model.gguf": 4 * GB, "config.json": 900})
+    assert set(found.files) == {"model.safetensors", "tokenizer.json", "small.png", "config.json"}

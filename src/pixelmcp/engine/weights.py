@@ -13,8 +13,8 @@ the top level of a transformers / single diffusers model):
 2. the variant's files (e.g. `*.fp16.safetensors`) when a variant is asked for and present,
    otherwise the plain ones;
 3. safetensors over a `.bin` twin.
-Everything else a loader reads (configs, tokenizers, processors, chat templates) is small; it
-is fetched too, while other heavy files (exports, checkpoints, archives) are not.
+Everything else a loader may read (configs, tokenizers, processors, chat templates) is fetched
+too, while other heavy files (exports, checkpoints, archives, large sample media) are not.
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ _NEVER = (".ckpt", ".onnx", ".onnx_data", ".msgpack", ".h5", ".pb", ".tflite", "
           ".npz", ".zip", ".tar", ".gz", ".mp4")
 #: Pipeline components pixelmcp never loads (the SD 1.5 safety checker is passed as None).
 SKIPPED_COMPONENTS = frozenset({"safety_checker"})
-#: Non-weight files above this size are not fetched (sample images and documents stay small).
-SMALL_FILE_BYTES = 20 * 2**20
+#: Sample images, documents and videos above this size are not fetched (a loader never reads them). Every
+#: other non-weight file is: tokenizers can be large (some tokenizer.json files pass 30 MB).
+MEDIA_LIMIT_BYTES = 20 * 2**20
+_MEDIA = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".pdf", ".mov", ".avi", ".mkv")
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,10 @@ def plan(names: dict[str, int | None], *, model_index: dict | None = None, prefe
     if paths is not None:
         weights += [n for n in paths if n in names]
     inside = (lambda n: any(n == p or n.startswith(p.rstrip("/") + "/") for p in paths)) if paths else (lambda n: True)
-    small = [n for n, size in names.items()
-             if inside(n) and not n.endswith(WEIGHT_SUFFIXES) and not n.endswith(_NEVER) and not n.startswith(".")
-             and "/onnx/" not in f"/{n}" and (size is None or size <= SMALL_FILE_BYTES)]
-    return Plan(tuple(sorted(set(weights))), tuple(sorted(set(weights) | set(small))), variant)
+    others = [n for n, size in names.items()
+              if inside(n) and not n.endswith(WEIGHT_SUFFIXES) and not n.endswith(_NEVER) and not n.startswith(".")
+              and "/onnx/" not in f"/{n}" and not (n.lower().endswith(_MEDIA) and (size or 0) > MEDIA_LIMIT_BYTES)]
+    return Plan(tuple(sorted(set(weights))), tuple(sorted(set(weights) | set(others))), variant)
 
 
 def _folders(names: Iterable[str], model_index: dict | None, paths: tuple[str, ...] | None) -> list[str]:
