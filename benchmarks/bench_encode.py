@@ -116,7 +116,8 @@ async def main(count: int, side: int) -> None:
             base64.b64encode(previous_preview(image, settings.preview_max_side, per_image_bytes))
 
     async def now() -> None:
-        records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", args, rewrite, batch, {}))
+        records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", args, rewrite, batch, {}),
+                                                 limiter=app.encoders)
         result = GenerateImageResult(**result_fields(args, rewrite, batch, records, time.perf_counter()))
         await answer(app, result, records, batch)
 

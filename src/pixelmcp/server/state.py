@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from typing import Any
 
+import anyio
 from mcp.server.mcpserver import Context
 
 from pixelmcp.config import Settings
@@ -19,6 +22,15 @@ class AppState:
     store: ImageStore
     pool: ModelPool
     router: Router
+    _encoders: Any = field(default=None, repr=False)
+
+    @property
+    def encoders(self) -> anyio.CapacityLimiter:
+        """The worker threads that may encode results (PNGs, previews) at once: encoding is CPU-bound, so more
+        threads than cores would not finish sooner, and the thread count stays bounded under load."""
+        if self._encoders is None:  # created on first use, inside the server's event loop
+            self._encoders = anyio.CapacityLimiter(max(1, min(4, os.cpu_count() or 1)))
+        return self._encoders
 
     @property
     def input_limits(self) -> InputLimits:

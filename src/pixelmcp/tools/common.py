@@ -327,7 +327,7 @@ async def answer(app: AppState, result: GenerateImageResult, records: list[Store
         lines.append(f"Note: {result.rewrite_note}")
     if result.rewrite_error:
         lines.append(f"Prompt not rewritten: {result.rewrite_error}")
-    blocks = await anyio.to_thread.run_sync(image_blocks, records, batch.images, app.settings)
+    blocks = await anyio.to_thread.run_sync(image_blocks, records, batch.images, app.settings, limiter=app.encoders)
     return CallToolResult(
         content=[*blocks, TextContent(type="text", text="\n".join(lines))],
         structured_content=result.model_dump(mode="json"),

@@ -132,7 +132,7 @@ async def controlnet_generate(
             low_threshold=low_threshold, high_threshold=high_threshold, control_map=stored_map.uri,
         ))
 
-    control_map, records = await anyio.to_thread.run_sync(store)
+    control_map, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
     result = ControlNetResult(
         **result_fields(args, rewritten, batch, records, started), control_type=control_type,
         conditioning_scale=conditioning_scale, preprocess=preprocess, control_map=stored_ref(control_map),
@@ -226,7 +226,7 @@ async def style_transfer(
         ))
         return style_stored, structure_stored, map_stored, stored
 
-    style_record, structure_record, control_map, records = await anyio.to_thread.run_sync(store)
+    style_record, structure_record, control_map, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
     result = StyleTransferResult(
         **result_fields(args, rewritten, batch, records, started), mode=mode, scale=scale,
         style_image=stored_ref(style_record), control_map=stored_ref(control_map) if control_map else None,

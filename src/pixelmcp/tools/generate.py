@@ -95,7 +95,8 @@ async def generate_image(
     batch = await generator.generate(spec, args.request(rewritten), progress)
 
     # 4. Store and answer (encoding runs in worker threads, never on the event loop).
-    records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", args, rewritten, batch, {}))
+    records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", args, rewritten, batch, {}),
+                                             limiter=app.encoders)
     result = GenerateImageResult(**result_fields(args, rewritten, batch, records, started))
     return await answer(app, result, records, batch)
 
