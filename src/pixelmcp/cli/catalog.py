@@ -25,14 +25,6 @@ def add_commands(sub) -> None:
     pull.set_defaults(run=_pull)
 
 
-def sources(spec) -> list[tuple[str, str | None]]:
-    """(repo or folder, subfolder) of everything `spec` loads: itself, ControlNets, IP-Adapter."""
-    found = [(spec.source, None)] + [(source, None) for source in spec.controlnets.values()]
-    if spec.ip_adapter is not None:
-        found.append((spec.ip_adapter.source, spec.ip_adapter.subfolder))
-    return found
-
-
 def pulled_specs(spec, pool) -> list:
     """Every entry a model's tools load, as the server would load it: the model, its ControlNets and
     IP-Adapter, the depth estimator when it has a depth ControlNet, CLIP for a VLM (compare_images)."""

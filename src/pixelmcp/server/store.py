@@ -12,6 +12,7 @@ the folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -111,17 +112,14 @@ class ImageStore:
     """Stores images under `root` and finds them again by id.
 
     The folder is created if needed; when it cannot be, the store still opens (the tools that only
-    read images keep working) and every write reports why, naming the folder.
+    read images keep working) and `check_writable` and every write report why, naming the folder.
     """
 
     def __init__(self, root: Path, png_compress_level: int = 1):
         self.root = Path(root).expanduser().resolve()
         self.png_compress_level = png_compress_level
-        try:
+        with contextlib.suppress(OSError):  # reported by check_writable (the server runs it at start)
             self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            logger.error("cannot create the output folder %s (%s); image tools will fail until it exists",
-                         self.root, e.strerror or e)
 
     # ------------------------------------------------------------------ health
 
