@@ -14,13 +14,17 @@ from pixelmcp.server.app import build_server
 pytestmark = pytest.mark.anyio
 
 
-async def test_corrupt_weights_are_a_clear_error_and_the_next_call_works(make_settings, tiny_cache, tmp_path):
+@pytest.mark.parametrize("damage", ["truncated unet", "garbage unet", "garbage text encoder"])
+async def test_corrupt_weights_are_a_clear_error_and_the_next_call_works(make_settings, tiny_cache, tmp_path, damage):
     import shutil
 
     broken = tmp_path / "broken-sd15"
     shutil.copytree(ensure_built("sd15", tiny_cache / "tiny"), broken)
-    weights = next(broken.glob("unet/*.safetensors"))
-    weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as after an interrupted copy
+    weights = next(broken.glob(f"{'text_encoder' if 'text encoder' in damage else 'unet'}/*.safetensors"))
+    if damage.startswith("truncated"):
+        weights.write_bytes(weights.read_bytes()[:1000])  # as after an interrupted copy
+    else:
+        weights.write_bytes(b"<html>an error page saved in place of the weights</html>")
     settings = make_settings(models={"tiny-sd15": {"source": str(broken)}})
     async with Client(build_server(settings)) as client:
         message = error_text(await client.call_tool("generate_image", {"prompt": "a", "rewrite": False}))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from safetensors import SafetensorError
 
 from pixelmcp.config import ModelSpec
 from pixelmcp.engine.hub import Fetched, fetch
@@ -28,7 +29,8 @@ def loading(spec: ModelSpec, source: str, dtype: Any = None, *,
         yield fetch(source, preferred_variant=wanted_variant(spec.variant, dtype_bytes), paths=paths)
     except ImportError as e:
         raise ModelLoadError(import_advice(spec, e)) from e
-    except (OSError, ValueError, RuntimeError, httpx2.HTTPError) as e:
+    except (OSError, ValueError, RuntimeError, httpx2.HTTPError, SafetensorError) as e:
+        # (transformers lets a damaged .safetensors header through as safetensors' own error type)
         raise ModelLoadError(load_advice(spec, source, e)) from e
 
 
