@@ -80,20 +80,15 @@ async def measure(run) -> tuple[float, float]:
 
 
 async def main(count: int, side: int) -> None:
-    from pixelmcp.backends import ImageBatch
+    from pixelmcp.backends import GeneratedImages
     from pixelmcp.config import load_settings
     from pixelmcp.engine.pool import ModelPool
+    from pixelmcp.media.store import ImageStore
     from pixelmcp.router import Router
-    from pixelmcp.server.state import AppState
-    from pixelmcp.server.store import ImageStore
-    from pixelmcp.tools.common import (
-        GenerateImageResult,
-        RewriteOutcome,
-        answer,
-        check_generation_args,
-        result_fields,
-        store_images,
-    )
+    from pixelmcp.tools.arguments import check_image_request
+    from pixelmcp.tools.results import GenerateImageResult, result_fields, store_images, tool_result
+    from pixelmcp.tools.rewriting import RewriteOutcome
+    from pixelmcp.tools.state import AppState
 
     images = [photo_like(side, seed) for seed in range(count)]
     settings = load_settings(profile="tiny", output_dir=tempfile.mkdtemp(), log_level="WARNING",
@@ -102,10 +97,10 @@ async def main(count: int, side: int) -> None:
     store = ImageStore(settings.output_dir, settings.png_compress_level)
     pool = ModelPool(settings)
     app = AppState(settings=settings, store=store, pool=pool, router=Router(settings, pool))
-    args = check_generation_args(app, settings.catalog["bench"], prompt="a photo", negative_prompt=None, width=side,
-                                 height=side, steps=4, guidance_scale=None, seed=1, n=count)
-    batch = ImageBatch(images=images, scheduler="bench", device="cpu",
-                       timings={"queue_s": 0.0, "load_s": 0.0, "run_s": 0.0})
+    request = check_image_request(settings, store, settings.catalog["bench"], prompt="a photo", negative_prompt=None,
+                                  width=side, height=side, steps=4, guidance_scale=None, seed=1, n=count)
+    made = GeneratedImages(images=images, scheduler="bench", device="cpu",
+                           timings={"queue_s": 0.0, "load_s": 0.0, "run_s": 0.0})
     rewrite = RewriteOutcome()
     per_image_bytes = max(settings.preview_max_bytes // count, 8_000)
 
@@ -116,10 +111,10 @@ async def main(count: int, side: int) -> None:
             base64.b64encode(previous_preview(image, settings.preview_max_side, per_image_bytes))
 
     async def now() -> None:
-        records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", args, rewrite, batch, {}),
+        records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", request, made, {}),
                                                  limiter=app.encoders)
-        result = GenerateImageResult(**result_fields(args, rewrite, batch, records, time.perf_counter()))
-        await answer(app, result, records, batch)
+        result = GenerateImageResult(**result_fields(request, rewrite, made, records, time.perf_counter()))
+        await tool_result(app, result, records, made.images)
 
     await measure(now)  # warm up imports and thread pool
     old_s, old_stall = await measure(before)

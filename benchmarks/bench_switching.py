@@ -24,14 +24,15 @@ def main() -> None:
     aliases = {name: folder for name in ("model-a", "model-b", "model-c")}
     os.environ.update(catalog_env(aliases, 128))
     from pixelmcp.config import load_settings
-    from pixelmcp.engine.local import loader_for
+    from pixelmcp.engine.loaders import loader_for
     from pixelmcp.engine.memory import bytes_by_device
-    from pixelmcp.engine.pool import Job, ModelPool
+    from pixelmcp.engine.jobs import Job
+    from pixelmcp.engine.pool import ModelPool
 
     probe = ModelPool(load_settings(output_dir=tempfile.mkdtemp()))
     spec = probe.settings.catalog["model-a"]
     job = Job()
-    size = sum(bytes_by_device(probe.get(spec, loader_for(probe, spec), job)).values())
+    size = sum(bytes_by_device(probe.get(spec, loader_for(probe.settings, spec), job)).values())
     del probe, job
 
     settings = load_settings(output_dir=tempfile.mkdtemp(), memory_budget_mb=2.5 * size / 2**20,
@@ -44,7 +45,7 @@ def main() -> None:
         before = (pool.stats.loads, pool.stats.hits, pool.stats.tier_reloads)
         job = Job()
         started = time.perf_counter()
-        pool.get(spec, loader_for(pool, spec), job)
+        pool.get(spec, loader_for(pool.settings, spec), job)
         elapsed = time.perf_counter() - started
         pool._release_leases(job)
         kind = ("cold" if pool.stats.loads > before[0] else "warm" if pool.stats.hits > before[1] else "tier")

@@ -96,7 +96,8 @@ def main() -> None:
 
     from pixelmcp.config import ModelSpec
     from pixelmcp.engine import diffusion
-    from pixelmcp.engine.pool import Job, pick_device
+    from pixelmcp.engine.devices import pick_device
+    from pixelmcp.engine.jobs import Job
 
     device = pick_device("auto")
     rows = []

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from pixelmcp.errors import InvalidArgument
-from pixelmcp.server.images import InputLimits, encode_preview, load_image
-from pixelmcp.server.store import ImageStore
+from pixelmcp.media.images import InputLimits, encode_preview, load_image
+from pixelmcp.media.store import ImageStore
 
 
 @pytest.fixture

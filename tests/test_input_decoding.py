@@ -22,9 +22,9 @@ from mcp import Client
 from PIL import Image
 
 from pixelmcp.errors import InvalidArgument
-from pixelmcp.server import images
-from pixelmcp.server.images import InputLimits, load_image, read_bounded
-from pixelmcp.server.store import ImageStore
+from pixelmcp.media import images
+from pixelmcp.media.images import InputLimits, load_image, read_bounded
+from pixelmcp.media.store import ImageStore
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,8 @@ from safetensors.torch import save_file
 
 from pixelmcp.config import IPAdapterSpec, ModelSpec
 from pixelmcp.engine import memory, weights
-from pixelmcp.engine.pool import Job, ModelPool
+from pixelmcp.engine.jobs import Job
+from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import ModelLoadError
 
 GB = 10**9

@@ -7,8 +7,9 @@ import threading
 import anyio
 import pytest
 
-from pixelmcp.engine import pool as pool_module
-from pixelmcp.engine.pool import Job, ModelPool
+from pixelmcp.engine import jobs as jobs_module
+from pixelmcp.engine.jobs import Job
+from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import GenerationCancelled
 
 pytestmark = pytest.mark.anyio
@@ -105,7 +106,7 @@ async def test_errors_from_the_worker_reach_the_caller_unwrapped(pool):
 
 
 async def test_heartbeats_report_the_job_status_while_waiting(pool, monkeypatch):
-    monkeypatch.setattr(pool_module, "HEARTBEAT_SECONDS", 0.01)
+    monkeypatch.setattr(jobs_module, "HEARTBEAT_SECONDS", 0.01)
     release = threading.Event()
     statuses: list[str] = []
     heard = anyio.Event()
@@ -114,14 +115,15 @@ async def test_heartbeats_report_the_job_status_while_waiting(pool, monkeypatch)
         job.status = "loading big-model"
         release.wait(timeout=30)
 
-    async def heartbeat(status: str) -> None:
+    async def progress(done: float, total: float | None, status: str | None) -> None:
+        assert (done, total) == (0, None)  # a heartbeat is a phase message, not a step
         statuses.append(status)
         if status == "loading big-model":
             heard.set()  # never set (and the test times out) if heartbeats stop or lose the status
 
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(pool.run, work, heartbeat)
+            tg.start_soon(pool.run, work, progress)
             await heard.wait()
             release.set()
     assert set(statuses) <= {"starting", "running", "loading big-model"}

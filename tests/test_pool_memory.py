@@ -11,8 +11,9 @@ from helpers import assert_same_picture, error_text, ok
 from mcp import Client
 
 from pixelmcp.engine import memory
-from pixelmcp.engine.local import loader_for
-from pixelmcp.engine.pool import Job, ModelPool
+from pixelmcp.engine.loaders import loader_for
+from pixelmcp.engine.jobs import Job
+from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import ModelLoadError, OutOfMemory
 from pixelmcp.server.app import build_server
 
@@ -28,7 +29,7 @@ def sizes(settings) -> dict[str, int]:
     for alias in IMAGE_MODELS:
         spec = settings.catalog[alias]
         job = Job()
-        value = pool.get(spec, loader_for(pool, spec), job)
+        value = pool.get(spec, loader_for(pool.settings, spec), job)
         result[alias] = memory.bytes_by_device(value)["cpu"]
         pool._release_leases(job)
     return result
@@ -37,7 +38,7 @@ def sizes(settings) -> dict[str, int]:
 def load(pool: ModelPool, alias: str) -> None:
     spec = pool.settings.catalog[alias]
     job = Job()
-    pool.get(spec, loader_for(pool, spec), job)
+    pool.get(spec, loader_for(pool.settings, spec), job)
     pool._release_leases(job)
 
 
@@ -77,10 +78,10 @@ def test_leased_models_are_not_evicted_and_the_refusal_names_what_is_loaded(budg
     job = Job()
     for alias in ("tiny-sd15", "tiny-sdxl"):
         spec = settings.catalog[alias]
-        pool.get(spec, loader_for(pool, spec), job)  # both leased by one running job
+        pool.get(spec, loader_for(pool.settings, spec), job)  # both leased by one running job
     spec = settings.catalog["tiny-sd3"]
     with pytest.raises(ModelLoadError) as info:
-        pool.get(spec, loader_for(pool, spec), Job())
+        pool.get(spec, loader_for(pool.settings, spec), Job())
     message = str(info.value)
     assert "tiny-sd3" in message and "tiny-sd15" in message and "tiny-sdxl" in message and "(in use)" in message
     assert "PIXELMCP_MEMORY_BUDGET_MB" in message and "offload" in message
@@ -99,7 +100,7 @@ async def test_pins_hold_while_a_job_runs_concurrently_with_eviction(budget_for_
 
     def long_job(job: Job) -> None:
         spec = settings.catalog["tiny-sd15"]
-        pool.get(spec, loader_for(pool, spec), job)
+        pool.get(spec, loader_for(pool.settings, spec), job)
         inside.set()
         release.wait(timeout=30)
 
@@ -119,7 +120,7 @@ def test_a_model_larger_than_the_whole_budget_is_refused_before_loading(make_set
     pool = ModelPool(make_settings(memory_budget_mb=0.5, working_reserve_mb=0))
     spec = pool.settings.catalog["tiny-sd15"]
     with pytest.raises(ModelLoadError, match="Not enough memory on cpu for tiny-sd15"):
-        pool.get(spec, loader_for(pool, spec), Job())
+        pool.get(spec, loader_for(pool.settings, spec), Job())
     assert pool.loaded() == [] and pool.stats.loads == 0
 
 
@@ -127,7 +128,7 @@ def test_shared_storage_is_counted_once(settings):
     pool = ModelPool(settings)
     spec = settings.catalog["tiny-sd15"]
     job = Job()
-    pipe = pool.get(spec, loader_for(pool, spec), job)
+    pipe = pool.get(spec, loader_for(pool.settings, spec), job)
     view = type(pipe).from_pipe(pipe)  # shares every component
     counted: set = set()
     alone = memory.bytes_by_device(pipe)["cpu"]
@@ -146,7 +147,7 @@ def test_out_of_memory_frees_unused_models_and_retries_once(budget_for_two):
 
     def flaky(job: Job) -> str:
         spec = settings.catalog["tiny-sd15"]
-        pool.get(spec, loader_for(pool, spec), job)
+        pool.get(spec, loader_for(pool.settings, spec), job)
         attempts.append(pool.is_resident("tiny-sdxl"))
         if len(attempts) == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -164,7 +165,7 @@ def test_a_second_out_of_memory_is_a_clear_error_and_the_pool_stays_consistent(s
 
     def always(job: Job) -> None:
         spec = settings.catalog["tiny-sd15"]
-        pool.get(spec, loader_for(pool, spec), job)
+        pool.get(spec, loader_for(pool.settings, spec), job)
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     with pytest.raises(OutOfMemory, match="even after freeing"):

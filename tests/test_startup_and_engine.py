@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from pixelmcp.config import load_settings
-from pixelmcp.engine.pool import Job, ModelPool
+from pixelmcp.engine.jobs import Job
+from pixelmcp.engine.pool import ModelPool
 
 HEAVY = ("torch", "diffusers", "transformers")
 

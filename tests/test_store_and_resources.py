@@ -9,7 +9,7 @@ from helpers import ok
 from mcp import Client, MCPError
 from PIL import Image
 
-from pixelmcp.server.store import ImageStore, UnknownImageError, a1111_parameters
+from pixelmcp.media.store import ImageStore, UnknownImageError, a1111_parameters
 
 pytestmark = pytest.mark.anyio
 

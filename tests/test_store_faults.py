@@ -19,9 +19,9 @@ from helpers import error_text, ok
 from mcp import Client
 from PIL import Image
 
-from pixelmcp.server import store as store_module
+from pixelmcp.media import store as store_module
 from pixelmcp.server.app import build_server
-from pixelmcp.server.store import SWEEP_MIN_AGE_S, ImageStore
+from pixelmcp.media.store import SWEEP_MIN_AGE_S, ImageStore
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from pixelmcp.errors import InvalidArgument
-from pixelmcp.server.images import InputLimits, load_image
-from pixelmcp.server.store import ImageStore
+from pixelmcp.media.images import InputLimits, load_image
+from pixelmcp.media.store import ImageStore
 
 
 def png() -> bytes:

@@ -1,8 +1,9 @@
-"""The seams between tools and the backends that do the work.
+"""The seam between tools and the backends that do the work: the requests they take, the results they give,
+and the small protocols they implement.
 
-A backend is anything that implements one of these small protocols. The local engine
-implements them on the in-process model pool; remote providers implement the same ones, and
-the router picks one from the `model` argument. Nothing here imports torch.
+The tools' argument checks make one `ImageRequest`; every generator reads it as it is. The local
+engine implements the protocols on the in-process model pool; remote providers implement the same
+ones, and the router picks one from the `model` argument. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -41,27 +42,46 @@ class StyleRequest:
 
     adapter: ModelSpec | None  # the IP-Adapter, as a loadable catalog entry (None for providers)
     image: Image.Image
-    scale: float | dict | None  # set_ip_adapter_scale argument: one number, or per-block scales
+    scale: float | None  # the IP-Adapter's strength (None for providers); the engine spreads it over blocks
     mode: str = "style"  # style: take the look; subject: keep the reference's subject
 
 
 @dataclass(frozen=True)
 class ImageRequest:
-    """A validated text-to-image request. `seeds[i]` makes image i."""
+    """A validated image request, checked against `spec` before any work; `seeds[i]` makes image i.
 
-    prompt: str
+    The tools' argument checks make it (nothing is clamped there); a rewrite sets `revised_prompt`
+    with `dataclasses.replace`; generators read it as it is.
+    """
+
+    spec: ModelSpec
+    prompt: str  # as the caller gave it
     negative_prompt: str | None
     width: int
     height: int
-    steps: int
-    guidance_scale: float
-    seeds: tuple[int | None, ...]  # one per image; None where the model takes no seed (remote providers)
+    steps: int | None  # None: the model (a remote provider) takes no steps, guidance or seed
+    guidance_scale: float | None
+    n: int
+    seed: int | None
+    revised_prompt: str | None = None  # the rewriter's prompt, when the prompt was rewritten
     control: ControlRequest | None = None
     style: StyleRequest | None = None
 
+    @property
+    def seeds(self) -> tuple[int | None, ...]:
+        """One per image: seed + i, or None where the model takes no seed."""
+        if self.seed is None:
+            return (None,) * self.n
+        return tuple(self.seed + i for i in range(self.n))
+
+    @property
+    def model_prompt(self) -> str:
+        """The prompt the model receives: the revised one when there is one."""
+        return self.revised_prompt or self.prompt
+
 
 @dataclass
-class ImageBatch:
+class GeneratedImages:
     """What a generator returns: the images (in seed order) and how they were made."""
 
     images: list[Image.Image]
@@ -74,7 +94,7 @@ class ImageBatch:
 
 
 @dataclass(frozen=True)
-class Rewrite:
+class Rewritten:
     """A rewritten prompt and who wrote it."""
 
     text: str
@@ -103,14 +123,18 @@ class CachedRewriter:
         """The model's raw answer to one chat turn."""
         raise NotImplementedError
 
-    async def rewrite(self, prompt: str, *, style: str | None, progress: Progress) -> Rewrite:
+    def sampling_request(self, prompt: str, style: str | None) -> None:
+        """These rewriters run here, never on the client's LLM."""
+        return None
+
+    async def rewrite(self, prompt: str, *, style: str | None, progress: Progress, sampled: Any = None) -> Rewritten:
         from pixelmcp.prompts.rewrite import SYSTEM_PROMPT, clean_rewrite, user_message
 
         started = time.perf_counter()
         key = (prompt, style)
         if key in self._cache:
             self._cache.move_to_end(key)
-            return Rewrite(self._cache[key], self.name, time.perf_counter() - started, cached=True)
+            return Rewritten(self._cache[key], self.name, time.perf_counter() - started, cached=True)
         reply = await self.reply(SYSTEM_PROMPT, user_message(prompt, style), progress)
         cleaned = clean_rewrite(reply, self.max_chars)
         if not cleaned:
@@ -118,23 +142,29 @@ class CachedRewriter:
         self._cache[key] = cleaned
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        return Rewrite(cleaned, self.name, time.perf_counter() - started)
+        return Rewritten(cleaned, self.name, time.perf_counter() - started)
 
 
 class ImageGenerator(Protocol):
-    async def generate(self, spec: ModelSpec, request: ImageRequest, progress: Progress) -> ImageBatch:
-        """Make `len(request.seeds)` images; report progress; stop when the caller is cancelled."""
+    async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
+        """Make `request.n` images with `request.spec`; report progress; stop when the caller is cancelled."""
         ...
 
 
 class PromptRewriter(Protocol):
     name: str
 
-    async def rewrite(self, prompt: str, *, style: str | None, progress: Progress) -> Rewrite:
+    def sampling_request(self, prompt: str, style: str | None) -> Any | None:
+        """What to ask the MCP client's own LLM before the tool body runs (an `mcp` Sample), or None for a
+        rewriter that runs without the client."""
+        ...
+
+    async def rewrite(self, prompt: str, *, style: str | None, progress: Progress, sampled: Any = None) -> Rewritten:
         """Return a detailed prompt with the same subject; raise RewriteFailed if none is usable.
 
-        Must be deterministic for a given prompt and style, so a rewritten generation can be
-        reproduced from its seed.
+        `sampled` is the client's answer to `sampling_request`, when one was asked and given. Must be
+        deterministic for a given prompt and style, so a rewritten generation can be reproduced from
+        its seed.
         """
         ...
 
@@ -154,7 +184,7 @@ class Classification:
 
 
 @dataclass
-class Answer:
+class VisionAnswer:
     text: str
     tokens: int
     timings: dict[str, float] = field(default_factory=dict)
@@ -173,6 +203,6 @@ class ImageClassifier(Protocol):
 
 class VisionAnswerer(Protocol):
     async def answer(self, spec: ModelSpec, images: list[Image.Image], question: str, max_tokens: int,
-                     progress: Progress) -> Answer:
+                     progress: Progress) -> VisionAnswer:
         """Answer `question` about `images` (one prompt holding all of them)."""
         ...

@@ -11,8 +11,7 @@ import anyio
 
 from pixelmcp.backends import ImageClassifier, ImageGenerator, PromptRewriter, VisionAnswerer
 from pixelmcp.config import AUTO_GENERATORS, ModelSpec, Settings
-from pixelmcp.engine.local import LocalImageGenerator, LocalRewriter
-from pixelmcp.engine.local_vision import LocalAnswerer, LocalClassifier
+from pixelmcp.engine.local import LocalAnswerer, LocalClassifier, LocalImageGenerator, LocalRewriter
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import InvalidArgument, PixelError
 from pixelmcp.providers import gemini, openai

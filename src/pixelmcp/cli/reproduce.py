@@ -21,8 +21,8 @@ from typing import Any
 from PIL import Image
 
 from pixelmcp.errors import InvalidArgument
-from pixelmcp.server.images import read_bounded
-from pixelmcp.server.store import URI_PREFIX, ImageStore, UnknownImageError, is_valid_id
+from pixelmcp.media.images import read_bounded
+from pixelmcp.media.store import URI_PREFIX, ImageStore, UnknownImageError, is_valid_id
 
 _SHARED = ("negative_prompt", "model", "width", "height", "steps", "guidance_scale", "seed")
 _MAX_PNG_BYTES = 512 * 2**20

@@ -1,6 +1,9 @@
 """Micro-batching: concurrent text-to-image requests that agree on model, size, steps, guidance and
 negative prompt run as one pipeline call, with one generator per image.
 
+The loop is flat: requests gather into a batch -> one job makes every image (`make`, given by the
+generator) -> each request gets its own images back.
+
 A request joins the open batch for its key, or opens one. A batch runs in the pool's
 background task group after a short window (PIXELMCP_BATCH_WINDOW_MS) and keeps accepting
 members until its job starts on the device, so batches also form naturally while the device
@@ -15,20 +18,22 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
-import anyio.from_thread
 
-from pixelmcp.backends import ImageBatch, ImageRequest, Progress
-from pixelmcp.config import ModelSpec
-from pixelmcp.engine.pool import Job, ModelPool
+from pixelmcp.backends import GeneratedImages, ImageRequest, Progress
+from pixelmcp.engine.jobs import Job
+from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import GenerationCancelled, PixelError
 
 logger = logging.getLogger(__name__)
 
 _GONE = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)
+
+#: In the worker: one pipeline call for the requests, one result per request, in their order.
+Make = Callable[[Job, list[ImageRequest]], list[GeneratedImages]]
 
 
 @dataclass(eq=False)
@@ -37,7 +42,7 @@ class Member:
     progress: Progress
     cancel: threading.Event = field(default_factory=threading.Event)
     done: anyio.Event = field(default_factory=anyio.Event)
-    result: ImageBatch | None = None
+    result: GeneratedImages | None = None
     error: BaseException | None = None
 
     async def report(self, done: float, total: float | None, message: str | None) -> None:
@@ -51,50 +56,68 @@ class Member:
 
 
 @dataclass(eq=False)
-class Batch:
+class PendingBatch:
+    """Requests gathering for one pipeline call; closed once its job starts."""
+
     key: tuple
     members: list[Member] = field(default_factory=list)
     closed: bool = False
+    job: Job | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def try_add(self, member: Member, max_images: int) -> bool:
         with self.lock:
-            images = sum(len(m.request.seeds) for m in self.members)
-            if self.closed or images + len(member.request.seeds) > max_images:
+            images = sum(m.request.n for m in self.members)
+            if self.closed or images + member.request.n > max_images:
                 return False
             self.members.append(member)
             return True
 
-    def close(self) -> list[Member]:
+    def close(self, job: Job) -> list[Member]:
         """Stop accepting members; the ones still wanted."""
         with self.lock:
             self.closed = True
+            self.job = job
             return [m for m in self.members if not m.cancel.is_set()]
 
+    async def report(self, done: float, total: float | None, message: str | None) -> None:
+        """Progress to every member; once all have left a running batch, its job stops at the next step."""
+        for m in self.members:
+            await m.report(done, total, message)
+        if self.job is not None and all(m.cancel.is_set() for m in self.members):
+            self.job.cancel.set()
 
-def batch_key(spec: ModelSpec, request: ImageRequest) -> tuple:
-    return (spec.alias, request.width, request.height, request.steps, request.guidance_scale, request.negative_prompt)
+
+def batch_key(request: ImageRequest) -> tuple:
+    return (request.spec.alias, request.width, request.height, request.steps, request.guidance_scale,
+            request.negative_prompt)
 
 
 class MicroBatcher:
-    """Groups compatible text-to-image requests into shared pipeline calls."""
+    """Groups compatible text-to-image requests into shared pipeline calls made by `make`."""
 
-    def __init__(self, pool: ModelPool, window_s: float, max_images: int):
+    def __init__(self, pool: ModelPool, make: Make, window_s: float, max_images: int):
         self.pool = pool
+        self.make = make
         self.window_s = window_s
         self.max_images = max_images
-        self._open: dict[tuple, Batch] = {}
+        self._open: dict[tuple, PendingBatch] = {}
 
-    async def generate(self, spec: ModelSpec, request: ImageRequest, progress: Progress, tasks) -> ImageBatch:
-        """Make `request`'s images as part of a batch; `tasks` is a task group that outlives requests."""
+    def takes(self, request: ImageRequest) -> bool:
+        """Plain text-to-image requests, while a server lends its task group, batching is on, and they fit."""
+        plain = request.control is None and request.style is None
+        return plain and self.pool.background is not None and 1 < self.max_images and request.n <= self.max_images
+
+    async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
+        """Make `request`'s images as part of a batch."""
         member = Member(request, progress)
-        key = batch_key(spec, request)
+        key = batch_key(request)
         batch = self._open.get(key)
         if batch is None or not batch.try_add(member, self.max_images):
-            batch = Batch(key)
+            batch = PendingBatch(key)
             batch.try_add(member, self.max_images)
             self._open[key] = batch
-            tasks.start_soon(self._run, spec, batch)
+            self.pool.background.start_soon(self._run, batch)  # a task group that outlives requests
         try:
             await member.done.wait()
         except anyio.get_cancelled_exc_class():
@@ -105,49 +128,19 @@ class MicroBatcher:
         assert member.result is not None
         return member.result
 
-    async def _run(self, spec: ModelSpec, batch: Batch) -> None:
-        from pixelmcp.engine import diffusion
-        from pixelmcp.engine.local import announce_load, pipeline_loader
-
+    async def _run(self, batch: PendingBatch) -> None:
         if self.window_s:
             await anyio.sleep(self.window_s)
-        started_members: list[Member] = []
+        started: list[Member] = []
 
-        def work(job: Job) -> tuple[list, str, float, float]:
-            members = batch.close()
-            started_members.extend(members)
-            if not members:
+        def work(job: Job) -> list[GeneratedImages]:
+            started.extend(batch.close(job))
+            if not started:
                 raise GenerationCancelled()
-            first = members[0]
-
-            def on_step(done: int, total: int) -> None:
-                job.status = f"step {done}/{total}"
-                for m in members:
-                    anyio.from_thread.run(m.report, done, total, job.status)
-                if all(m.cancel.is_set() for m in members):
-                    job.cancel.set()  # everyone left: stop at the next step
-
-            announce_load(self.pool, spec, first.report)
-            pipe = self.pool.get(spec, pipeline_loader(self.pool, spec), job)
-            call = diffusion.DiffusionCall(
-                prompt=tuple(m.request.prompt for m in members for _ in m.request.seeds),
-                negative_prompt=first.request.negative_prompt,
-                width=first.request.width,
-                height=first.request.height,
-                steps=first.request.steps,
-                guidance_scale=first.request.guidance_scale,
-                seeds=tuple(seed for m in members for seed in m.request.seeds),
-            )
-            started = time.perf_counter()
-            images, scheduler = diffusion.text_to_image(pipe, call, job, on_step)
-            return images, scheduler, time.perf_counter() - started, job.load_seconds
-
-        async def beat(status: str) -> None:
-            for m in batch.members:
-                await m.report(0, None, status)
+            return self.make(job, [m.request for m in started])
 
         try:
-            (images, scheduler, run_s, load_s), queue_s = await self.pool.run(work, beat)
+            results, queue_s = await self.pool.run(work, batch.report)
         except GenerationCancelled:
             for m in batch.members:
                 m.error = GenerationCancelled()
@@ -155,17 +148,11 @@ class MicroBatcher:
             for m in batch.members:
                 m.error = e
         else:
-            offset = 0
-            size = len(started_members)
-            for m in started_members:
-                count = len(m.request.seeds)
-                m.result = ImageBatch(
-                    images=images[offset:offset + count], scheduler=scheduler, device=self.pool.device,
-                    timings={"queue_s": queue_s, "load_s": load_s, "run_s": run_s}, batch_size=size,
-                )
-                offset += count
+            for m, result in zip(started, results, strict=True):
+                result.timings = {"queue_s": queue_s, **result.timings}
+                m.result = result
             for m in batch.members:
-                if m not in started_members:
+                if m not in started:
                     m.error = GenerationCancelled()
         finally:
             if self._open.get(batch.key) is batch:

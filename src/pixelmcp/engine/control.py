@@ -17,7 +17,7 @@ from PIL import Image
 
 from pixelmcp.config import IPAdapterSpec, ModelSpec
 from pixelmcp.engine.loading import loading
-from pixelmcp.engine.pool import Job
+from pixelmcp.engine.jobs import Job
 
 
 @dataclass

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pixelmcp.backends import ImageRequest
 from pixelmcp.config import ModelSpec
 from pixelmcp.engine.loading import loading
-from pixelmcp.engine.pool import Job
+from pixelmcp.engine.jobs import Job
 from pixelmcp.errors import GenerationCancelled
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,30 @@ class DiffusionCall:
     control_image: Any = None  # PIL image: the control map, already at width x height
     conditioning_scale: float = 1.0
     ip_image: Any = None  # PIL image: the IP-Adapter reference
-    ip_scale: float | dict = 1.0
+    ip_scale: float | dict = 1.0  # set_ip_adapter_scale's argument: one number, or per-block scales
+
+    @classmethod
+    def of(cls, requests: list[ImageRequest], *, control_image: Any = None, ip_scale: float | dict = 1.0) -> DiffusionCall:
+        """The call for one request, or for a micro-batch of plain requests that agree on everything but prompt
+        and seeds (then one prompt per seed)."""
+        first = requests[0]
+        if len(requests) == 1:
+            prompt: str | tuple[str, ...] = first.model_prompt
+        else:
+            prompt = tuple(r.model_prompt for r in requests for _ in r.seeds)
+        return cls(
+            prompt=prompt,
+            negative_prompt=first.negative_prompt,
+            width=first.width,
+            height=first.height,
+            steps=first.steps,
+            guidance_scale=first.guidance_scale,
+            seeds=tuple(seed for r in requests for seed in r.seeds),
+            control_image=control_image,
+            conditioning_scale=first.control.conditioning_scale if first.control else 1.0,
+            ip_image=first.style.image if first.style else None,
+            ip_scale=ip_scale,
+        )
 
 
 def load_pipeline(spec: ModelSpec, *, channels_last: bool = False, compile: bool = False) -> Callable[[str, str, Any], Any]:

@@ -1,83 +1,89 @@
-"""Local backends: the ImageGenerator and PromptRewriter protocols on the in-process pool."""
+"""Local backends: the protocols of pixelmcp.backends on the in-process model pool.
+
+Each backend hands the pool one job per call (`pool.run`, in a worker thread, one per device);
+inside it, `pool.get` leases the models the job needs, loading them on first use. The pool tells
+the client about loads and waits; the job reports steps and tokens through `job.report`.
+"""
 
 from __future__ import annotations
 
 import time
 
-import anyio.from_thread
 from PIL import Image
 
-from pixelmcp.backends import CachedRewriter, ControlRequest, ImageBatch, ImageRequest, Progress
+from pixelmcp.backends import (
+    CachedRewriter,
+    Classification,
+    ControlRequest,
+    GeneratedImages,
+    ImageRequest,
+    Progress,
+    VisionAnswer,
+)
 from pixelmcp.config import ModelSpec
 from pixelmcp.engine.batching import MicroBatcher
-from pixelmcp.engine.pool import Job, ModelPool
+from pixelmcp.engine.jobs import Job
+from pixelmcp.engine.loaders import pipeline_loader
+from pixelmcp.engine.pool import ModelPool
 
 
 class LocalImageGenerator:
-    """Text-to-image on diffusers pipelines held by the pool."""
+    """Text-to-image on diffusers pipelines held by the pool: plain requests through the micro-batcher,
+    guided ones (ControlNet, IP-Adapter) alone."""
 
     def __init__(self, pool: ModelPool):
         self.pool = pool
         settings = pool.settings
-        self.batcher = MicroBatcher(pool, settings.batch_window_ms / 1000, settings.max_batch)
+        self.batcher = MicroBatcher(pool, self.make, settings.batch_window_ms / 1000, settings.max_batch)
 
-    async def generate(self, spec: ModelSpec, request: ImageRequest, progress: Progress) -> ImageBatch:
-        """Plain text-to-image requests go through the micro-batcher; guided ones run alone."""
-        tasks = self.pool.background
-        plain = request.control is None and request.style is None
-        if plain and tasks is not None and self.batcher.max_images > 1 and len(request.seeds) <= self.batcher.max_images:
-            return await self.batcher.generate(spec, request, progress, tasks)
-        return await self._generate_alone(spec, request, progress)
+    async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
+        if self.batcher.takes(request):
+            return await self.batcher.generate(request, progress)
+        (made,), queue_s = await self.pool.run(lambda job: self.make(job, [request]), progress)
+        made.timings = {"queue_s": queue_s, **made.timings}
+        return made
 
-    async def _generate_alone(self, spec: ModelSpec, request: ImageRequest, progress: Progress) -> ImageBatch:
+    def make(self, job: Job, requests: list[ImageRequest]) -> list[GeneratedImages]:
+        """In the worker: one pipeline call for `requests` (one request, or plain ones that agree on everything
+        but prompt and seeds); each request's images come back in its own result."""
         from pixelmcp.engine import control, diffusion
 
-        def work(job: Job) -> ImageBatch:
-            def on_step(done: int, total: int) -> None:
-                job.status = f"step {done}/{total}"
-                anyio.from_thread.run(progress, done, total, job.status)
+        # 1. Models: the base pipeline, plus the ControlNet / IP-Adapter a guided request needs.
+        first = requests[0]
+        spec = first.spec
+        pipe = self.pool.get(spec, pipeline_loader(self.pool.settings, spec), job)
+        controlnet = ip_adapter = control_map = None
+        ip_scale: float | dict = 1.0
+        if first.control is not None:
+            wanted = first.control.controlnet
+            controlnet = self.pool.get(wanted, control.load_controlnet(wanted), job)
+            control_map = self._control_map(first.control, first.width, first.height, job)
+        if first.style is not None:
+            wanted = first.style.adapter
+            ip_adapter = self.pool.get(wanted, control.load_ip_adapter(wanted, spec.ip_adapter), job)
+            # InstantStyle: in style mode, the reference acts only in the blocks that carry style.
+            ip_scale = control.ip_adapter_scale(first.style.mode, first.style.scale, spec.style_blocks)
 
-            # 1. Models: the base pipeline, plus the ControlNet / IP-Adapter the request needs.
-            announce_load(self.pool, spec, progress)
-            pipe = self.pool.get(spec, pipeline_loader(self.pool, spec), job)
-            controlnet = ip_adapter = control_map = None
-            if request.control is not None:
-                wanted = request.control.controlnet
-                announce_load(self.pool, wanted, progress)
-                controlnet = self.pool.get(wanted, control.load_controlnet(wanted), job)
-                control_map = self._control_map(request.control, request.width, request.height, job, progress)
-            if request.style is not None:
-                wanted = request.style.adapter
-                announce_load(self.pool, wanted, progress)
-                ip_adapter = self.pool.get(wanted, control.load_ip_adapter(wanted, spec.ip_adapter), job)
+        # 2. Denoise.
+        call = diffusion.DiffusionCall.of(requests, control_image=control_map, ip_scale=ip_scale)
+        started = time.perf_counter()
+        images, scheduler = diffusion.text_to_image(
+            pipe, call, job, lambda done, total: job.report(done, total, f"step {done}/{total}"),
+            controlnet=controlnet, ip_adapter=ip_adapter,
+        )
+        timings = {"load_s": job.load_seconds, "run_s": time.perf_counter() - started}
 
-            # 2. Denoise.
-            call = diffusion.DiffusionCall(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt,
-                width=request.width,
-                height=request.height,
-                steps=request.steps,
-                guidance_scale=request.guidance_scale,
-                seeds=request.seeds,
-                control_image=control_map,
-                conditioning_scale=request.control.conditioning_scale if request.control else 1.0,
-                ip_image=request.style.image if request.style else None,
-                ip_scale=request.style.scale if request.style else 1.0,
-            )
-            started = time.perf_counter()
-            images, scheduler = diffusion.text_to_image(
-                pipe, call, job, on_step, controlnet=controlnet, ip_adapter=ip_adapter
-            )
-            batch = ImageBatch(images=images, scheduler=scheduler, device=self.pool.device, control_map=control_map)
-            batch.timings = {"load_s": job.load_seconds, "run_s": time.perf_counter() - started}
-            return batch
+        # 3. Each request's images, in seed order.
+        results, offset = [], 0
+        for request in requests:
+            results.append(GeneratedImages(
+                images=images[offset:offset + request.n], scheduler=scheduler, device=self.pool.device,
+                timings=dict(timings), control_map=control_map, batch_size=len(requests),
+            ))
+            offset += request.n
+        return results
 
-        batch, queue_s = await self.pool.run(work, heartbeat(progress))
-        batch.timings = {"queue_s": queue_s, **batch.timings}
-        return batch
-
-    def _control_map(self, wanted: ControlRequest, width: int, height: int, job: Job, progress: Progress):
+    def _control_map(self, wanted: ControlRequest, width: int, height: int, job: Job) -> Image.Image:
         """The control map at the output size: made from the image, or the image itself."""
         from pixelmcp.engine import control
 
@@ -87,7 +93,6 @@ class LocalImageGenerator:
             source = wanted.image.resize((width, height), Image.Resampling.LANCZOS)
             return control.canny_map(source, wanted.low_threshold, wanted.high_threshold)
         if wanted.control_type == "depth" and wanted.depth_model is not None:
-            announce_load(self.pool, wanted.depth_model, progress)
             estimator = self.pool.get(wanted.depth_model, control.load_depth_estimator(wanted.depth_model), job)
             return control.depth_map(estimator, wanted.image, job).resize((width, height), Image.Resampling.BICUBIC)
         raise ValueError(f"no preprocessor for control_type {wanted.control_type!r}")  # the tool checks first
@@ -109,44 +114,77 @@ class LocalRewriter(CachedRewriter):
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
         def work(job: Job) -> str:
-            announce_load(self.pool, self.spec, progress)
             llm = self.pool.get(self.spec, text.load_chat_model(self.spec), job)
-            job.status = "rewriting prompt"
-            anyio.from_thread.run(progress, 0, None, job.status)
+            job.report(0, None, "rewriting prompt")
             reply, _ = text.chat(llm, messages, max_new_tokens=self.max_new_tokens, job=job)
             return reply
 
-        reply, _ = await self.pool.run(work, heartbeat(progress))
+        reply, _ = await self.pool.run(work, progress)
         return reply
 
 
-def announce_load(pool: ModelPool, spec: ModelSpec, progress: Progress) -> None:
-    """From a worker: tell the client a model load is about to start (it can take minutes)."""
-    if not pool.is_resident(spec.alias):
-        anyio.from_thread.run(progress, 0, None, f"loading {spec.alias}")
+class LocalClassifier:
+    """CLIP / SigLIP zero-shot classification and image embeddings."""
+
+    def __init__(self, pool: ModelPool):
+        self.pool = pool
+
+    async def classify(self, spec: ModelSpec, images: list[Image.Image], prompts: list[str], neutral: str,
+                       multi_label: bool, progress: Progress) -> Classification:
+        from pixelmcp.engine import vision
+
+        def work(job: Job) -> Classification:
+            import torch
+
+            classifier = self.pool.get(spec, vision.load_classifier(spec), job)
+            started = time.perf_counter()
+            if spec.kind == "siglip":
+                # SigLIP is trained with a sigmoid loss: each label's score stands alone.
+                scores, scoring = torch.sigmoid(vision.zero_shot_logits(classifier, images, prompts, job)), "sigmoid"
+            elif multi_label:
+                # CLIP logits only compare texts with each other: score each label against a neutral prompt.
+                logits = vision.zero_shot_logits(classifier, images, [*prompts, neutral], job)
+                pairs = torch.stack([logits[:, :-1], logits[:, -1:].expand(-1, len(prompts))], dim=-1)
+                scores, scoring = pairs.softmax(dim=-1)[..., 0], "binary-softmax"
+            else:
+                scores, scoring = vision.zero_shot_logits(classifier, images, prompts, job).softmax(dim=-1), "softmax"
+            return Classification(scores.tolist(), scoring, {"load_s": job.load_seconds,
+                                                            "run_s": time.perf_counter() - started})
+
+        result, queue_s = await self.pool.run(work, progress)
+        result.timings = {"queue_s": queue_s, **result.timings}
+        return result
+
+    async def embed(self, spec: ModelSpec, images: list[Image.Image], progress: Progress) -> list[list[float]]:
+        from pixelmcp.engine import vision
+
+        def work(job: Job) -> list[list[float]]:
+            classifier = self.pool.get(spec, vision.load_classifier(spec), job)
+            return vision.image_embeddings(classifier, images, job).tolist()
+
+        embeddings, _ = await self.pool.run(work, progress)
+        return embeddings
 
 
-def heartbeat(progress: Progress):
-    async def beat(status: str) -> None:
-        await progress(0, None, status)
+class LocalAnswerer:
+    """Vision-language chat with a local VLM (Qwen2-VL / Qwen2.5-VL, LLaVA, LLaVA-NeXT, Idefics3)."""
 
-    return beat
+    def __init__(self, pool: ModelPool):
+        self.pool = pool
 
+    async def answer(self, spec: ModelSpec, images: list[Image.Image], question: str, max_tokens: int,
+                     progress: Progress) -> VisionAnswer:
+        from pixelmcp.engine import vision
 
-def loader_for(pool: ModelPool, spec: ModelSpec):
-    """The pool loader for any catalog entry, by its task."""
-    from pixelmcp.engine import control, text, vision
+        def work(job: Job) -> VisionAnswer:
+            vlm = self.pool.get(spec, vision.load_vlm(spec), job)
+            started = time.perf_counter()
+            text, tokens = vision.chat_about_images(
+                vlm, images, question, max_new_tokens=max_tokens, job=job,
+                on_tokens=lambda count: job.report(count, max_tokens, f"{count} tokens"),
+            )
+            return VisionAnswer(text, tokens, {"load_s": job.load_seconds, "run_s": time.perf_counter() - started})
 
-    if spec.task == "generate":
-        return pipeline_loader(pool, spec)
-    loaders = {"rewrite": text.load_chat_model,
-               "preprocess": control.load_depth_estimator, "classify": vision.load_classifier,
-               "answer": vision.load_vlm}
-    return loaders[spec.task](spec)
-
-
-def pipeline_loader(pool: ModelPool, spec: ModelSpec):
-    """The diffusion pipeline loader with the server's optimisation settings."""
-    from pixelmcp.engine import diffusion
-
-    return diffusion.load_pipeline(spec, channels_last=pool.settings.channels_last, compile=pool.settings.compile)
+        result, queue_s = await self.pool.run(work, progress)
+        result.timings = {"queue_s": queue_s, **result.timings}
+        return result

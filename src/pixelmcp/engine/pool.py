@@ -1,18 +1,14 @@
-"""ModelPool: lazy loading, memory budgets, LRU eviction, leases, one job per device.
+"""ModelPool: lazy loading, memory budgets, LRU eviction, leases.
 
-The pool is the only owner of loaded models. A tool asks it to `run` a job; the job runs in
-a worker thread (the event loop never blocks) while the request holds its device's lock, so
-one GPU job runs per device at a time. Requests waiting for the device form a bounded queue:
-past `max_queue` a request is refused at once with a "busy" error.
+The pool is the only owner of loaded models. A tool's backend asks it to `run` a job
+(engine/jobs.py: one job per device, queued, cancellable); inside the job, `get` hands out
+models, loading them on first use and telling the client so.
 
 Memory: every loaded model's bytes are measured (storages shared between models are counted
 once) and kept within the device budget. Models a job uses are leased (pinned) for the job; to
 make room, unpinned models are evicted least-recently-used first, to CPU RAM when there is an
-accelerator and RAM to spare (the next use is a device copy, not a disk read), else freed.
-
-Cancellation: when the request's task is cancelled, the job's cancel event is set; the job
-checks it between steps and stops. The device stays locked until the worker thread has really
-returned, so a cancelled job never overlaps the next one.
+accelerator and RAM to spare (the next use is a device copy, not a disk read), else freed. A job
+that runs out of device memory anyway is retried once after every model not in use is freed.
 """
 
 from __future__ import annotations
@@ -20,24 +16,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
-
+from pixelmcp.backends import Progress
 from pixelmcp.config import TINY_PREFIX, ModelSpec, Settings
-from pixelmcp.engine import memory, weights
-from pixelmcp.errors import Busy, CallTimeout, GenerationCancelled, ModelLoadError, OutOfMemory
+from pixelmcp.engine import devices, memory, weights
+from pixelmcp.engine.jobs import DeviceQueue, Job, QueueStats
+from pixelmcp.errors import ModelLoadError, OutOfMemory
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Seconds between heartbeat progress messages while a request waits for its device or runs.
-HEARTBEAT_SECONDS = 10.0
-Heartbeat = Callable[[str], Awaitable[None]]
 Loader = Callable[[str, str, Any], Any]
 _GIB = 2**30
 
@@ -59,43 +52,23 @@ class LoadedModel:
 
 
 @dataclass
-class PoolStats:
+class PoolStats(QueueStats):
     loads: int = 0
     hits: int = 0
     tier_reloads: int = 0
     evictions: int = 0
-    jobs: int = 0
-    cancelled: int = 0
-    busy_refusals: int = 0
     oom_retries: int = 0
-    timeouts: int = 0
-
-
-@dataclass
-class Job:
-    """What a worker sees of its request: the cancel event, its leases and the load time it spent."""
-
-    cancel: threading.Event = field(default_factory=threading.Event)
-    load_seconds: float = 0.0
-    status: str = "starting"
-    leases: list[LoadedModel] = field(default_factory=list)
-
-    def check(self) -> None:
-        """Raise GenerationCancelled if the request was cancelled."""
-        if self.cancel.is_set():
-            raise GenerationCancelled()
 
 
 class ModelPool:
-    """Loads models lazily, keeps them within the memory budget, runs one job per device."""
+    """Loads models lazily, keeps them within the memory budget, runs their jobs on the device queue."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.stats = PoolStats()
+        self.queue = DeviceQueue(settings.max_queue, settings.call_timeout_s, self.stats)
         self._models: dict[str, LoadedModel] = {}
         self._load_lock = threading.RLock()
-        self._device_locks: dict[str, anyio.Lock] = {}
-        self._waiting: dict[str, int] = {}
         self._device: str | None = None
         #: Task groups that outlive single requests (lent by the server's lifespan); micro-batches run in them.
         self.background_groups: list[Any] = []
@@ -111,24 +84,13 @@ class ModelPool:
     def device(self) -> str:
         """The device jobs run on (imports torch on first use)."""
         if self._device is None:
-            self._device = pick_device(self.settings.device)
+            self._device = devices.pick_device(self.settings.device)
             logger.info("pixelmcp device: %s", self._device)
         return self._device
 
     def dtype_for(self, spec: ModelSpec):
-        """fp32 on CPU; on GPU, bf16 for the transformer families and fp16 for UNets."""
-        import torch
-
-        if self.settings.dtype != "auto":
-            return getattr(torch, self.settings.dtype)
-        device = self.device
-        if device == "cpu":
-            return torch.float32
-        if device == "mps":
-            return torch.float16
-        if spec.kind in ("sd3", "flux", "chat-llm", "depth", "vlm") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float16
+        """The dtype `spec` runs in on this pool's device (engine/devices.py)."""
+        return devices.dtype_for(self.settings.dtype, self.device, spec.kind)
 
     def accelerator_memory_gb(self) -> float:
         """Total memory of the accelerator in GiB (0 on CPU)."""
@@ -157,8 +119,9 @@ class ModelPool:
     def get(self, spec: ModelSpec, loader: Loader, job: Job) -> Any:
         """The loaded model for `spec`, leased to `job` until it ends (pinned: never evicted meanwhile).
 
-        Loads it with `loader(source, device, dtype)` if needed, after making room for it. Runs
-        in a worker thread; adds the time spent loading to `job.load_seconds`.
+        Loads it with `loader(source, device, dtype)` if needed, after making room for it, and tells
+        the client (a load can take minutes). Runs in a worker thread; adds the time spent loading
+        to `job.load_seconds`.
         """
         with self._load_lock:
             loaded = self._models.get(spec.alias)
@@ -166,7 +129,7 @@ class ModelPool:
                 self.stats.hits += 1
             elif loaded is not None:
                 job.check()
-                job.status = f"moving {spec.alias} back to {self.device}"
+                job.report(0, None, f"moving {spec.alias} back to {self.device}")
                 started = time.perf_counter()
                 self._make_room(loaded.bytes, spec.alias)
                 memory.move(loaded.value, self.device)
@@ -183,7 +146,7 @@ class ModelPool:
 
     def _load(self, spec: ModelSpec, loader: Loader, job: Job) -> LoadedModel:
         job.check()
-        job.status = f"loading {spec.alias}"
+        job.report(0, None, f"loading {spec.alias}")
         started = time.perf_counter()
         device, dtype = self.device, self.dtype_for(spec)
         source = self.source_of(spec)
@@ -211,11 +174,11 @@ class ModelPool:
         return loaded
 
     def _measure(self, value: Any) -> int:
-        return memory.bytes_by_device(value).get(_device_type(self.device), 0)
+        return memory.bytes_by_device(value).get(devices.device_type(self.device), 0)
 
     def _used_bytes(self) -> int:
         counted: set = set()
-        device_type = _device_type(self.device)
+        device_type = devices.device_type(self.device)
         return sum(memory.bytes_by_device(m.value, counted).get(device_type, 0)
                    for m in self._models.values() if m.tier == "device")
 
@@ -310,89 +273,16 @@ class ModelPool:
             budget = self.budget_bytes if self._device else None
             used = self._used_bytes() if self._device else 0
         return dict(device=device, budget_bytes=budget, used_bytes=used, loaded=models, stats=vars(self.stats).copy(),
-                    queued={k: v for k, v in self._waiting.items() if v})
+                    queued={k: v for k, v in self.queue.waiting.items() if v})
 
     # ------------------------------------------------------------------ jobs
 
-    async def run(self, work: Callable[[Job], T], heartbeat: Heartbeat | None = None) -> tuple[T, float]:
-        """Run `work(job)` in a worker thread, one job per device; returns (result, queue seconds).
+    async def run(self, work: Callable[[Job], T], progress: Progress | None = None) -> tuple[T, float]:
+        """Run `work(job)` on the device queue (engine/jobs.py); returns (result, queue seconds).
 
-        A full queue refuses the request at once (Busy). Waiting for the device can be cancelled
-        (the request simply leaves the queue). A running job is asked to stop through
-        `job.cancel`; GenerationCancelled from the worker is swallowed here and the request's own
-        cancellation propagates. While the request waits or runs, `heartbeat(job.status)` is
-        awaited every HEARTBEAT_SECONDS, so clients see progress through queueing and long loads.
+        `progress` hears the loads, the worker's reports, and a heartbeat while the job waits or runs.
         """
-        key = self.settings.device
-        lock = self._device_locks.setdefault(key, anyio.Lock())
-        waiting = self._waiting.get(key, 0)
-        if lock.locked() and waiting >= self.settings.max_queue:
-            self.stats.busy_refusals += 1
-            raise Busy(
-                f"The server is busy: {waiting} request(s) are already waiting for {key} behind the running one "
-                f"(queue limit {self.settings.max_queue}). Try again in a little while, or raise PIXELMCP_MAX_QUEUE."
-            )
-        job = Job(status="waiting for the device" if lock.locked() else "starting")
-        limit = self.settings.call_timeout_s or None
-        self._waiting[key] = waiting + 1
-        with anyio.move_on_after(limit) as deadline:
-            outcome, failure = await self._run_locked(lock, key, work, job, heartbeat)
-        if failure:
-            raise failure[0]
-        if deadline.cancel_called and not outcome:
-            self.stats.timeouts += 1
-            raise CallTimeout(
-                f"The request took longer than {limit:g} s (PIXELMCP_CALL_TIMEOUT_S) and was stopped. Ask for less "
-                "work (fewer steps, smaller images, a faster model) or raise the limit."
-            )
-        if not outcome:
-            await anyio.lowlevel.checkpoint()  # delivers the request's pending cancellation
-            raise GenerationCancelled()
-        return outcome[0]
-
-    async def _run_locked(self, lock: anyio.Lock, key: str, work: Callable[[Job], T], job: Job,
-                          heartbeat: Heartbeat | None) -> tuple[list[tuple[T, float]], list[Exception]]:
-        """Wait for the device, run the job, and return ([(result, queue seconds)] or [], [error] or [])."""
-        finished = False
-        outcome: list[tuple[T, float]] = []
-        failure: list[Exception] = []
-
-        async def watch() -> None:
-            try:
-                while heartbeat is not None:
-                    await anyio.sleep(HEARTBEAT_SECONDS)
-                    await heartbeat(job.status)
-                await anyio.sleep_forever()
-            finally:
-                if not finished:
-                    job.cancel.set()
-
-        queued_at = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            try:
-                try:
-                    await lock.acquire()
-                finally:
-                    self._waiting[key] -= 1
-                try:
-                    queue_seconds = time.perf_counter() - queued_at
-                    self.stats.jobs += 1
-                    job.status = "running"
-                    # Not abandoned on cancel: the thread is waited for, so the device lock is
-                    # held until the worker really stops.
-                    result = await anyio.to_thread.run_sync(self._run_job, work, job)
-                    outcome.append((result, queue_seconds))
-                finally:
-                    lock.release()
-            except GenerationCancelled:
-                self.stats.cancelled += 1
-            except Exception as e:  # returned, and raised outside the task group, so it is not wrapped in a group
-                failure.append(e)
-            finally:
-                finished = True
-                tg.cancel_scope.cancel()
-        return outcome, failure
+        return await self.queue.run(self.settings.device, lambda job: self._run_job(work, job), progress)
 
     def _run_job(self, work: Callable[[Job], T], job: Job) -> T:
         """In the worker: run the job; on out-of-memory, free every model not in use and retry once."""
@@ -400,7 +290,7 @@ class ModelPool:
             try:
                 return work(job)
             except Exception as e:
-                if not is_out_of_memory(e):
+                if not devices.is_out_of_memory(e):
                     raise
                 logger.warning("out of memory on %s (%s); freeing unused models and retrying once", self.device, e)
                 self.stats.oom_retries += 1
@@ -408,7 +298,7 @@ class ModelPool:
             try:
                 return work(job)
             except Exception as e:
-                if not is_out_of_memory(e):
+                if not devices.is_out_of_memory(e):
                     raise
                 raise OutOfMemory(
                     f"{self.device} ran out of memory even after freeing every model not in use ({e}). "
@@ -426,19 +316,6 @@ class ModelPool:
             job.leases.clear()
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA / MPS / CPU allocator out-of-memory errors (torch raises several kinds)."""
-    import torch
-
-    if isinstance(error, torch.OutOfMemoryError):
-        return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
-
-
-def _device_type(device: str) -> str:
-    return device.split(":")[0]
-
-
 def resolve_source(source: str, alias: str, settings: Settings) -> str:
     """A `tiny:` source built (once) into the cache, a local folder checked, or a hub id as given."""
     if source.startswith(TINY_PREFIX):
@@ -454,25 +331,3 @@ def resolve_source(source: str, alias: str, settings: Settings) -> str:
             f"Fix its source under [models.{alias.split('+')[0]}] in the config file, or download the model there."
         )
     return source
-
-
-def pick_device(setting: str) -> str:
-    """Resolve the `device` setting: `auto` prefers CUDA, then Apple MPS, then CPU."""
-    import torch
-
-    if setting == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    try:
-        device = torch.device(setting)
-    except RuntimeError as e:
-        raise ModelLoadError(f"PIXELMCP_DEVICE={setting!r} is not a device ({e}); use auto, cuda, cuda:N, mps or cpu") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"PIXELMCP_DEVICE={setting!r} but torch sees no CUDA GPU; use auto or cpu, "
-                             "or install a CUDA build of torch")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ModelLoadError(f"PIXELMCP_DEVICE={setting!r} but MPS is not available here; use auto or cpu")
-    return setting

@@ -8,7 +8,7 @@ from typing import Any
 
 from pixelmcp.config import ModelSpec
 from pixelmcp.engine.loading import loading
-from pixelmcp.engine.pool import Job
+from pixelmcp.engine.jobs import Job
 from pixelmcp.errors import GenerationCancelled, ModelLoadError
 
 

@@ -14,7 +14,7 @@ from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 
 from pixelmcp.config import ModelSpec
 from pixelmcp.engine.loading import loading
-from pixelmcp.engine.pool import Job
+from pixelmcp.engine.jobs import Job
 from pixelmcp.errors import GenerationCancelled, ModelLoadError
 
 

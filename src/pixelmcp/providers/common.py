@@ -228,7 +228,7 @@ STRUCTURE_INSTRUCTION = " Keep the composition and layout of the second image."
 def reference_instruction(request: ImageRequest) -> str:
     """The prompt for a provider that edits from a reference image (style_transfer): the image comes first."""
     instruction = STYLE_INSTRUCTION if request.style.mode == "style" else SUBJECT_INSTRUCTION
-    return instruction + request.prompt + (STRUCTURE_INSTRUCTION if request.control is not None else "")
+    return instruction + request.model_prompt + (STRUCTURE_INSTRUCTION if request.control is not None else "")
 
 
 
@@ -257,5 +257,5 @@ def decode_image(data: bytes | str, what: str) -> Image.Image:
             return opened.convert("RGBA" if "A" in opened.getbands() else "RGB")
     except ProviderError:
         raise
-    except Exception as e:  # Pillow fails on malformed data with many exception types (see server/images.py)
+    except Exception as e:  # Pillow fails on malformed data with many exception types (see media/images.py)
         raise ProviderError(f"{what} returned data that is not a readable image ({type(e).__name__}: {e}).") from e

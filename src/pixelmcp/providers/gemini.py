@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 from PIL import Image
 
-from pixelmcp.backends import Answer, ImageBatch, ImageRequest, Progress
+from pixelmcp.backends import VisionAnswer, GeneratedImages, ImageRequest, Progress
 from pixelmcp.config import ModelSpec, Settings
 from pixelmcp.errors import PixelError
 from pixelmcp.providers.common import (
@@ -61,11 +61,12 @@ class GeminiProvider:
 
     # ------------------------------------------------------------------ the protocols
 
-    async def generate(self, spec: ModelSpec, request: ImageRequest, progress: Progress) -> ImageBatch:
+    async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
         """`n` images from `n` concurrent calls; a reference image (style_transfer) rides along as an image part."""
+        spec = request.spec
         from google.genai import types
 
-        contents: list[Any] = [request.prompt]
+        contents: list[Any] = [request.model_prompt]
         if request.style is not None:
             contents = [reference_instruction(request), _part(request.style.image)]
             if request.control is not None:
@@ -91,7 +92,7 @@ class GeminiProvider:
                 tasks.start_soon(make, index)
         if failures:
             raise failures[0]
-        return ImageBatch(images=[image for image in images if image is not None], scheduler=None,
+        return GeneratedImages(images=[image for image in images if image is not None], scheduler=None,
                           device=self.settings.gemini_base_url or "generativelanguage.googleapis.com",
                           timings={"run_s": time.perf_counter() - started})
 
@@ -105,7 +106,7 @@ class GeminiProvider:
         return _text_from(response, f"gemini ({model})")
 
     async def answer(self, spec: ModelSpec, images: list[Image.Image], question: str, max_tokens: int,
-                     progress: Progress) -> Answer:
+                     progress: Progress) -> VisionAnswer:
         from google.genai import types
 
         started = time.perf_counter()
@@ -114,7 +115,7 @@ class GeminiProvider:
         text = _text_from(response, f"gemini ({spec.source})")
         usage = response.usage_metadata
         tokens = (usage.candidates_token_count or 0) if usage is not None else 0
-        return Answer(text=text, tokens=tokens, timings={"run_s": time.perf_counter() - started})
+        return VisionAnswer(text=text, tokens=tokens, timings={"run_s": time.perf_counter() - started})
 
     # ------------------------------------------------------------------ the wire
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from pixelmcp.backends import Answer, ImageBatch, ImageRequest, Progress
+from pixelmcp.backends import VisionAnswer, GeneratedImages, ImageRequest, Progress
 from pixelmcp.config import ModelSpec, Settings
 from pixelmcp.providers.common import (
     Failure,
@@ -77,10 +77,11 @@ class OpenAIProvider:
 
     # ------------------------------------------------------------------ the protocols
 
-    async def generate(self, spec: ModelSpec, request: ImageRequest, progress: Progress) -> ImageBatch:
+    async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
         """Text to image (images.generate), or from reference images (images.edit, style_transfer on gpt-image
         models); base64 results, DALL-E 3's revised prompt kept."""
-        params: dict[str, Any] = {"model": spec.source, "prompt": request.prompt, "n": len(request.seeds),
+        spec = request.spec
+        params: dict[str, Any] = {"model": spec.source, "prompt": request.model_prompt, "n": len(request.seeds),
                                   "size": f"{request.width}x{request.height}"}
         if spec.source.startswith("dall-e"):
             params["response_format"] = "b64_json"  # newer models always answer in base64 and refuse the field
@@ -100,7 +101,7 @@ class OpenAIProvider:
             raise ProviderError(f"{what} sent {sum(bool(item.b64_json) for item in items)} image(s) as base64 for "
                                 f"{len(request.seeds)} requested; call again.")
         images = [decode_image(item.b64_json, what) for item in items]
-        return ImageBatch(images=images, scheduler=None, device=self._where(), batch_size=1,
+        return GeneratedImages(images=images, scheduler=None, device=self._where(), batch_size=1,
                           timings={"run_s": time.perf_counter() - started},
                           revised_prompt=items[0].revised_prompt or None)
 
@@ -111,13 +112,13 @@ class OpenAIProvider:
         return text
 
     async def answer(self, spec: ModelSpec, images: list[Image.Image], question: str, max_tokens: int,
-                     progress: Progress) -> Answer:
+                     progress: Progress) -> VisionAnswer:
         """One user message holding the question and every image, as data URIs."""
         started = time.perf_counter()
         content: list[dict[str, Any]] = [{"type": "text", "text": question}]
         content += [{"type": "image_url", "image_url": {"url": data_uri(image)}} for image in images]
         text, tokens = await self._chat(spec.source, [{"role": "user", "content": content}], max_tokens, progress)
-        return Answer(text=text, tokens=tokens, timings={"run_s": time.perf_counter() - started})
+        return VisionAnswer(text=text, tokens=tokens, timings={"run_s": time.perf_counter() - started})
 
     # ------------------------------------------------------------------ the wire
 

@@ -1,10 +1,11 @@
 """Prompt rewriting by the MCP client's own LLM, through MCP sampling.
 
 The request is made by the framework before the tool body runs (a `Resolve` resolver returns
-`sampling_request(...)`; mcp 2.x sends it mid-call on 2025-11-25 and through
-`InputRequiredResult` on 2026-07-28). The tool then turns the client's answer into a `Rewrite`
-with `rewrite_from`. A client that cannot sample gets the configured fallback rewriter, and the
-result says so. Sampling is deprecated in the 2026-07-28 spec, so it stays opt-in.
+`SamplingRewriter.sampling_request(...)`; mcp 2.x sends it mid-call on 2025-11-25 and through
+`InputRequiredResult` on 2026-07-28). The tool then passes the client's answer to `rewrite`,
+which cleans it like any other rewriter's reply. A client that cannot sample gets the configured
+fallback rewriter, and the result says so. Sampling is deprecated in the 2026-07-28 spec, so it
+stays opt-in.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import replace
 from mcp.server.mcpserver.resolve import Sample
 from mcp_types import CreateMessageResult, ModelHint, ModelPreferences, SamplingMessage, TextContent
 
-from pixelmcp.backends import CachedRewriter, Progress, PromptRewriter, Rewrite, RewriteFailed
+from pixelmcp.backends import CachedRewriter, Progress, PromptRewriter, Rewritten, RewriteFailed
 from pixelmcp.prompts.rewrite import SYSTEM_PROMPT, clean_rewrite, user_message
 
 
@@ -29,7 +30,7 @@ class SamplingRewriter:
         self.hint = hint  # a model name the client may prefer (MCP model preferences)
         self.max_tokens = max_tokens
 
-    def request(self, prompt: str, style: str | None) -> Sample:
+    def sampling_request(self, prompt: str, style: str | None) -> Sample:
         """The sampling request; the same for the same prompt and style, as retried rounds require."""
         preferences = ModelPreferences(hints=[ModelHint(name=self.hint)]) if self.hint else None
         return Sample(
@@ -38,7 +39,7 @@ class SamplingRewriter:
             model_preferences=preferences, include_context="none",
         )
 
-    def from_result(self, result: CreateMessageResult) -> Rewrite:
+    def from_result(self, result: CreateMessageResult) -> Rewritten:
         """The client's answer as a rewrite (cleaned like any other rewriter's reply). It was sampled before the
         tool body ran, so its time is not known here."""
         blocks = result.content if isinstance(result.content, list) else [result.content]
@@ -47,9 +48,9 @@ class SamplingRewriter:
         if not cleaned:
             raise RewriteFailed(f"the client's model ({result.model}) returned no usable prompt "
                                 f"(reply was {reply[:80]!r})")
-        return Rewrite(cleaned, f"sampling:{result.model}", 0.0)
+        return Rewritten(cleaned, f"sampling:{result.model}", 0.0)
 
-    async def without_client(self, prompt: str, style: str | None, progress: Progress) -> Rewrite:
+    async def without_client(self, prompt: str, style: str | None, progress: Progress) -> Rewritten:
         """The fallback's rewrite, noting why the client's LLM did not write it."""
         why = "the client does not offer MCP sampling"
         fallback = self.fallback()
@@ -58,6 +59,9 @@ class SamplingRewriter:
         result = await fallback.rewrite(prompt, style=style, progress=progress)
         return replace(result, note=f"{why}, so {result.rewriter} rewrote the prompt instead")
 
-    async def rewrite(self, prompt: str, *, style: str | None, progress: Progress) -> Rewrite:
-        """Without a sampled answer in hand (the tool had none), this is the fallback's rewrite."""
+    async def rewrite(self, prompt: str, *, style: str | None, progress: Progress,
+                      sampled: CreateMessageResult | None = None) -> Rewritten:
+        """The client's answer; without one in hand (the client cannot sample), the fallback's rewrite."""
+        if sampled is not None:
+            return self.from_result(sampled)
         return await self.without_client(prompt, style, progress)

@@ -23,8 +23,8 @@ from pixelmcp.errors import PixelError, StoreError
 from pixelmcp.prompts import templates
 from pixelmcp.providers import provider_infos
 from pixelmcp.router import Router
-from pixelmcp.server.state import AppState
-from pixelmcp.server.store import ImageStore, UnknownImageError
+from pixelmcp.media.store import ImageStore, UnknownImageError
+from pixelmcp.tools.state import AppState
 from pixelmcp.tools import control, generate, models, vision
 
 logger = logging.getLogger(__name__)
@@ -120,12 +120,12 @@ async def _unload_idle_models(pool: ModelPool, keep_alive_s: float) -> None:
 
 async def _preload(state: AppState) -> None:
     """Warm the configured models one by one, after the server already answers."""
-    from pixelmcp.engine.local import loader_for
+    from pixelmcp.engine.loaders import loader_for
 
     for alias in state.settings.preload:
         spec = state.settings.catalog[alias]
         try:
-            await state.pool.preload(spec, loader_for(state.pool, spec))
+            await state.pool.preload(spec, loader_for(state.settings, spec))
             logger.info("preloaded %s", alias)
         except PixelError as e:
             logger.error("could not preload %s: %s", alias, e)

@@ -1,17 +1,21 @@
-"""Argument checks shared by every tool: each names the argument, the value, the accepted range
-and the fix. Nothing is clamped or rounded: a value is either accepted as given or refused."""
+"""The arguments tools share: their types and descriptions (one name and one description per idea), and
+their checks. Each check names the argument, the value, the accepted range and the fix. Nothing is
+clamped or rounded: a value is either accepted as given or refused. `check_image_request` turns an
+image tool's arguments into the one `ImageRequest` every generator reads."""
 
 from __future__ import annotations
 
 import math
 import secrets
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, ValidationInfo
+from pydantic import AfterValidator, Field, ValidationInfo
 from pydantic_core import PydanticCustomError
 
+from pixelmcp.backends import ImageRequest
 from pixelmcp.config import ModelSpec, Settings
 from pixelmcp.errors import InvalidArgument
+from pixelmcp.media.store import ImageStore
 
 MAX_SEED = 2**32 - 1
 
@@ -31,6 +35,75 @@ def _finite(value: float | None, info: ValidationInfo) -> float | None:
 #: The type of every float tool argument: NaN, Infinity and -Infinity are refused with the argument's name.
 Number = Annotated[float, AfterValidator(_finite)]
 OptionalNumber = Annotated[float | None, AfterValidator(_finite)]
+
+#: The `rewrite` argument: true, false or "auto".
+RewriteChoice = bool | Literal["auto"]
+
+# Arguments every image tool shares.
+PromptArg = Annotated[str, Field(description="What the image should show.")]
+NegativePromptArg = Annotated[
+    str | None, Field(description="What to keep out of the image (models with guidance only).")
+]
+ModelArg = Annotated[
+    str | None,
+    Field(description="Model alias from the server's catalog (e.g. sdxl, flux-schnell), or provider:model "
+                      "(e.g. openai:gpt-image-1, gemini:gemini-2.5-flash-image); default from config."),
+]
+WidthArg = Annotated[int | None, Field(description="Width in px; a multiple of 8 (16 for SD3/FLUX). Default per model.")]
+HeightArg = Annotated[int | None, Field(description="Height in px; same rules as width. Default per model.")]
+StepsArg = Annotated[int | None, Field(description="Denoising steps. Default per model.")]
+GuidanceArg = Annotated[OptionalNumber, Field(description="Prompt adherence (CFG). Default per model.")]
+SeedArg = Annotated[
+    int | None, Field(description="0..4294967295. Same seed and arguments give the same image; omit for random. "
+                                  "Local models only.")
+]
+NArg = Annotated[int, Field(description="Number of images; image i uses seed + i.")]
+ImageArg = Annotated[
+    str,
+    Field(description="A pixelmcp://images/<id> uri from an earlier result, a data:image/...;base64 uri, bare "
+                      "base64, or a file path inside the server's allowed folders."),
+]
+RewriteArg = Annotated[
+    RewriteChoice,
+    Field(description="Expand the prompt with an LLM first: true, false, or 'auto' (short prompts, local models only)."),
+]
+
+
+def check_image_request(
+    settings: Settings,
+    store: ImageStore,
+    spec: ModelSpec,
+    *,
+    prompt: str,
+    negative_prompt: str | None,
+    width: int | None,
+    height: int | None,
+    steps: int | None,
+    guidance_scale: float | None,
+    seed: int | None,
+    n: int,
+    default_size: tuple[int, int] | None = None,
+) -> ImageRequest:
+    """Check every argument an image tool shares, against `spec`, before any work. `default_size` overrides the
+    model's (e.g. to follow a control image)."""
+    check_supported(spec, seed=seed, steps=steps, guidance_scale=guidance_scale)
+    width, height = check_size(width, height, default_size or (spec.default_width, spec.default_height), spec)
+    n = check_n(n, settings, spec)
+    # Before any work: a folder that cannot take the PNGs (at most raw size each, plus a control map) fails now.
+    store.check_writable((n + 1) * (width * height * 3 + 65536))
+    guidance = check_guidance(guidance_scale, spec) if spec.takes_guidance else None
+    negative = check_text("negative_prompt", negative_prompt, settings, required=False)
+    return ImageRequest(
+        spec=spec,
+        prompt=check_text("prompt", prompt, settings, required=True),
+        negative_prompt=check_negative_prompt(negative, guidance or 0.0, spec),
+        width=width,
+        height=height,
+        steps=check_steps(steps, spec) if spec.takes_steps else None,
+        guidance_scale=guidance,
+        n=n,
+        seed=check_seed(seed) if spec.takes_seed else None,
+    )
 
 
 def check_text(argument: str, value: str | None, settings: Settings, *, required: bool) -> str | None:

@@ -4,45 +4,38 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Annotated, Literal
 
 import anyio
-from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from PIL import Image
 from pydantic import Field
 
 from pixelmcp.backends import ControlRequest, StyleRequest
 from pixelmcp.config import ModelSpec
-from pixelmcp.engine.control import ip_adapter_scale
 from pixelmcp.errors import InvalidArgument
-from pixelmcp.server.images import load_image
-from pixelmcp.server.state import AppState, app_state
-from pixelmcp.server.store import URI_PREFIX, StoredImage
-from pixelmcp.tools.arguments import Number, OptionalNumber
-from pixelmcp.tools.common import (
-    GenerateImageResult,
+from pixelmcp.media.images import load_image
+from pixelmcp.media.store import URI_PREFIX, ImageRef, StoredImage
+from pixelmcp.tools import arguments
+from pixelmcp.tools.arguments import (
     GuidanceArg,
     HeightArg,
     ImageArg,
     ModelArg,
     NArg,
     NegativePromptArg,
+    Number,
+    OptionalNumber,
     PromptArg,
     RewriteArg,
-    SampledArg,
     SeedArg,
     StepsArg,
-    StoredRef,
     WidthArg,
-    answer,
-    check_generation_args,
-    result_fields,
-    rewrite_for_generation,
-    store_images,
-    stored_ref,
 )
-from pixelmcp.tools.results import ProgressReporter, image_link
+from pixelmcp.tools.results import GenerateImageResult, ProgressReporter, result_fields, store_images, tool_result
+from pixelmcp.tools.rewriting import SampledArg, rewrite_for_generation
+from pixelmcp.tools.state import AppContext, AppState, app_state
 
 PREPROCESSORS = ("canny", "depth")
 MAX_CONDITIONING_SCALE = 2.0
@@ -57,17 +50,17 @@ class ControlNetResult(GenerateImageResult):
     control_type: str
     conditioning_scale: float
     preprocess: bool
-    control_map: StoredRef = Field(description="the map that steered the image (edges, depth, pose)")
+    control_map: ImageRef = Field(description="the map that steered the image (edges, depth, pose)")
 
 
 class StyleTransferResult(GenerateImageResult):
     mode: Literal["style", "subject"]
     scale: float | None = Field(description="IP-Adapter strength (null: a provider that reads the reference itself)")
-    style_image: StoredRef = Field(description="the reference image, as stored with the result")
-    control_map: StoredRef | None = Field(
+    style_image: ImageRef = Field(description="the reference image, as stored with the result")
+    control_map: ImageRef | None = Field(
         None, description="canny edges of `image`, when a structure image steered a local model"
     )
-    structure_image: StoredRef | None = Field(None, description="the structure image, as stored with the result")
+    structure_image: ImageRef | None = Field(None, description="the structure image, as stored with the result")
 
 
 # --------------------------------------------------------------------------- tools
@@ -76,7 +69,7 @@ class StyleTransferResult(GenerateImageResult):
 async def controlnet_generate(
     prompt: PromptArg,
     image: ImageArg,
-    ctx: Context,
+    ctx: AppContext,
     control_type: Annotated[
         str, Field(description="canny, depth or pose (or another type the model's catalog entry maps).")
     ] = "canny",
@@ -109,43 +102,44 @@ async def controlnet_generate(
     _check_thresholds(control_type, low_threshold, high_threshold)
     _check_scale("conditioning_scale", conditioning_scale, MAX_CONDITIONING_SCALE)
     source = await _load(app, image, "image")
-    args = check_generation_args(
-        app, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
-        guidance_scale=guidance_scale, seed=seed, n=n, default_size=_size_from(source, width, height, spec, "image"),
-    )
-    progress = ProgressReporter(ctx)
-
-    # 2. Rewrite, then generate.
-    rewritten = await rewrite_for_generation(app, args, rewrite, progress, sampled)
     control = ControlRequest(
         control_type=control_type, controlnet=controlnet, image=source, preprocess=preprocess,
         conditioning_scale=conditioning_scale, low_threshold=low_threshold, high_threshold=high_threshold,
         depth_model=app.router.depth_estimator() if preprocess and control_type == "depth" else None,
     )
-    batch = await generator.generate(spec, args.request(rewritten, control=control), progress)
+    request = replace(arguments.check_image_request(
+        app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
+        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n,
+        default_size=_size_from(source, width, height, spec, "image"),
+    ), control=control)
+    progress = ProgressReporter(ctx)
+
+    # 2. Rewrite, then generate.
+    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled)
+    made = await generator.generate(request, progress)
 
     # 3. Store the control map and the images (in a worker thread: encoding must not stall the event loop).
     def store() -> tuple[StoredImage, list[StoredImage]]:
-        stored_map = _store_reference(app, batch.control_map, "control map", control_type=control_type)
-        return stored_map, store_images(app, "controlnet_generate", args, rewritten, batch, dict(
+        stored_map = _store_reference(app, made.control_map, "control map", control_type=control_type)
+        return stored_map, store_images(app, "controlnet_generate", request, made, dict(
             control_type=control_type, preprocess=preprocess, conditioning_scale=conditioning_scale,
             low_threshold=low_threshold, high_threshold=high_threshold, control_map=stored_map.uri,
         ))
 
     control_map, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
     result = ControlNetResult(
-        **result_fields(args, rewritten, batch, records, started), control_type=control_type,
-        conditioning_scale=conditioning_scale, preprocess=preprocess, control_map=stored_ref(control_map),
+        **result_fields(request, rewritten, made, records, started), control_type=control_type,
+        conditioning_scale=conditioning_scale, preprocess=preprocess, control_map=control_map.ref(),
     )
-    return _with_links(await answer(app, result, records, batch, [f"Control map ({control_type}): {control_map.uri}"]),
-                       [(control_map, f"{control_type} control map")])
+    return await tool_result(app, result, records, made.images, lines=[f"Control map ({control_type}): {control_map.uri}"],
+                             links=[(control_map, f"{control_type} control map")])
 
 
 async def style_transfer(
     prompt: PromptArg,
     style_image: Annotated[str, Field(description="The reference image whose style (or subject) to use; "
                                                   "same forms as any image argument.")],
-    ctx: Context,
+    ctx: AppContext,
     scale: Annotated[
         OptionalNumber, Field(description="Strength of the reference, 0..2 (0 = ignore it); default 0.8. Local models.")
     ] = None,
@@ -197,29 +191,28 @@ async def style_transfer(
     reference = await _load(app, style_image, "style_image")
     structure = await _load(app, image, "image") if image is not None else None
     default_size = _size_from(structure, width, height, spec, "image") if structure is not None else None
-    args = check_generation_args(
-        app, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
-        guidance_scale=guidance_scale, seed=seed, n=n, default_size=default_size,
-    )
-    progress = ProgressReporter(ctx)
-
-    # 2. Rewrite, then generate.
-    rewritten = await rewrite_for_generation(app, args, rewrite, progress, sampled)
-    per_block = ip_adapter_scale(mode, scale, spec.style_blocks) if adapter is not None else None
-    style = StyleRequest(adapter=adapter, image=reference, scale=per_block, mode=mode)
+    style = StyleRequest(adapter=adapter, image=reference, scale=scale, mode=mode)
     control = None
     if structure is not None:
         control = ControlRequest(control_type="canny", controlnet=controlnet, image=structure, preprocess=True,
                                  conditioning_scale=1.0)
-    batch = await generator.generate(spec, args.request(rewritten, control=control, style=style), progress)
+    request = replace(arguments.check_image_request(
+        app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
+        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n, default_size=default_size,
+    ), control=control, style=style)
+    progress = ProgressReporter(ctx)
+
+    # 2. Rewrite, then generate.
+    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled)
+    made = await generator.generate(request, progress)
 
     # 3. Store the reference (and control map) with the images, in a worker thread; answer.
     def store() -> tuple[StoredImage, StoredImage | None, StoredImage | None, list[StoredImage]]:
         style_stored = _reference_record(app, style_image, reference, "style reference")
         structure_stored = _reference_record(app, image, structure, "structure image") if structure else None
-        map_stored = (_store_reference(app, batch.control_map, "control map", control_type="canny")
-                      if batch.control_map is not None else None)
-        stored = store_images(app, "style_transfer", args, rewritten, batch, dict(
+        map_stored = (_store_reference(app, made.control_map, "control map", control_type="canny")
+                      if made.control_map is not None else None)
+        stored = store_images(app, "style_transfer", request, made, dict(
             mode=mode, scale=scale, style_image=style_stored.uri,
             structure_image=structure_stored.uri if structure_stored else None,
             control_map=map_stored.uri if map_stored else None,
@@ -228,15 +221,15 @@ async def style_transfer(
 
     style_record, structure_record, control_map, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
     result = StyleTransferResult(
-        **result_fields(args, rewritten, batch, records, started), mode=mode, scale=scale,
-        style_image=stored_ref(style_record), control_map=stored_ref(control_map) if control_map else None,
-        structure_image=stored_ref(structure_record) if structure_record else None,
+        **result_fields(request, rewritten, made, records, started), mode=mode, scale=scale,
+        style_image=style_record.ref(), control_map=control_map.ref() if control_map else None,
+        structure_image=structure_record.ref() if structure_record else None,
     )
     links = [(style_record, "style reference")] + ([(control_map, "canny control map")] if control_map else [])
     lines = [f"Style reference: {style_record.uri} (mode {mode}" + (f", scale {scale})" if scale is not None else ")")]
     if control_map:
         lines.append(f"Control map (canny): {control_map.uri}")
-    return _with_links(await answer(app, result, records, batch, lines), links)
+    return await tool_result(app, result, records, made.images, lines=lines, links=links)
 
 
 # --------------------------------------------------------------------------- checks
@@ -332,11 +325,3 @@ def _reference_record(app: AppState, given: str, image: Image.Image, role: str) 
     if given.strip().startswith(URI_PREFIX):
         return app.store.get(app.store.id_from_uri(given.strip()))
     return _store_reference(app, image, role)
-
-
-def _with_links(result: CallToolResult, records: list[tuple[StoredImage, str]]) -> CallToolResult:
-    links = [image_link(r, f"{title} ({r.width}x{r.height})", f"The {title} used for this result.")
-             for r, title in records]
-    text = result.content[-1]
-    result.content = [*result.content[:-1], *links, text]
-    return result

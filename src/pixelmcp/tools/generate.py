@@ -6,18 +6,14 @@ import time
 from typing import Annotated
 
 import anyio
-from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.resolve import Resolve, Sample
+from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import CallToolResult, CreateMessageResult
 from pydantic import BaseModel, Field
 
 from pixelmcp.backends import RewriteFailed
 from pixelmcp.errors import PixelError
-from pixelmcp.providers.sampling import SamplingRewriter
-from pixelmcp.server.state import app_state
 from pixelmcp.tools import arguments
-from pixelmcp.tools.common import (
-    GenerateImageResult,
+from pixelmcp.tools.arguments import (
     GuidanceArg,
     HeightArg,
     ModelArg,
@@ -25,19 +21,13 @@ from pixelmcp.tools.common import (
     NegativePromptArg,
     PromptArg,
     RewriteArg,
-    SampledArg,
     SeedArg,
     StepsArg,
     WidthArg,
-    answer,
-    check_generation_args,
-    client_can_sample,
-    result_fields,
-    rewrite_for_generation,
-    run_rewriter,
-    store_images,
 )
-from pixelmcp.tools.results import ProgressReporter
+from pixelmcp.tools.results import GenerateImageResult, ProgressReporter, result_fields, store_images, tool_result
+from pixelmcp.tools.rewriting import SampledArg, rewrite_for_generation, run_rewriter, sample_rewrite
+from pixelmcp.tools.state import AppContext, app_state
 
 
 class RewriteResult(BaseModel):
@@ -47,22 +37,9 @@ class RewriteResult(BaseModel):
     note: str | None = Field(None, description="e.g. why another rewriter than the configured one answered")
 
 
-async def sample_rewrite(ctx: Context, prompt: str, style: str | None, model: str | None) -> Sample | None:
-    """Resolver: rewrite_prompt's request to the client's LLM, when its rewriter is sampling and the client can."""
-    app = app_state(ctx)
-    rewriter = app.router.rewriter(model)
-    if not isinstance(rewriter, SamplingRewriter) or not client_can_sample(ctx):
-        return None
-    prompt = arguments.check_text("prompt", prompt, app.settings, required=True)
-    return rewriter.request(prompt, arguments.check_text("style", style, app.settings, required=False))
-
-
-# --------------------------------------------------------------------------- tools
-
-
 async def generate_image(
     prompt: PromptArg,
-    ctx: Context,
+    ctx: AppContext,
     negative_prompt: NegativePromptArg = None,
     model: ModelArg = None,
     width: WidthArg = None,
@@ -82,28 +59,28 @@ async def generate_image(
 
     # 1. Check every argument before any work.
     spec, generator = await app.router.generator(model)
-    args = check_generation_args(
-        app, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
-        guidance_scale=guidance_scale, seed=seed, n=n,
+    request = arguments.check_image_request(
+        app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
+        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n,
     )
     progress = ProgressReporter(ctx)
 
     # 2. Rewrite the prompt, if asked; a failed rewrite falls back to the prompt as given.
-    rewritten = await rewrite_for_generation(app, args, rewrite, progress, sampled)
+    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled)
 
     # 3. Generate.
-    batch = await generator.generate(spec, args.request(rewritten), progress)
+    made = await generator.generate(request, progress)
 
     # 4. Store and answer (encoding runs in worker threads, never on the event loop).
-    records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", args, rewritten, batch, {}),
+    records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", request, made, {}),
                                              limiter=app.encoders)
-    result = GenerateImageResult(**result_fields(args, rewritten, batch, records, started))
-    return await answer(app, result, records, batch)
+    result = GenerateImageResult(**result_fields(request, rewritten, made, records, started))
+    return await tool_result(app, result, records, made.images)
 
 
 async def rewrite_prompt(
     prompt: Annotated[str, Field(description="The terse prompt to expand.")],
-    ctx: Context,
+    ctx: AppContext,
     style: Annotated[str | None, Field(description="Optional style to follow, e.g. 'watercolour', 'film noir'.")] = None,
     model: Annotated[
         str | None,

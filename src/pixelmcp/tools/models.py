@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp.server.mcpserver import Context
+
 from pydantic import BaseModel, Field
 
 from pixelmcp.providers import ProviderInfo, provider_infos
-from pixelmcp.server.state import AppState, app_state
+from pixelmcp.tools.state import AppContext, AppState, app_state
 
 
 class CatalogEntry(BaseModel):
@@ -63,7 +63,7 @@ def models_report(app: AppState) -> ModelsReport:
                         providers=provider_infos(app.settings))
 
 
-async def list_models(ctx: Context) -> ModelsReport:
+async def list_models(ctx: AppContext) -> ModelsReport:
     """List the models this server can use (aliases for the `model` argument of other tools, and the remote
     providers usable as provider:model), which are loaded on which device, the memory they use, and
     load/hit/eviction counters."""

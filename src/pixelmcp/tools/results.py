@@ -1,22 +1,155 @@
-"""Pieces every image-producing tool returns: previews, resource links, progress."""
+"""What image-making tools return, and the MCP pieces of it: result models, storing the images with
+everything needed to make them again, previews and resource links, progress notifications.
+
+Encoding (PNGs, previews) is CPU-bound: callers run `store_images` and `tool_result`'s previews in
+worker threads (`AppState.encoders`), never on the event loop.
+"""
 
 from __future__ import annotations
 
 import base64
 import math
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from mcp.server.mcpserver import Context
-from mcp_types import ContentBlock, ImageContent, ResourceLink
+import anyio
+from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
 from PIL import Image
+from pydantic import BaseModel, Field
 
+from pixelmcp import __version__
+from pixelmcp.backends import GeneratedImages, ImageRequest
 from pixelmcp.config import Settings
-from pixelmcp.server.images import encode_preview
-from pixelmcp.server.store import StoredImage
+from pixelmcp.errors import StoreError
+from pixelmcp.media.images import encode_preview
+from pixelmcp.media.store import ImageRef, StoredImage
+from pixelmcp.tools.rewriting import RewriteOutcome
+from pixelmcp.tools.state import AppContext, AppState
 
-if TYPE_CHECKING:
-    from pixelmcp.tools.common import StoredRef
+# --------------------------------------------------------------------------- result shapes
+
+
+class ImageInfo(ImageRef):
+    seed: int | None = Field(description="re-running the call gives the same pixels; this seed with n=1 gives the "
+                                         "same picture (null: the provider takes no seed)")
+
+
+class Timings(BaseModel):
+    """Where a call's time went, in seconds."""
+
+    queue_s: float = 0.0
+    load_s: float = 0.0
+    run_s: float = 0.0
+    total_s: float = 0.0
+
+
+class GenerationTimings(Timings):
+    rewrite_s: float = 0.0
+
+
+class GenerateImageResult(BaseModel):
+    id: str = Field(description="id of the first image (same as images[0].id)")
+    uri: str
+    path: str
+    width: int
+    height: int
+    seed: int | None = Field(description="seed of the first image; image i used seed + i (null: no seed)")
+    images: list[ImageInfo]
+    model: str
+    provider: str = Field(description="local (this server's GPU pool) or the remote provider that made the images")
+    steps: int | None = Field(description="denoising steps (null: set by the provider)")
+    guidance_scale: float | None = Field(description="null: set by the provider")
+    scheduler: str | None
+    prompt: str = Field(description="the prompt as given")
+    revised_prompt: str | None = Field(description="the rewritten prompt the model received, or null if not rewritten")
+    negative_prompt: str | None
+    rewriter: str | None = Field(None, description="who rewrote the prompt (a model, sampling:MODEL, or the provider)")
+    rewrite_note: str | None = Field(None, description="e.g. why another rewriter than the configured one answered")
+    rewrite_error: str | None = Field(None, description="why a requested rewrite did not happen")
+    batch_size: int = Field(1, description="requests whose images were made in the same pipeline call")
+    timings: GenerationTimings
+
+
+# --------------------------------------------------------------------------- storing
+
+
+def store_images(app: AppState, tool: str, request: ImageRequest, made: GeneratedImages,
+                 extra: dict[str, Any]) -> list[StoredImage]:
+    """Store every image with everything needed to make it again (in a worker thread)."""
+    params = dict(
+        tool=tool, model=request.spec.alias, provider=request.spec.provider, source=request.spec.source,
+        prompt=request.prompt, revised_prompt=made.revised_prompt or request.revised_prompt,
+        negative_prompt=request.negative_prompt, width=request.width, height=request.height, steps=request.steps,
+        guidance_scale=request.guidance_scale, scheduler=made.scheduler, device=made.device, n=request.n,
+        pixelmcp_version=__version__, **extra,
+    )
+    params["batch_size"] = made.batch_size  # >1: made in one pipeline call with other requests
+    records: list[StoredImage] = []
+    for index, (image, seed) in enumerate(zip(made.images, request.seeds, strict=True)):
+        try:
+            records.append(app.store.save(image, {**params, "seed": seed, "index": index}))
+        except StoreError as e:
+            if not records:
+                raise
+            saved = ", ".join(f"{r.uri} ({r.path})" for r in records)
+            raise StoreError(f"{e} Saved before the failure: {saved}.") from e
+    return records
+
+
+def result_fields(request: ImageRequest, rewrite: RewriteOutcome, made: GeneratedImages, records: list[StoredImage],
+                  started: float) -> dict[str, Any]:
+    """The GenerateImageResult fields, for the result model of any image tool."""
+    infos = [ImageInfo(**r.ref().model_dump(), seed=r.params["seed"]) for r in records]
+    timings = GenerationTimings(rewrite_s=rewrite.seconds, **made.timings, total_s=time.perf_counter() - started)
+    rewriter = rewrite.rewriter
+    if made.revised_prompt:  # the provider rewrote the prompt (again) and says what it used
+        rewriter = f"{rewriter} + {request.spec.alias}" if rewriter else request.spec.alias
+    return dict(
+        **infos[0].model_dump(), images=infos, model=request.spec.alias, provider=request.spec.provider,
+        steps=request.steps, guidance_scale=request.guidance_scale, scheduler=made.scheduler, prompt=request.prompt,
+        revised_prompt=made.revised_prompt or request.revised_prompt, negative_prompt=request.negative_prompt,
+        rewriter=rewriter, rewrite_note=rewrite.note, rewrite_error=rewrite.error, batch_size=made.batch_size,
+        timings=timings,
+    )
+
+
+# --------------------------------------------------------------------------- answering
+
+
+async def tool_result(app: AppState, result: GenerateImageResult, records: list[StoredImage],
+                      images: list[Image.Image], *, lines: list[str] = (),
+                      links: list[tuple[StoredImage, str]] = ()) -> CallToolResult:
+    """Previews and links for the client, a short summary for the model, structured content for programs.
+
+    `lines` add to the summary; `links` are the other stored images the result used (a control map,
+    a reference), linked after the previews. The previews are encoded in a worker thread: the event
+    loop keeps serving other clients meanwhile."""
+    made = [f"{result.width}x{result.height}"]
+    if result.steps is not None:
+        made.append(f"{result.steps} steps")
+    if result.guidance_scale is not None:
+        made.append(f"guidance {result.guidance_scale}")
+    if result.seed is not None:
+        made.append(f"seed {result.seed}")
+    where = f" ({result.provider})" if result.provider != "local" else ""
+    summary = [f"Generated {len(result.images)} image(s) with {result.model}{where}: {', '.join(made)}."]
+    summary += [f"- {image.uri}" + (f" (seed {image.seed})" if image.seed is not None else "")
+                + f" saved at {image.path}" for image in result.images]
+    summary += list(lines)
+    if result.revised_prompt:
+        summary.append(f"Revised prompt ({result.rewriter}): {result.revised_prompt}")
+    if result.rewrite_note:
+        summary.append(f"Note: {result.rewrite_note}")
+    if result.rewrite_error:
+        summary.append(f"Prompt not rewritten: {result.rewrite_error}")
+    blocks = await anyio.to_thread.run_sync(image_blocks, records, images, app.settings, limiter=app.encoders)
+    blocks += [image_link(r, f"{title} ({r.width}x{r.height})", f"The {title} used for this result.")
+               for r, title in links]
+    return CallToolResult(
+        content=[*blocks, TextContent(type="text", text="\n".join(summary))],
+        structured_content=result.model_dump(mode="json"),
+    )
 
 
 def image_blocks(records: list[StoredImage], images: list[Image.Image], settings: Settings) -> list[ContentBlock]:
@@ -39,7 +172,7 @@ def image_blocks(records: list[StoredImage], images: list[Image.Image], settings
     return blocks
 
 
-def image_link(image: StoredImage | StoredRef, title: str, description: str, size: int | None = None) -> ResourceLink:
+def image_link(image: ImageRef, title: str, description: str, size: int | None = None) -> ResourceLink:
     """A resource link to a stored PNG, readable at its pixelmcp:// uri."""
     return ResourceLink(type="resource_link", uri=image.uri, name=f"{image.id}.png", title=title,
                         description=description, mime_type="image/png", size=size)
@@ -60,7 +193,7 @@ class ProgressReporter:
     the next whole step, so the count increases and never overtakes the next real step.
     """
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: AppContext):
         self._ctx = ctx
         self._last = 0.0
         self._total: float | None = None

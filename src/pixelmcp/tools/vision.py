@@ -7,18 +7,18 @@ import time
 from typing import Annotated, Literal
 
 import anyio
-from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, TextContent
 from PIL import Image
 from pydantic import BaseModel, Field
 
 from pixelmcp.errors import InvalidArgument, StoreError
 from pixelmcp.prompts.vision import DEFAULT_COMPARE_QUESTION, answer_prompt, compare_prompt
-from pixelmcp.server.images import load_image
-from pixelmcp.server.state import AppState, app_state
+from pixelmcp.media.images import load_image
+from pixelmcp.tools.state import AppContext, AppState, app_state
 from pixelmcp.tools import arguments
-from pixelmcp.tools.common import ImageArg, ModelArg, StoredRef, stored_ref
-from pixelmcp.tools.results import ProgressReporter, image_link
+from pixelmcp.media.store import ImageRef
+from pixelmcp.tools.arguments import ImageArg, ModelArg
+from pixelmcp.tools.results import ProgressReporter, Timings, image_link
 
 MAX_COMPARE_IMAGES = 8
 MAX_ANSWER_TOKENS = 2048
@@ -32,13 +32,6 @@ RESIZE_ASPECT_TOLERANCE = 0.01
 
 
 # --------------------------------------------------------------------------- result shapes
-
-
-class Timings(BaseModel):
-    queue_s: float = 0.0
-    load_s: float = 0.0
-    run_s: float = 0.0
-    total_s: float = 0.0
 
 
 class LabelScore(BaseModel):
@@ -73,7 +66,9 @@ class AnswerResult(BaseModel):
     timings: Timings
 
 
-class Box(BaseModel):
+class Region(BaseModel):
+    """A changed area (engine/metrics.py's Region, without its pixel count)."""
+
     x: int
     y: int
     width: int
@@ -90,8 +85,8 @@ class PairComparison(BaseModel):
     ssim: float | None = None
     mean_abs_diff: float | None = Field(None, description="0..1 over all pixels and channels")
     changed_share: float | None = Field(None, description="share of pixels that changed noticeably")
-    changed_regions: list[Box] = Field(default_factory=list, description="boxes of changed areas, in image a's pixels")
-    heatmap: StoredRef | None = None
+    changed_regions: list[Region] = Field(default_factory=list, description="boxes of changed areas, in image a's pixels")
+    heatmap: ImageRef | None = None
 
 
 class CompareResult(BaseModel):
@@ -110,7 +105,7 @@ class CompareResult(BaseModel):
 
 async def classify_image(
     labels: Annotated[list[str], Field(description="Candidate labels, e.g. ['cat', 'dog', 'car'].")],
-    ctx: Context,
+    ctx: AppContext,
     image: Annotated[str | None, Field(description="One image (any image form). Give image or images.")] = None,
     images: Annotated[list[str] | None, Field(description="Several images, classified in one batch.")] = None,
     model: ModelArg = None,
@@ -144,7 +139,7 @@ async def classify_image(
 async def ask_about_image(
     image: ImageArg,
     question: Annotated[str, Field(description="What you want to know about the image.")],
-    ctx: Context,
+    ctx: AppContext,
     model: ModelArg = None,
     max_tokens: Annotated[int, Field(description=f"Longest answer, in tokens (1..{MAX_ANSWER_TOKENS}).")] = 512,
     detail: Annotated[
@@ -169,7 +164,7 @@ async def ask_about_image(
 
 async def compare_images(
     images: Annotated[list[str], Field(description=f"2..{MAX_COMPARE_IMAGES} images, any image form, in order.")],
-    ctx: Context,
+    ctx: AppContext,
     question: Annotated[str | None, Field(description="What to compare; default: what differs between them.")] = None,
     model: ModelArg = None,
 ) -> Annotated[CallToolResult, CompareResult]:
@@ -293,11 +288,11 @@ def _measure_pairs(app: AppState, images: list[Image.Image], embeddings: list[li
             pair.pixel_metrics = True
             pair.ssim, pair.mean_abs_diff, pair.changed_share = (measured.ssim, measured.mean_abs_diff,
                                                                  measured.changed_share)
-            pair.changed_regions = [Box(x=r.x, y=r.y, width=r.width, height=r.height) for r in measured.regions]
+            pair.changed_regions = [Region(x=r.x, y=r.y, width=r.width, height=r.height) for r in measured.regions]
             if measured.mean_abs_diff > 0:
                 try:
                     record = app.store.save(measured.heatmap, {"role": "difference heat-map", "pair": [a, b]})
-                    pair.heatmap = stored_ref(record)
+                    pair.heatmap = record.ref()
                 except StoreError as e:  # the comparison stands; only its picture is missing
                     pair.note = f"heat-map not saved: {e}"
             pairs.append(pair)

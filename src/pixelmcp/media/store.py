@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pixelmcp.errors import StoreError
 
@@ -46,16 +46,24 @@ _FIX = ("Free some space there, make the folder writable for the server's user, 
         "(--output-dir) at a folder that is.")
 
 
-class StoredImage(BaseModel):
-    """One stored image: where it is, how to address it, and what made it."""
+class ImageRef(BaseModel):
+    """A stored image as results name it: how to address it and its size."""
 
     id: str
-    uri: str
+    uri: str = Field(description="pixelmcp://images/{id}: readable as a resource, usable as an image input")
     path: str
     width: int
     height: int
+
+
+class StoredImage(ImageRef):
+    """One stored image's full record: its reference, and when and with what it was made."""
+
     created: str
     params: dict[str, Any]
+
+    def ref(self) -> ImageRef:
+        return ImageRef(id=self.id, uri=self.uri, path=self.path, width=self.width, height=self.height)
 
 
 class UnknownImageError(LookupError):

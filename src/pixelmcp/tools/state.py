@@ -1,4 +1,8 @@
-"""What the lifespan builds and every tool reaches through its context."""
+"""What every tool reaches through its context: the settings, the image store, the model pool and the router.
+
+The server's lifespan builds it (and tears it down); tools declare `ctx: AppContext` and read it
+with `app_state(ctx)`.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ from mcp.server.mcpserver import Context
 from pixelmcp.config import Settings
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.router import Router
-from pixelmcp.server.images import InputLimits
-from pixelmcp.server.store import ImageStore
+from pixelmcp.media.images import InputLimits
+from pixelmcp.media.store import ImageStore
 
 
 @dataclass
@@ -43,5 +47,9 @@ class AppState:
         )
 
 
-def app_state(ctx: Context) -> AppState:
+#: The context every tool declares: MCP's request context, with this server's state as its lifespan context.
+AppContext = Context[AppState, Any]
+
+
+def app_state(ctx: AppContext) -> AppState:
     return ctx.request_context.lifespan_context

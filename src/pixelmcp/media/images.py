@@ -8,7 +8,7 @@ with limits applied *before* decoding (bytes, pixels, known formats):
 - bare base64 of a PNG / JPEG / WebP / GIF / BMP / TIFF file
 - a file path or `file://` URI inside an allowed folder (output folder, working directory,
   `PIXELMCP_ALLOWED_DIRS`), checked after resolving symlinks
-- an http(s) URL, only when PIXELMCP_ALLOW_URLS is on (see server/fetch.py for the guards)
+- an http(s) URL, only when PIXELMCP_ALLOW_URLS is on (see media/fetch.py for the guards)
 
 Outputs: `encode_preview` makes the small inline image clients can display, within a size
 and byte budget; the full PNG stays in the store behind a resource link.
@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlparse
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pixelmcp.errors import InvalidArgument
-from pixelmcp.server.store import URI_PREFIX, ImageStore, UnknownImageError
+from pixelmcp.media.store import URI_PREFIX, ImageStore, UnknownImageError
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"})
 _FORMS = "a pixelmcp://images/<id> uri, a data:image/...;base64 uri, bare base64, or a path inside an allowed folder"
@@ -65,7 +65,7 @@ def load_image(value: str, *, argument: str, store: ImageStore, limits: InputLim
                 argument, value, "URLs are not fetched by this server (PIXELMCP_ALLOW_URLS is off)",
                 "Download the image and pass it as a data URI or base64, or save it inside an allowed folder.",
             )
-        from pixelmcp.server.fetch import FetchPolicy, fetch_image_bytes
+        from pixelmcp.media.fetch import FetchPolicy, fetch_image_bytes
 
         policy = FetchPolicy(allow_private=limits.allow_private_urls, max_bytes=limits.max_bytes)
         return _decode(fetch_image_bytes(text, argument, policy), argument, limits)

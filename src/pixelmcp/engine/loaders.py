@@ -1,0 +1,24 @@
+"""Which pool loader makes each catalog entry (by its task), with the server's optimisation settings."""
+
+from __future__ import annotations
+
+from pixelmcp.config import ModelSpec, Settings
+from pixelmcp.engine.pool import Loader
+
+
+def loader_for(settings: Settings, spec: ModelSpec) -> Loader:
+    """The pool loader for any catalog entry, by its task."""
+    from pixelmcp.engine import control, text, vision
+
+    if spec.task == "generate":
+        return pipeline_loader(settings, spec)
+    loaders = {"rewrite": text.load_chat_model, "preprocess": control.load_depth_estimator,
+               "classify": vision.load_classifier, "answer": vision.load_vlm}
+    return loaders[spec.task](spec)
+
+
+def pipeline_loader(settings: Settings, spec: ModelSpec) -> Loader:
+    """The diffusion pipeline loader with the server's optimisation settings."""
+    from pixelmcp.engine import diffusion
+
+    return diffusion.load_pipeline(spec, channels_last=settings.channels_last, compile=settings.compile)
