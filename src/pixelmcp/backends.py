@@ -151,6 +151,16 @@ class ImageGenerator(Protocol):
         ...
 
 
+class ChatCompleter(Protocol):
+    """A provider's chat model, as prompt rewriting uses it."""
+
+    name: str
+
+    async def complete(self, model: str, system: str, user: str, progress: Progress) -> str:
+        """The model's reply to one system + user turn (temperature 0 where the model allows)."""
+        ...
+
+
 class PromptRewriter(Protocol):
     name: str
 

@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pixelmcp.providers.registry import BUILTIN_NAMES, provider_rows, split_model
+
 Profile = Literal["default", "tiny"]
 ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth", "clip", "siglip", "vlm",
                     "remote-image", "remote-chat", "remote-vision"]
@@ -36,10 +38,8 @@ _TASKS: dict[str, Task] = {"chat-llm": "rewrite", "depth": "preprocess", "clip":
                            "vlm": "answer", "remote-image": "generate", "remote-chat": "rewrite",
                            "remote-vision": "answer"}
 
-#: Remote providers with a built-in client; endpoints named in the config add OpenAI-compatible ones.
-PROVIDERS = ("openai", "gemini", "openai-compatible")
 #: Who may rewrite prompts: the local LLM, a provider (or named endpoint), the client's own LLM, or nobody.
-REWRITERS = ("local", *PROVIDERS, "sampling", "none")
+REWRITERS = ("local", *BUILTIN_NAMES, "sampling", "none")
 
 
 class IPAdapterSpec(BaseModel):
@@ -413,7 +413,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_catalog(self) -> Settings:
         self._catalog = _build_catalog(self)
-        providers = self.provider_names()
+        providers = provider_rows(self)
         for name in ("rewriter", "sampling_fallback"):
             value = getattr(self, name)
             allowed = [r for r in (*REWRITERS, *self.endpoints) if not (name == "sampling_fallback" and r == "sampling")]
@@ -427,8 +427,8 @@ class Settings(BaseSettings):
         if self.rewriter == "local":
             checked.append(("rewrite_model", self.rewrite_model))
         for name, value in checked:
-            remote = value is not None and value.partition(":")[0] in providers and name in ("generate_model",
-                                                                                              "vision_model")
+            remote = (value is not None and name in ("generate_model", "vision_model")
+                      and split_model(value, providers, self._catalog) is not None)
             if value is not None and value not in self._catalog and not remote:
                 raise ValueError(f"{name}={value!r} is not in the {self.profile} catalog: {sorted(self._catalog)}"
                                  + (" (or provider:model, e.g. openai:gpt-image-1)"
@@ -437,10 +437,6 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"preload names {unknown}, not in the {self.profile} catalog: {sorted(self._catalog)}")
         return self
-
-    def provider_names(self) -> tuple[str, ...]:
-        """Every remote provider a `provider:model` argument may name."""
-        return (*PROVIDERS, *self.endpoints)
 
     # ------------------------------------------------------------------ catalog
 

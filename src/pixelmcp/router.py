@@ -16,6 +16,7 @@ from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import InvalidArgument, PixelError
 from pixelmcp.providers import gemini, openai
 from pixelmcp.providers.common import RemoteRewriter
+from pixelmcp.providers.registry import ProviderRow, provider_rows
 from pixelmcp.providers.sampling import SamplingRewriter
 
 _TINY_DEFAULTS = {"generate": "tiny-sd15", "rewrite": "tiny-llm", "preprocess": "tiny-depth",
@@ -23,20 +24,14 @@ _TINY_DEFAULTS = {"generate": "tiny-sd15", "rewrite": "tiny-llm", "preprocess": 
 _DEFAULTS = {"rewrite": "qwen2.5-1.5b-instruct", "preprocess": "depth-anything-v2-small",
              "classify": "clip-vit-large", "answer": "qwen2.5-vl-3b"}
 
-
 #: What each task is, in the words of error messages.
 _TASK_NAMES = {"generate": "image generation", "rewrite": "prompt rewriting", "preprocess": "control maps",
                "classify": "classification", "answer": "questions about images"}
-_DEFAULT_REWRITE_MODELS = {"openai": openai.DEFAULT_REWRITE_MODEL, "gemini": gemini.DEFAULT_REWRITE_MODEL}
-_EXAMPLES = {"openai": "openai:gpt-image-1", "gemini": "gemini:gemini-2.5-flash-image",
-             "openai-compatible": "openai-compatible:qwen2.5-vl-7b"}
-_IMAGE_FIX = {
-    "openai": "Use openai:gpt-image-1, openai:dall-e-3 or openai:dall-e-2 (for chat models use ask_about_image).",
-    "gemini": "Use an image-output model such as gemini:gemini-2.5-flash-image (for chat models use "
-              "ask_about_image).",
-    "other": "OpenAI-compatible endpoints serve chat and vision here, not images: use openai:gpt-image-1, "
-             "gemini:gemini-2.5-flash-image or a local model.",
-}
+
+#: The client for each API a provider speaks (`ProviderRow.client`): made as CLIENT(row, settings), with
+#: CLIENT.image_spec(row, model) naming the image models it makes.
+CLIENTS = {"openai": openai.OpenAIProvider, "gemini": gemini.GeminiProvider}
+Provider = openai.OpenAIProvider | gemini.GeminiProvider
 
 
 class Router:
@@ -49,51 +44,43 @@ class Router:
         self._local_classifier = LocalClassifier(pool)
         self._local_answerer = LocalAnswerer(pool)
         self._rewriters: dict[str, PromptRewriter] = {}
-        self._providers: dict[str, openai.OpenAIProvider | gemini.GeminiProvider] = {}
+        self.rows = provider_rows(settings)
+        self._providers: dict[str, Provider] = {}
         self._auto_generator: str | None = None
 
     # ------------------------------------------------------------------ providers
 
-    def _remote(self, model: str) -> tuple[str, str] | None:
+    def _remote(self, model: str) -> tuple[ProviderRow, str] | None:
         """(provider, model id) for `provider:model`; None for a catalog alias."""
         if model in self.settings.catalog or ":" not in model:
             return None
         provider, _, name = model.partition(":")
-        known = self.settings.provider_names()
-        if provider not in known:
+        row = self.rows.get(provider)
+        if row is None:
             raise InvalidArgument("model", model, f"{provider!r} is not a provider this server knows",
-                                  f"Use a catalog alias (list_models) or provider:model with one of: {', '.join(known)}.")
+                                  f"Use a catalog alias (list_models) or provider:model with one of: {', '.join(self.rows)}.")
         if not name.strip():
             raise InvalidArgument("model", model, "names no model after the provider",
-                                  f"Write it as {provider}:MODEL_ID, e.g. {_EXAMPLES.get(provider, provider + ':MODEL')}.")
-        return provider, name.strip()
+                                  f"Write it as {provider}:MODEL_ID, e.g. {row.example()}.")
+        return row, name.strip()
 
-    def provider(self, name: str) -> openai.OpenAIProvider | gemini.GeminiProvider:
+    def provider(self, row: ProviderRow) -> Provider:
         """The client of a provider (made once; keys are read from the environment at each call)."""
-        if name not in self._providers:
-            self._providers[name] = self._make_provider(name)
-        return self._providers[name]
-
-    def _make_provider(self, name: str) -> openai.OpenAIProvider | gemini.GeminiProvider:
-        settings = self.settings
-        if name == "gemini":
-            return gemini.GeminiProvider(settings)
-        if name == "openai":
-            return openai.OpenAIProvider("openai", settings, base_url=settings.openai_base_url,
-                                         key_names=("OPENAI_API_KEY",), key_required=True, official=True)
-        if name == "openai-compatible":
-            if not settings.openai_compatible_base_url:
+        if row.name not in self._providers:
+            if row.needs_base_url and not row.address(self.settings):
                 raise PixelError(
-                    "The openai-compatible provider has no server configured: set PIXELMCP_OPENAI_COMPATIBLE_BASE_URL "
+                    f"The {row.name} provider has no server configured: set PIXELMCP_{row.base_url_setting.upper()} "
                     "to its base URL (e.g. http://gpu-box:8000/v1 for vLLM, http://localhost:11434/v1 for Ollama) "
                     "and restart the server."
                 )
-            return openai.OpenAIProvider(name, settings, base_url=settings.openai_compatible_base_url,
-                                         key_names=("OPENAI_COMPATIBLE_API_KEY",), key_required=False, official=False)
-        endpoint = settings.endpoints[name]
-        keys = (endpoint.api_key_env,) if endpoint.api_key_env else ()
-        return openai.OpenAIProvider(name, settings, base_url=endpoint.base_url, key_names=keys,
-                                     key_required=bool(keys), official=False)
+            self._providers[row.name] = CLIENTS[row.client](row, self.settings)
+        return self._providers[row.name]
+
+    async def aclose(self) -> None:
+        """Close the providers' HTTP clients (the server's lifespan ends)."""
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()
 
     def _spec(self, model: str, task: str, argument: str = "model") -> ModelSpec:
         catalog = self.settings.catalog
@@ -126,16 +113,12 @@ class Router:
         remote = self._remote(alias)
         if remote is None:
             return self._spec(alias, "generate"), self._local_generator
-        provider, name = remote
-        spec = None  # OpenAI-compatible endpoints serve no image models here
-        if provider == "openai":
-            spec = openai.image_spec(provider, name)
-        elif provider == "gemini":
-            spec = gemini.image_spec(name)
+        row, name = remote
+        spec = CLIENTS[row.client].image_spec(row, name) if "generate_image" in row.serves else None
         if spec is None:
-            raise InvalidArgument("model", alias, f"{name!r} is not an image model {provider} serves here",
-                                  _IMAGE_FIX.get(provider, _IMAGE_FIX["other"]))
-        return spec, self.provider(provider)
+            raise InvalidArgument("model", alias, f"{name!r} is not an image model {row.name} serves here",
+                                  row.image_fix)
+        return spec, self.provider(row)
 
     def rewriter(self, model: str | None = None) -> PromptRewriter | None:
         """The rewriter for `model` (`alias`, `provider:model`, `sampling[:hint]`), or else the configured one.
@@ -162,7 +145,8 @@ class Router:
             return self._cached("sampling", lambda: self._sampling(chosen))
         if kind == "local":
             return self.rewriter(chosen if chosen and chosen in self.settings.catalog else self._default("rewrite"))
-        model = chosen or _DEFAULT_REWRITE_MODELS.get(kind)
+        row = self.rows.get(kind)
+        model = chosen or (row.rewrite_model if row else None)
         if model is None:
             raise PixelError(f"The {kind} rewriter needs a model: set PIXELMCP_REWRITE_MODEL to a chat model that "
                              f"endpoint serves, or pass model='{kind}:MODEL' to rewrite_prompt.")
@@ -235,6 +219,6 @@ class Router:
         remote = self._remote(alias)
         if remote is None:
             return self._spec(alias, "answer"), self._local_answerer
-        provider, name = remote
-        spec = ModelSpec(alias=alias, kind="remote-vision", source=name, provider=provider)
-        return spec, self.provider(provider)
+        row, name = remote
+        spec = ModelSpec(alias=alias, kind="remote-vision", source=name, provider=row.name)
+        return spec, self.provider(row)

@@ -92,7 +92,7 @@ def _disk(settings) -> Check:
 
 def _keys(settings) -> list[Check]:
     """Keys and endpoints, by name only: a key's value is never printed."""
-    from pixelmcp.providers import provider_infos
+    from pixelmcp.providers.registry import provider_infos, provider_rows, split_model
 
     checks = [Check("key huggingface", "ok", "HF_TOKEN is set") if os.environ.get("HF_TOKEN") else
               Check("key huggingface", "info", "HF_TOKEN not set", "Only needed for gated models (SD3, FLUX.1-dev).")]
@@ -105,7 +105,10 @@ def _keys(settings) -> list[Check]:
             checks.append(Check(f"provider {info.name}", "ok", f"{detail}{where}; serves {', '.join(info.serves)}"))
         else:
             checks.append(Check(f"provider {info.name}", "info", f"not configured{where}", f"To use it, {info.fix}."))
-    used = {value.partition(":")[0] for value in (settings.generate_model, settings.vision_model) if value}
+    rows = provider_rows(settings)
+    named = [split_model(value, rows, settings.catalog) for value in (settings.generate_model, settings.vision_model)
+             if value]
+    used = {remote[0] for remote in named if remote}
     used.add(settings.rewriter)
     for info in infos:
         if info.name in used and not info.ready:

@@ -239,6 +239,14 @@ class ModelPool:
                 self._drop(loaded)
         return [m.spec.alias for m in idle]
 
+    def close(self) -> list[str]:
+        """Release every model (the server stops); returns their aliases."""
+        with self._load_lock:
+            released = [m.spec.alias for m in self._models.values()]
+            for loaded in list(self._models.values()):
+                self._drop(loaded)
+        return released
+
     def evict_unpinned(self) -> None:
         """Free every model not in use (the response to an out-of-memory error)."""
         with self._load_lock:

@@ -21,7 +21,7 @@ from typing import TypeVar
 import anyio
 from PIL import Image
 
-from pixelmcp.backends import CachedRewriter, ImageRequest, Progress
+from pixelmcp.backends import CachedRewriter, ChatCompleter, ImageRequest, Progress
 from pixelmcp.config import Settings
 from pixelmcp.errors import PixelError
 
@@ -207,9 +207,9 @@ async def _attempt(call: Callable[[], Awaitable[T]], what: str, timeout: float, 
 class RemoteRewriter(CachedRewriter):
     """A PromptRewriter on a provider's chat model (temperature 0 where the model allows; answers cached)."""
 
-    def __init__(self, provider, model: str):
+    def __init__(self, provider: ChatCompleter, model: str):
         super().__init__()
-        self.provider = provider  # anything with `async complete(model, system, user, progress) -> str`
+        self.provider = provider
         self.model = model
         self.name = f"{provider.name}:{model}"
 

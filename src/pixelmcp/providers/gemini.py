@@ -29,9 +29,8 @@ from pixelmcp.providers.common import (
     status_failure,
 )
 from pixelmcp.providers.openai import remote_image_spec
+from pixelmcp.providers.registry import ProviderRow
 
-KEY_NAMES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-DEFAULT_REWRITE_MODEL = "gemini-2.5-flash"
 #: Gemini image models' output sizes, by the aspect ratio that asks for them.
 GEMINI_IMAGE_SIZES: dict[tuple[int, int], str] = {
     (1024, 1024): "1:1", (832, 1248): "2:3", (1248, 832): "3:2", (864, 1184): "3:4", (1184, 864): "4:3",
@@ -43,21 +42,27 @@ _REFUSALS = {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY"
 
 
 
-def image_spec(model: str) -> ModelSpec | None:
-    """Gemini image-output models (their ids name `image`); Imagen's separate API is not one of them."""
-    if "image" not in model or model.startswith("imagen"):
-        return None
-    return remote_image_spec("gemini", model, sizes=tuple(GEMINI_IMAGE_SIZES), max_n=None, takes_reference=True)
-
-
 class GeminiProvider:
     """ImageGenerator, PromptRewriter and VisionAnswerer on the Gemini API."""
 
-    name = "gemini"
-
-    def __init__(self, settings: Settings):
+    def __init__(self, row: ProviderRow, settings: Settings):
+        self.name = row.name
+        self.key_names = row.key_env
+        self.base_url = row.address(settings)
         self.settings = settings
         self._clients: dict[str, Any] = {}
+
+    @staticmethod
+    def image_spec(row: ProviderRow, model: str) -> ModelSpec | None:
+        """Gemini image-output models (their ids name `image`); Imagen's separate API is not one of them."""
+        if "image" not in model or model.startswith("imagen"):
+            return None
+        return remote_image_spec(row.name, model, sizes=tuple(GEMINI_IMAGE_SIZES), max_n=None, takes_reference=True)
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aio.aclose()
+        self._clients.clear()
 
     # ------------------------------------------------------------------ the protocols
 
@@ -82,7 +87,7 @@ class GeminiProvider:
         async def make(index: int) -> None:
             try:
                 response = await self._call(spec.source, contents, config, progress)
-                images[index] = _image_from(response, f"gemini ({spec.source})")
+                images[index] = _image_from(response, f"{self.name} ({spec.source})")
             except PixelError as e:
                 failures.append(e)
                 tasks.cancel_scope.cancel()  # the other images are not wanted without this one
@@ -93,7 +98,7 @@ class GeminiProvider:
         if failures:
             raise failures[0]
         return GeneratedImages(images=[image for image in images if image is not None], scheduler=None,
-                          device=self.settings.gemini_base_url or "generativelanguage.googleapis.com",
+                          device=self.base_url or "generativelanguage.googleapis.com",
                           timings={"run_s": time.perf_counter() - started})
 
     async def complete(self, model: str, system: str, user: str, progress: Progress) -> str:
@@ -103,7 +108,7 @@ class GeminiProvider:
 
         config = types.GenerateContentConfig(system_instruction=system, temperature=0)
         response = await self._call(model, [user], config, progress)
-        return _text_from(response, f"gemini ({model})")
+        return _text_from(response, f"{self.name} ({model})")
 
     async def answer(self, spec: ModelSpec, images: list[Image.Image], question: str, max_tokens: int,
                      progress: Progress) -> VisionAnswer:
@@ -112,7 +117,7 @@ class GeminiProvider:
         started = time.perf_counter()
         config = types.GenerateContentConfig(max_output_tokens=max_tokens, temperature=0)
         response = await self._call(spec.source, [question, *(_part(image) for image in images)], config, progress)
-        text = _text_from(response, f"gemini ({spec.source})")
+        text = _text_from(response, f"{self.name} ({spec.source})")
         usage = response.usage_metadata
         tokens = (usage.candidates_token_count or 0) if usage is not None else 0
         return VisionAnswer(text=text, tokens=tokens, timings={"run_s": time.perf_counter() - started})
@@ -124,11 +129,11 @@ class GeminiProvider:
         import httpx2
         from google.genai import errors
 
-        key = api_key("gemini", KEY_NAMES)
+        key = api_key(self.name, self.key_names)
         client = self._client(key)
         return await call_with_retries(
             lambda: client.aio.models.generate_content(model=model, contents=contents, config=config),
-            _failure, (errors.APIError, httpx.TransportError, httpx2.TransportError), what=f"gemini ({model})",
+            _failure, (errors.APIError, httpx.TransportError, httpx2.TransportError), what=f"{self.name} ({model})",
             settings=self.settings, progress=progress, secrets=(key,),
         )
 
@@ -138,7 +143,7 @@ class GeminiProvider:
             from google.genai import types
 
             options = types.HttpOptions(
-                base_url=self.settings.gemini_base_url,
+                base_url=self.base_url,
                 timeout=int((self.settings.provider_timeout_s + 5) * 1000),  # ms; the retry loop's limit fires first
             )
             self._clients[key] = genai.Client(api_key=key, http_options=options)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from pixelmcp.backends import VisionAnswer, GeneratedImages, ImageRequest, Progress
 from pixelmcp.config import ModelSpec, Settings
+from pixelmcp.providers.registry import ProviderRow
 from pixelmcp.providers.common import (
     Failure,
     ProviderError,
@@ -29,7 +30,6 @@ from pixelmcp.providers.common import (
     status_failure,
 )
 
-DEFAULT_REWRITE_MODEL = "gpt-4.1-mini"
 #: Codes OpenAI gives a request its safety system blocked.
 _REFUSAL_CODES = {"content_policy_violation", "moderation_blocked", "content_filter"}
 #: Reasoning models reject `temperature` and count thinking in the token cap: both are left to the API.
@@ -42,14 +42,6 @@ IMAGE_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("dall-e-3", {"sizes": ((1024, 1024), (1792, 1024), (1024, 1792)), "max_n": 1}),
     ("dall-e-2", {"sizes": ((256, 256), (512, 512), (1024, 1024)), "max_n": 10}),
 )
-
-
-def image_spec(provider: str, model: str) -> ModelSpec | None:
-    """The catalog-style entry of an OpenAI image model, or None if `model` is not one."""
-    for prefix, limits in IMAGE_MODELS:
-        if model.startswith(prefix):
-            return remote_image_spec(provider, model, **limits)
-    return None
 
 
 def remote_image_spec(provider: str, model: str, **limits) -> ModelSpec:
@@ -65,15 +57,27 @@ def remote_image_spec(provider: str, model: str, **limits) -> ModelSpec:
 class OpenAIProvider:
     """ImageGenerator, PromptRewriter and VisionAnswerer on the OpenAI API (or a compatible server)."""
 
-    def __init__(self, name: str, settings: Settings, *, base_url: str | None, key_names: tuple[str, ...],
-                 key_required: bool, official: bool):
-        self.name = name  # the provider prefix: openai, openai-compatible, or an endpoint's name
+    def __init__(self, row: ProviderRow, settings: Settings):
+        self.name = row.name  # the provider prefix: openai, openai-compatible, or an endpoint's name
         self.settings = settings
-        self.base_url = base_url
-        self.key_names = key_names
-        self.key_required = key_required
-        self.official = official
+        self.base_url = row.address(settings)
+        self.key_names = row.key_env
+        self.key_required = row.key_required
+        self.official = row.official
         self._clients: dict[str | None, Any] = {}
+
+    @staticmethod
+    def image_spec(row: ProviderRow, model: str) -> ModelSpec | None:
+        """The catalog-style entry of an OpenAI image model, or None if `model` is not one."""
+        for prefix, limits in IMAGE_MODELS:
+            if model.startswith(prefix):
+                return remote_image_spec(row.name, model, **limits)
+        return None
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
 
     # ------------------------------------------------------------------ the protocols
 

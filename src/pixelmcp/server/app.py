@@ -1,4 +1,5 @@
-"""build_server(settings) -> MCPServer: tools, resources and the lifespan that owns the pool.
+"""build_server(settings) -> MCPServer: tools, resources, and the lifespan that owns the image store, the
+model pool and the router (made when the server starts, released when it stops).
 
 Importing this module must stay cheap: torch, diffusers and transformers are imported by the
 engine on the first call that needs them, so `initialize` and `tools/list` answer at once.
@@ -21,7 +22,7 @@ from pixelmcp.config import Settings
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import PixelError, StoreError
 from pixelmcp.prompts import templates
-from pixelmcp.providers import provider_infos
+from pixelmcp.providers.registry import provider_infos
 from pixelmcp.router import Router
 from pixelmcp.media.store import ImageStore, UnknownImageError
 from pixelmcp.tools.state import AppState
@@ -37,22 +38,64 @@ of another tool to chain work without re-sending bytes. Same seed and arguments 
 image on local models."""
 
 
-def build_server(settings: Settings) -> MCPServer:
-    """The pixelmcp MCP server for `settings` (nothing is loaded until a tool needs it)."""
+class _Resources:
+    """The store, pool and router of a running server: made when the first session enters the lifespan,
+    released when the last one leaves (models unloaded, provider clients closed). In-memory clients each
+    enter the lifespan and share them, as clients of one process share its GPU."""
 
-    store = ImageStore(settings.output_dir, settings.png_compress_level)
-    pool = ModelPool(settings)
-    state = AppState(settings=settings, store=store, pool=pool, router=Router(settings, pool))
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._state: AppState | None = None
+        self._users = 0
+
+    def current(self) -> AppState:
+        if self._state is None:
+            raise PixelError("The server is not running (its lifespan has not started).")
+        return self._state
 
     @asynccontextmanager
-    async def lifespan(server: MCPServer) -> AsyncIterator[AppState]:
+    async def held(self) -> AsyncIterator[AppState]:
+        if self._state is None:
+            self._state = await self._start()
+        self._users += 1
+        try:
+            yield self._state
+        finally:
+            self._users -= 1
+            if self._users == 0:
+                state, self._state = self._state, None
+                with anyio.CancelScope(shield=True):
+                    await _stop(state)
+
+    async def _start(self) -> AppState:
+        settings = self.settings
+        store = ImageStore(settings.output_dir, settings.png_compress_level)
+        pool = ModelPool(settings)
         logger.info("pixelmcp %s: profile %s, images in %s", __version__, settings.profile, store.root)
         try:
             store.check_writable()
         except StoreError as e:
             logger.error("%s Image-making tools fail until this is fixed; the others work.", e)
         await anyio.to_thread.run_sync(store.sweep)
-        async with anyio.create_task_group() as tasks:
+        return AppState(settings=settings, store=store, pool=pool, router=Router(settings, pool))
+
+
+async def _stop(state: AppState) -> None:
+    await state.router.aclose()
+    released = await anyio.to_thread.run_sync(state.pool.close)
+    if released:
+        logger.info("released models: %s", ", ".join(released))
+
+
+def build_server(settings: Settings) -> MCPServer:
+    """The pixelmcp MCP server for `settings` (nothing is loaded until a tool needs it)."""
+
+    resources = _Resources(settings)
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer) -> AsyncIterator[AppState]:
+        async with resources.held() as state, anyio.create_task_group() as tasks:
+            pool = state.pool
             # In-memory clients each enter the lifespan: every entry lends its task group to the
             # pool, and on exit lets the batches it started finish instead of cancelling them.
             pool.background_groups.append(tasks)
@@ -99,12 +142,12 @@ def build_server(settings: Settings) -> MCPServer:
         server.add_tool(tool, annotations=ToolAnnotations(title=title, **hints))
     for template in templates.TEMPLATES:
         server.prompt()(template)
-    _add_image_resources(server, store)
+    _add_image_resources(server, resources)
 
     @server.resource("pixelmcp://models", name="models", mime_type="application/json",
                      description="The model catalog, what is loaded where, memory used, and pool counters.")
     async def models_resource() -> str:
-        return models.models_report(state).model_dump_json(indent=1)
+        return models.models_report(resources.current()).model_dump_json(indent=1)
 
     return server
 
@@ -131,17 +174,17 @@ async def _preload(state: AppState) -> None:
             logger.error("could not preload %s: %s", alias, e)
 
 
-def _add_image_resources(server: MCPServer, store: ImageStore) -> None:
+def _add_image_resources(server: MCPServer, resources: _Resources) -> None:
     @server.resource("pixelmcp://images/{image_id}", name="image", mime_type="image/png",
                      description="A full-resolution PNG made by this server.")
     async def read_image(image_id: str) -> bytes:
         try:
-            return store.png_path(image_id).read_bytes()
+            return resources.current().store.png_path(image_id).read_bytes()
         except UnknownImageError as e:
             raise ResourceNotFoundError(str(e)) from e
 
     @server.resource("pixelmcp://images", name="images", mime_type="application/json",
                      description="The newest 100 images made by this server, with their parameters.")
     async def list_images() -> str:
-        records = store.list(limit=100)
+        records = resources.current().store.list(limit=100)
         return json.dumps([r.model_dump() for r in records], indent=1)

@@ -1,0 +1,123 @@
+"""The remote providers, one row each: what the router, list_models, `doctor` and the settings' checks
+all read. Adding a provider is one row here (plus a client in `CLIENTS` of router.py when it speaks
+a new API); an OpenAI-compatible server needs no code at all (`[endpoints.NAME]` in the config).
+
+This module sits on the lowest floor with the settings (it imports no other pixelmcp module), so
+the settings can check provider names against it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+#: Tools a chat/vision endpoint can serve.
+CHAT_TOOLS = ("ask_about_image", "compare_images", "rewrite_prompt")
+
+
+@dataclass(frozen=True)
+class ProviderRow:
+    """One remote provider."""
+
+    name: str  # the prefix of provider:model
+    client: Literal["openai", "gemini"]  # the API it speaks (the client class that calls it)
+    key_env: tuple[str, ...]  # environment variables its key is read from, first set wins
+    key_required: bool
+    serves: tuple[str, ...]  # tools it can serve
+    examples: tuple[str, ...]  # model arguments to try
+    base_url_setting: str | None = None  # the setting that overrides its base URL
+    base_url: str | None = None  # a fixed base URL (an endpoint from the config file)
+    needs_base_url: bool = False  # no default address: useless until one is set
+    rewrite_model: str | None = None  # the model that rewrites prompts when PIXELMCP_REWRITER names it
+    official: bool = False  # the provider's own API (not a compatible server): its model quirks apply
+    image_fix: str = ("OpenAI-compatible endpoints serve chat and vision here, not images: use openai:gpt-image-1, "
+                      "gemini:gemini-2.5-flash-image or a local model.")
+
+    def address(self, settings: Any) -> str | None:
+        """Its base URL under `settings` (None: the SDK's default)."""
+        if self.base_url_setting is not None:
+            return getattr(settings, self.base_url_setting)
+        return self.base_url
+
+    def example(self) -> str:
+        return self.examples[0] if self.examples else f"{self.name}:MODEL"
+
+
+BUILTIN: tuple[ProviderRow, ...] = (
+    ProviderRow(
+        name="openai", client="openai", key_env=("OPENAI_API_KEY",), key_required=True,
+        serves=("generate_image", *CHAT_TOOLS),
+        examples=("openai:gpt-image-1", "openai:dall-e-3", "openai:gpt-4o", "openai:gpt-4.1-mini"),
+        base_url_setting="openai_base_url", rewrite_model="gpt-4.1-mini", official=True,
+        image_fix="Use openai:gpt-image-1, openai:dall-e-3 or openai:dall-e-2 (for chat models use "
+                  "ask_about_image).",
+    ),
+    ProviderRow(
+        name="gemini", client="gemini", key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"), key_required=True,
+        serves=("generate_image", "style_transfer", *CHAT_TOOLS),
+        examples=("gemini:gemini-2.5-flash-image", "gemini:gemini-2.5-flash"),
+        base_url_setting="gemini_base_url", rewrite_model="gemini-2.5-flash", official=True,
+        image_fix="Use an image-output model such as gemini:gemini-2.5-flash-image (for chat models use "
+                  "ask_about_image).",
+    ),
+    ProviderRow(
+        name="openai-compatible", client="openai", key_env=("OPENAI_COMPATIBLE_API_KEY",), key_required=False,
+        serves=CHAT_TOOLS,
+        examples=("openai-compatible:MODEL (the id the server serves, e.g. Qwen/Qwen2.5-VL-7B-Instruct)",),
+        base_url_setting="openai_compatible_base_url", needs_base_url=True,
+    ),
+)
+BUILTIN_NAMES: tuple[str, ...] = tuple(row.name for row in BUILTIN)
+
+
+def provider_rows(settings: Any) -> dict[str, ProviderRow]:
+    """Every provider `settings` knows: the built-in ones, then the `[endpoints.NAME]` of the config file."""
+    rows = {row.name: row for row in BUILTIN}
+    for name, endpoint in settings.endpoints.items():
+        keys = (endpoint.api_key_env,) if endpoint.api_key_env else ()
+        rows[name] = ProviderRow(name=name, client="openai", key_env=keys, key_required=bool(keys), serves=CHAT_TOOLS,
+                                 examples=(f"{name}:MODEL",), base_url=endpoint.base_url)
+    return rows
+
+
+def split_model(value: str, providers: dict[str, Any] | tuple[str, ...], catalog: dict[str, Any]) -> tuple[str, str] | None:
+    """(provider, model id) when `value` is `provider:model` with a known provider; None for anything else
+    (a catalog alias, even one with a colon in it, or an unknown prefix: the caller says what is wrong)."""
+    if value in catalog or ":" not in value:
+        return None
+    provider, _, model = value.partition(":")
+    return (provider, model.strip()) if provider in providers else None
+
+
+# --------------------------------------------------------------------------- what users are shown
+
+
+class ProviderInfo(BaseModel):
+    """One remote provider as this server is configured for it (never a key's value)."""
+
+    name: str = Field(description="the prefix of provider:model")
+    ready: bool = Field(description="configured, with its key set where it needs one")
+    key_env: list[str] = Field(description="environment variables its key is read from (first set wins)")
+    key_set: bool
+    base_url: str | None
+    serves: list[str] = Field(description="tools it can serve")
+    examples: list[str] = Field(description="model arguments to try")
+    fix: str | None = Field(None, description="what to do to make it ready")
+
+
+def provider_infos(settings: Any) -> list[ProviderInfo]:
+    infos = []
+    for row in provider_rows(settings).values():
+        key_set = any(os.environ.get(key, "").strip() for key in row.key_env)
+        address = row.address(settings)
+        fix = None
+        if row.needs_base_url and not address:
+            fix = f"set PIXELMCP_{row.base_url_setting.upper()} (e.g. http://gpu-box:8000/v1)"
+        elif row.key_required and not key_set:
+            fix = f"set {' or '.join(row.key_env)} in the server's environment"
+        infos.append(ProviderInfo(name=row.name, ready=fix is None, key_env=list(row.key_env), key_set=key_set,
+                                  base_url=address, serves=list(row.serves), examples=list(row.examples), fix=fix))
+    return infos
