@@ -94,7 +94,7 @@ def main() -> None:
 
     import torch
 
-    from pixelmcp.config import ModelSpec
+    from pixelmcp.catalog import ModelSpec
     from pixelmcp.engine import diffusion
     from pixelmcp.engine.devices import pick_device
     from pixelmcp.engine.jobs import Job

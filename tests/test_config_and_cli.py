@@ -29,6 +29,7 @@ def test_toml_file_points_an_alias_at_a_local_folder_and_adds_a_model(monkeypatc
         'preview_format = "jpeg"\n'
         '[models.sdxl]\nsource = "/models/sdxl"\n'
         '[models.my-anime]\nsource = "/models/anime"\nkind = "sd15"\ndefault_steps = 20\n'
+        '[models.my-flux]\nsource = "/models/flux"\nkind = "flux"\nlicence = "Apache-2.0"\n'
     )
     monkeypatch.setenv("PIXELMCP_CONFIG", str(toml))
     monkeypatch.setenv("PIXELMCP_PREVIEW_FORMAT", "webp")  # the environment wins over the file
@@ -36,7 +37,10 @@ def test_toml_file_points_an_alias_at_a_local_folder_and_adds_a_model(monkeypatc
     assert settings.preview_format == "webp"
     assert settings.catalog["sdxl"].source == "/models/sdxl" and settings.catalog["sdxl"].kind == "sdxl"
     anime = settings.catalog["my-anime"]
-    assert (anime.kind, anime.default_steps, anime.default_width) == ("sd15", 20, 1024)
+    assert (anime.kind, anime.default_steps, anime.default_width) == ("sd15", 20, 512)  # SD 1.5's size, not SDXL's
+    flux = settings.catalog["my-flux"]  # a new model gets its family's facts, not SD's
+    assert (flux.multiple_of, flux.negative_prompt, flux.default_guidance) == (16, False, 3.5)
+    assert flux.licence == "Apache-2.0"
 
 
 def test_a_new_model_without_kind_is_a_clear_configuration_error(monkeypatch):

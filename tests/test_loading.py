@@ -8,7 +8,7 @@ import pytest
 from helpers import ok
 from mcp import Client
 
-from pixelmcp.config import ModelSpec
+from pixelmcp.catalog import ModelSpec
 from pixelmcp.engine.loading import loading
 from pixelmcp.engine.tiny import TINY_VERSION
 from pixelmcp.errors import ModelLoadError

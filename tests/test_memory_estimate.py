@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pixelmcp.config import IPAdapterSpec, ModelSpec
+from pixelmcp.catalog import IPAdapterSpec, ModelSpec
 from pixelmcp.engine import memory, weights
 from pixelmcp.engine.jobs import Job
 from pixelmcp.engine.pool import ModelPool

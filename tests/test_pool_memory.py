@@ -11,8 +11,8 @@ from helpers import assert_same_picture, error_text, ok
 from mcp import Client
 
 from pixelmcp.engine import memory
-from pixelmcp.engine.loaders import loader_for
 from pixelmcp.engine.jobs import Job
+from pixelmcp.engine.loaders import loader_for
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import ModelLoadError, OutOfMemory
 from pixelmcp.server.app import build_server

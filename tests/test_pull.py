@@ -12,7 +12,7 @@ import pytest
 from fake_hub import FakeHub
 from test_memory_estimate import IP_ADAPTER_FILES, MB, SD15_FILES, SD15_INDEX, SDXL_FILES, SDXL_INDEX, twins
 
-from pixelmcp.config import DEFAULT_CATALOG
+from pixelmcp.catalog import DEFAULT_CATALOG
 
 CONFIGS = {"model_index.json": 600, "README.md": 14_000, ".gitattributes": 1_500}
 

@@ -20,8 +20,8 @@ from mcp import Client
 from PIL import Image
 
 from pixelmcp.media import store as store_module
-from pixelmcp.server.app import build_server
 from pixelmcp.media.store import SWEEP_MIN_AGE_S, ImageStore
+from pixelmcp.server.app import build_server
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ from helpers import error_text, ok
 from mcp import Client
 from PIL import Image, ImageDraw
 
-from pixelmcp.engine.metrics import compare_pixels
+from pixelmcp.media.metrics import compare_pixels
 
 pytestmark = pytest.mark.anyio
 

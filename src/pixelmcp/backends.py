@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from pixelmcp.config import ModelSpec
+from pixelmcp.catalog import ModelSpec
 
 #: `await progress(done, total, message)`; total may be None when unknown.
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]

@@ -10,19 +10,15 @@ from __future__ import annotations
 import anyio
 
 from pixelmcp.backends import ImageClassifier, ImageGenerator, PromptRewriter, VisionAnswerer
-from pixelmcp.config import AUTO_GENERATORS, ModelSpec, Settings
+from pixelmcp.catalog import AUTO_GENERATORS, DEFAULT_MODELS, ModelSpec
+from pixelmcp.config import Settings
 from pixelmcp.engine.local import LocalAnswerer, LocalClassifier, LocalImageGenerator, LocalRewriter
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import InvalidArgument, PixelError
 from pixelmcp.providers import gemini, openai
 from pixelmcp.providers.common import RemoteRewriter
-from pixelmcp.providers.registry import ProviderRow, provider_rows
+from pixelmcp.providers.registry import ProviderRow, provider_rows, split_model
 from pixelmcp.providers.sampling import SamplingRewriter
-
-_TINY_DEFAULTS = {"generate": "tiny-sd15", "rewrite": "tiny-llm", "preprocess": "tiny-depth",
-                  "classify": "tiny-clip", "answer": "tiny-qwen2-vl"}
-_DEFAULTS = {"rewrite": "qwen2.5-1.5b-instruct", "preprocess": "depth-anything-v2-small",
-             "classify": "clip-vit-large", "answer": "qwen2.5-vl-3b"}
 
 #: What each task is, in the words of error messages.
 _TASK_NAMES = {"generate": "image generation", "rewrite": "prompt rewriting", "preprocess": "control maps",
@@ -52,17 +48,18 @@ class Router:
 
     def _remote(self, model: str) -> tuple[ProviderRow, str] | None:
         """(provider, model id) for `provider:model`; None for a catalog alias."""
-        if model in self.settings.catalog or ":" not in model:
+        split = split_model(model, self.settings.catalog)
+        if split is None:
             return None
-        provider, _, name = model.partition(":")
+        provider, name = split
         row = self.rows.get(provider)
         if row is None:
             raise InvalidArgument("model", model, f"{provider!r} is not a provider this server knows",
                                   f"Use a catalog alias (list_models) or provider:model with one of: {', '.join(self.rows)}.")
-        if not name.strip():
+        if not name:
             raise InvalidArgument("model", model, "names no model after the provider",
                                   f"Write it as {provider}:MODEL_ID, e.g. {row.example()}.")
-        return row, name.strip()
+        return row, name
 
     def provider(self, row: ProviderRow) -> Provider:
         """The client of a provider (made once; keys are read from the environment at each call)."""
@@ -102,7 +99,7 @@ class Router:
         if self.settings.generate_model:
             return self.settings.generate_model
         if self.settings.profile == "tiny":
-            return _TINY_DEFAULTS["generate"]
+            return DEFAULT_MODELS["tiny"]["generate"]
         if self._auto_generator is None:
             memory = await anyio.to_thread.run_sync(self.pool.accelerator_memory_gb)
             self._auto_generator = next(alias for floor, alias in AUTO_GENERATORS if memory >= floor)
@@ -164,7 +161,7 @@ class Router:
         return self._rewriters[key]
 
     def _default(self, task: str) -> str:
-        return (_TINY_DEFAULTS if self.settings.profile == "tiny" else _DEFAULTS)[task]
+        return DEFAULT_MODELS[self.settings.profile][task]
 
     def controlnet(self, base: ModelSpec, control_type: str) -> ModelSpec:
         """The ControlNet for `control_type` on `base`, as a loadable entry; a clear error if none."""
@@ -174,17 +171,14 @@ class Router:
                                   f"Use one of: {', '.join(local) or 'none configured'}"
                                   + (" (or style_transfer with image=..., which gemini image models follow)."
                                      if base.provider != "gemini" else "; for gemini, style_transfer takes image=..."))
-        source = base.controlnets.get(control_type)
-        if source is None:
+        if control_type not in base.controlnets:
             others = sorted(a for a, s in self.settings.catalog.items() if control_type in s.controlnets)
             has = ", ".join(sorted(base.controlnets)) or "none"
             fix = (f"Use one of its types ({has})" if base.controlnets else "Use another model")
             fix += f", or a model with a {control_type} ControlNet: {', '.join(others)}." if others else "."
             raise InvalidArgument("control_type", control_type,
                                   f"model {base.alias!r} has no ControlNet for this type", fix)
-        # The base's preferred variant (fp16) is used where the ControlNet's repo has it (engine/weights.py).
-        return ModelSpec(alias=f"{base.alias}+controlnet-{control_type}", kind=base.kind, source=source,
-                         variant=base.variant)
+        return base.controlnet_entry(control_type)
 
     def ip_adapter(self, base: ModelSpec) -> ModelSpec | None:
         """The IP-Adapter of `base`, as a loadable entry (None for a provider model that reads the reference
@@ -196,8 +190,7 @@ class Router:
             raise InvalidArgument("model", base.alias, "has no IP-Adapter in the catalog (nor reads reference images)",
                                   f"Use one of: {', '.join(others) or 'none configured'}; or a provider model that "
                                   "edits from references: openai:gpt-image-1, gemini:gemini-2.5-flash-image.")
-        return ModelSpec(alias=f"{base.alias}+ip-adapter", kind=base.kind, source=base.ip_adapter.source,
-                         ip_adapter=base.ip_adapter)
+        return base.ip_adapter_entry()
 
     def depth_estimator(self) -> ModelSpec:
         return self._spec(self.settings.depth_model or self._default("preprocess"), "preprocess", "depth_model")

@@ -44,7 +44,7 @@ def pulled_specs(spec, pool) -> list:
 
 def disk_state(source: str, settings) -> tuple[bool, int]:
     """(cached locally, bytes on disk) of a hub id, local folder or tiny model."""
-    from pixelmcp.config import TINY_PREFIX
+    from pixelmcp.catalog import TINY_PREFIX
 
     if source.startswith(TINY_PREFIX):
         from pixelmcp.engine.tiny import TINY_VERSION
@@ -142,7 +142,7 @@ def _pull(args: argparse.Namespace) -> None:
 
 def _pull_one(spec, pool, settings, *, dry_run: bool) -> tuple[bool, int]:
     """Fetch what loading `spec` reads; (succeeded, bytes planned)."""
-    from pixelmcp.config import TINY_PREFIX
+    from pixelmcp.catalog import TINY_PREFIX
 
     alias, source = spec.alias, spec.source
     if source.startswith(TINY_PREFIX):
@@ -170,12 +170,12 @@ def _pull_one(spec, pool, settings, *, dry_run: bool) -> tuple[bool, int]:
         return False, 0
     except RepositoryNotFoundError:
         print(f"{alias}: {source} does not exist on the hub (or is private: set HF_TOKEN). "
-              f"Point the alias at another repo or a local folder with [models.{alias.split('+')[0]}] source = ...")
+              f"Point the alias at another repo or a local folder with [models.{spec.config_alias}] source = ...")
         return False, 0
     except (LocalEntryNotFoundError, NotDownloaded, *UNREACHABLE):
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         print(f"{alias}: the hub cannot be reached for {source}{offline}. Check the network or proxy (HTTPS_PROXY), "
-              f"or copy the model folder here and point [models.{alias.split('+')[0]}] source at it. Downloads "
+              f"or copy the model folder here and point [models.{spec.config_alias}] source at it. Downloads "
               "resume where they stopped.")
         return False, 0
     except (HfHubHTTPError, OSError) as e:

@@ -106,9 +106,9 @@ def _keys(settings) -> list[Check]:
         else:
             checks.append(Check(f"provider {info.name}", "info", f"not configured{where}", f"To use it, {info.fix}."))
     rows = provider_rows(settings)
-    named = [split_model(value, rows, settings.catalog) for value in (settings.generate_model, settings.vision_model)
+    named = [split_model(value, settings.catalog) for value in (settings.generate_model, settings.vision_model)
              if value]
-    used = {remote[0] for remote in named if remote}
+    used = {remote[0] for remote in named if remote and remote[0] in rows}
     used.add(settings.rewriter)
     for info in infos:
         if info.name in used and not info.ready:
@@ -125,9 +125,11 @@ def _models(settings) -> list[Check]:
                        ("classify", settings.classify_model), ("answer", settings.vision_model)):
         if name:
             defaults[task] = name
-    from pixelmcp.router import _DEFAULTS, _TINY_DEFAULTS
+    from pixelmcp.catalog import AUTO_GENERATORS, DEFAULT_MODELS
 
-    fallback = _TINY_DEFAULTS if settings.profile == "tiny" else {**_DEFAULTS, "generate": "sd15 / sdxl / flux-schnell"}
+    fallback = DEFAULT_MODELS[settings.profile]
+    if settings.profile != "tiny":
+        fallback = {**fallback, "generate": " / ".join(reversed([alias for _, alias in AUTO_GENERATORS]))}
     checks = []
     for task in ("generate", "rewrite", "classify", "answer"):
         alias = defaults.get(task) or fallback[task]

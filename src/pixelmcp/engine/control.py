@@ -15,9 +15,9 @@ from typing import Any
 
 from PIL import Image
 
-from pixelmcp.config import IPAdapterSpec, ModelSpec
-from pixelmcp.engine.loading import loading
+from pixelmcp.catalog import IPAdapterSpec, ModelSpec
 from pixelmcp.engine.jobs import Job
+from pixelmcp.engine.loading import loading
 
 
 @dataclass

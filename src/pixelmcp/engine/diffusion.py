@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixelmcp.backends import ImageRequest
-from pixelmcp.config import ModelSpec
-from pixelmcp.engine.loading import loading
+from pixelmcp.catalog import ModelSpec
 from pixelmcp.engine.jobs import Job
+from pixelmcp.engine.loading import loading
 from pixelmcp.errors import GenerationCancelled
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ class DiffusionCall:
     ip_scale: float | dict = 1.0  # set_ip_adapter_scale's argument: one number, or per-block scales
 
     @classmethod
-    def of(cls, requests: list[ImageRequest], *, control_image: Any = None, ip_scale: float | dict = 1.0) -> DiffusionCall:
+    def of(cls, requests: list[ImageRequest], *, control_image: Any = None,
+           ip_scale: float | dict = 1.0) -> DiffusionCall:
         """The call for one request, or for a micro-batch of plain requests that agree on everything but prompt
         and seeds (then one prompt per seed)."""
         first = requests[0]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pixelmcp.config import ModelSpec, Settings
+from pixelmcp.catalog import ModelSpec
+from pixelmcp.config import Settings
 from pixelmcp.engine.pool import Loader
 
 

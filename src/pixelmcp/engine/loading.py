@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 from safetensors import SafetensorError
 
-from pixelmcp.config import ModelSpec
+from pixelmcp.catalog import ModelSpec
 from pixelmcp.engine.hub import Fetched, fetch
 from pixelmcp.engine.weights import wanted_variant
 from pixelmcp.errors import ModelLoadError
@@ -65,7 +65,7 @@ def load_advice(spec: ModelSpec, source: str, error: BaseException) -> str:
     if Path(source).is_dir():
         return text + " The folder must hold a complete diffusers/transformers save (model_index.json or config.json)."
     return (
-        text + f" If the machine is offline, download it first (`pixelmcp pull {spec.alias.split('+')[0]}`) or point "
+        text + f" If the machine is offline, download it first (`pixelmcp pull {spec.config_alias}`) or point "
         "the alias at a "
         f"local folder in the config file ([models.{spec.alias}] source = \"/path\"). Gated models need their "
         "licence accepted on huggingface.co and HF_TOKEN set."

@@ -20,7 +20,7 @@ from pixelmcp.backends import (
     Progress,
     VisionAnswer,
 )
-from pixelmcp.config import ModelSpec
+from pixelmcp.catalog import ModelSpec
 from pixelmcp.engine.batching import MicroBatcher
 from pixelmcp.engine.jobs import Job
 from pixelmcp.engine.loaders import pipeline_loader

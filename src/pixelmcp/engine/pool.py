@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pixelmcp.backends import Progress
-from pixelmcp.config import TINY_PREFIX, ModelSpec, Settings
+from pixelmcp.catalog import TINY_PREFIX, ModelSpec
+from pixelmcp.config import Settings
 from pixelmcp.engine import devices, memory, weights
 from pixelmcp.engine.jobs import DeviceQueue, Job, QueueStats
 from pixelmcp.errors import ModelLoadError, OutOfMemory
@@ -114,7 +115,7 @@ class ModelPool:
 
     def source_of(self, spec: ModelSpec) -> str:
         """Where from_pretrained loads `spec` from: a built tiny folder, a local folder, or a hub id."""
-        return resolve_source(spec.source, spec.alias, self.settings)
+        return resolve_source(spec, self.settings)
 
     def get(self, spec: ModelSpec, loader: Loader, job: Job) -> Any:
         """The loaded model for `spec`, leased to `job` until it ends (pinned: never evicted meanwhile).
@@ -131,7 +132,7 @@ class ModelPool:
                 job.check()
                 job.report(0, None, f"moving {spec.alias} back to {self.device}")
                 started = time.perf_counter()
-                self._make_room(loaded.bytes, spec.alias)
+                self._make_room(loaded.bytes, spec)
                 memory.move(loaded.value, self.device)
                 loaded.tier, loaded.bytes = "device", self._measure(loaded.value)
                 job.load_seconds += time.perf_counter() - started
@@ -153,7 +154,7 @@ class ModelPool:
         variant = weights.wanted_variant(spec.variant, dtype.itemsize)
         estimate = (memory.estimate_bytes(source, dtype.itemsize, preferred_variant=variant, paths=spec.weight_paths)
                     or int(spec.min_memory_gb * _GIB))
-        self._make_room(estimate, spec.alias)
+        self._make_room(estimate, spec)
         logger.info("loading %s from %s on %s (%s)", spec.alias, source, device, dtype)
         value = loader(source, device, dtype)
         loaded = LoadedModel(spec, value, device, str(dtype).removeprefix("torch."), 0.0, self._measure(value))
@@ -161,7 +162,7 @@ class ModelPool:
         if self._used_bytes() > self.budget_bytes:
             loaded.pins += 1  # the new model stays; only others may make way
             try:
-                self._make_room(0, spec.alias)
+                self._make_room(0, spec)
             except ModelLoadError:
                 self._drop(loaded)
                 raise
@@ -182,13 +183,13 @@ class ModelPool:
         return sum(memory.bytes_by_device(m.value, counted).get(device_type, 0)
                    for m in self._models.values() if m.tier == "device")
 
-    def _make_room(self, needed: int, alias: str) -> None:
+    def _make_room(self, needed: int, spec: ModelSpec) -> None:
         """Evict unpinned models, least recently used first, until `needed` more bytes fit the budget."""
         budget = self.budget_bytes
         while self._used_bytes() + needed > budget or not self._device_has_room(needed):
             victims = [m for m in self._models.values() if m.tier == "device" and m.pins == 0]
             if not victims:
-                raise ModelLoadError(self._no_room_message(alias, needed, budget))
+                raise ModelLoadError(self._no_room_message(spec, needed, budget))
             self._evict(min(victims, key=lambda m: m.last_used))
 
     def _device_has_room(self, needed: int) -> bool:
@@ -197,15 +198,15 @@ class ModelPool:
             return True
         return memory.device_available(self.device) >= needed + self.reserve_bytes
 
-    def _no_room_message(self, alias: str, needed: int, budget: int) -> str:
+    def _no_room_message(self, spec: ModelSpec, needed: int, budget: int) -> str:
         resident = ", ".join(
             f"{m.spec.alias} {m.bytes / 1e9:.2f} GB{' (in use)' if m.pins else ''}"
             for m in self._models.values() if m.tier == "device"
         ) or "nothing"
         return (
-            f"Not enough memory on {self.device} for {alias}: it needs about {needed / 1e9:.2f} GB more, the budget is "
+            f"Not enough memory on {self.device} for {spec.alias}: it needs about {needed / 1e9:.2f} GB more, the budget is "
             f"{budget / 1e9:.2f} GB, and loaded now is {resident}. Use a smaller model or a lower-precision variant, "
-            f"set offload = \"model\" for it under [models.{alias.split('+')[0]}], wait for the models in use to be "
+            f"set offload = \"model\" for it under [models.{spec.config_alias}], wait for the models in use to be "
             "released, or raise PIXELMCP_MEMORY_BUDGET_MB if the device has memory to spare."
         )
 
@@ -324,8 +325,9 @@ class ModelPool:
             job.leases.clear()
 
 
-def resolve_source(source: str, alias: str, settings: Settings) -> str:
+def resolve_source(spec: ModelSpec, settings: Settings) -> str:
     """A `tiny:` source built (once) into the cache, a local folder checked, or a hub id as given."""
+    source = spec.source
     if source.startswith(TINY_PREFIX):
         from pixelmcp.engine.tiny import ensure_built
 
@@ -335,7 +337,7 @@ def resolve_source(source: str, alias: str, settings: Settings) -> str:
         return str(folder)
     if source.startswith(("/", "~", ".", "\\\\")) or (len(source) > 1 and source[1] == ":"):
         raise ModelLoadError(
-            f"Model {alias!r} points at the folder {source!r}, which does not exist. "
-            f"Fix its source under [models.{alias.split('+')[0]}] in the config file, or download the model there."
+            f"Model {spec.alias!r} points at the folder {source!r}, which does not exist. "
+            f"Fix its source under [models.{spec.config_alias}] in the config file, or download the model there."
         )
     return source

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pixelmcp.config import ModelSpec
-from pixelmcp.engine.loading import loading
+from pixelmcp.catalog import ModelSpec
 from pixelmcp.engine.jobs import Job
+from pixelmcp.engine.loading import loading
 from pixelmcp.errors import GenerationCancelled, ModelLoadError
 
 

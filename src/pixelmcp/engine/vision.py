@@ -12,9 +12,9 @@ from typing import Any
 from PIL import Image
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 
-from pixelmcp.config import ModelSpec
-from pixelmcp.engine.loading import loading
+from pixelmcp.catalog import ModelSpec
 from pixelmcp.engine.jobs import Job
+from pixelmcp.engine.loading import loading
 from pixelmcp.errors import GenerationCancelled, ModelLoadError
 
 

@@ -14,8 +14,9 @@ from typing import Any
 import anyio
 from PIL import Image
 
-from pixelmcp.backends import VisionAnswer, GeneratedImages, ImageRequest, Progress
-from pixelmcp.config import ModelSpec, Settings
+from pixelmcp.backends import GeneratedImages, ImageRequest, Progress, VisionAnswer
+from pixelmcp.catalog import ModelSpec
+from pixelmcp.config import Settings
 from pixelmcp.errors import PixelError
 from pixelmcp.providers.common import (
     Failure,

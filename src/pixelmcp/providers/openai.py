@@ -14,9 +14,9 @@ from typing import Any
 
 from PIL import Image
 
-from pixelmcp.backends import VisionAnswer, GeneratedImages, ImageRequest, Progress
-from pixelmcp.config import ModelSpec, Settings
-from pixelmcp.providers.registry import ProviderRow
+from pixelmcp.backends import GeneratedImages, ImageRequest, Progress, VisionAnswer
+from pixelmcp.catalog import ModelSpec
+from pixelmcp.config import Settings
 from pixelmcp.providers.common import (
     Failure,
     ProviderError,
@@ -29,6 +29,7 @@ from pixelmcp.providers.common import (
     reference_instruction,
     status_failure,
 )
+from pixelmcp.providers.registry import ProviderRow
 
 #: Codes OpenAI gives a request its safety system blocked.
 _REFUSAL_CODES = {"content_policy_violation", "moderation_blocked", "content_filter"}

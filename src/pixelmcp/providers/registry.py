@@ -83,13 +83,13 @@ def provider_rows(settings: Any) -> dict[str, ProviderRow]:
     return rows
 
 
-def split_model(value: str, providers: dict[str, Any] | tuple[str, ...], catalog: dict[str, Any]) -> tuple[str, str] | None:
-    """(provider, model id) when `value` is `provider:model` with a known provider; None for anything else
-    (a catalog alias, even one with a colon in it, or an unknown prefix: the caller says what is wrong)."""
+def split_model(value: str, catalog: dict[str, Any]) -> tuple[str, str] | None:
+    """The one reading of a `model` value: (provider, model id) for `provider:model`, None for a catalog alias
+    (even one with a colon in it). Whether the provider exists is the caller's to check and to explain."""
     if value in catalog or ":" not in value:
         return None
     provider, _, model = value.partition(":")
-    return (provider, model.strip()) if provider in providers else None
+    return provider, model.strip()
 
 
 # --------------------------------------------------------------------------- what users are shown

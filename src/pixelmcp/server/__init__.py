@@ -1,1 +1,1 @@
-"""MCP wiring: the server, its image inputs/outputs and the image store."""
+"""MCP wiring: the server (its tools, resources and lifespan) and its transports (stdio, streamable HTTP)."""

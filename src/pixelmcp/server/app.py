@@ -21,12 +21,12 @@ from pixelmcp import __version__
 from pixelmcp.config import Settings
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import PixelError, StoreError
+from pixelmcp.media.store import ImageStore, UnknownImageError
 from pixelmcp.prompts import templates
 from pixelmcp.providers.registry import provider_infos
 from pixelmcp.router import Router
-from pixelmcp.media.store import ImageStore, UnknownImageError
+from pixelmcp.tools import control, generate, models, understanding
 from pixelmcp.tools.state import AppState
-from pixelmcp.tools import control, generate, models, vision
 
 logger = logging.getLogger(__name__)
 
@@ -133,9 +133,9 @@ def build_server(settings: Settings) -> MCPServer:
         (generate.rewrite_prompt, "Rewrite prompt", reads_only),
         (control.controlnet_generate, "Generate with ControlNet", {**makes_images, "open_world_hint": False}),
         (control.style_transfer, "Style transfer", makes_images),
-        (vision.classify_image, "Classify image", {**reads_only, "open_world_hint": False}),
-        (vision.ask_about_image, "Ask about image", reads_only),
-        (vision.compare_images, "Compare images", reads_only),
+        (understanding.classify_image, "Classify image", {**reads_only, "open_world_hint": False}),
+        (understanding.ask_about_image, "Ask about image", reads_only),
+        (understanding.compare_images, "Compare images", reads_only),
         (models.list_models, "List models", {**reads_only, "open_world_hint": False}),
     )
     for tool, title, hints in tools:

@@ -13,7 +13,8 @@ from pydantic import AfterValidator, Field, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from pixelmcp.backends import ImageRequest
-from pixelmcp.config import ModelSpec, Settings
+from pixelmcp.catalog import ModelSpec
+from pixelmcp.config import Settings
 from pixelmcp.errors import InvalidArgument
 from pixelmcp.media.store import ImageStore
 

@@ -13,7 +13,7 @@ from PIL import Image
 from pydantic import Field
 
 from pixelmcp.backends import ControlRequest, StyleRequest
-from pixelmcp.config import ModelSpec
+from pixelmcp.catalog import ModelSpec
 from pixelmcp.errors import InvalidArgument
 from pixelmcp.media.images import load_image
 from pixelmcp.media.store import URI_PREFIX, ImageRef, StoredImage
@@ -131,7 +131,8 @@ async def controlnet_generate(
         **result_fields(request, rewritten, made, records, started), control_type=control_type,
         conditioning_scale=conditioning_scale, preprocess=preprocess, control_map=control_map.ref(),
     )
-    return await tool_result(app, result, records, made.images, lines=[f"Control map ({control_type}): {control_map.uri}"],
+    return await tool_result(app, result, records, made.images,
+                             lines=[f"Control map ({control_type}): {control_map.uri}"],
                              links=[(control_map, f"{control_type} control map")])
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from pydantic import BaseModel, Field
 
 from pixelmcp.providers.registry import ProviderInfo, provider_infos

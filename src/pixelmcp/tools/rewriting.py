@@ -14,8 +14,8 @@ from typing import Annotated
 from mcp.server.mcpserver.resolve import Resolve, Sample
 from mcp_types import CreateMessageResult
 
-from pixelmcp.backends import ImageRequest, Progress, PromptRewriter, Rewritten, RewriteFailed
-from pixelmcp.config import ModelSpec
+from pixelmcp.backends import ImageRequest, Progress, PromptRewriter, RewriteFailed, Rewritten
+from pixelmcp.catalog import ModelSpec
 from pixelmcp.errors import InvalidArgument, PixelError
 from pixelmcp.tools import arguments
 from pixelmcp.tools.arguments import RewriteChoice
@@ -53,7 +53,8 @@ def wants_rewrite(rewrite: RewriteChoice, prompt: str, app: AppState, spec: Mode
     return app.settings.rewriter != "none" and len(prompt.split()) <= app.settings.rewrite_auto_max_words
 
 
-async def sample_for_generation(ctx: AppContext, prompt: str, rewrite: RewriteChoice, model: str | None) -> Sample | None:
+async def sample_for_generation(ctx: AppContext, prompt: str, rewrite: RewriteChoice,
+                                model: str | None) -> Sample | None:
     """Resolver: ask the client's LLM for the rewrite, when the rewriter is `sampling` and the client can sample."""
     app = app_state(ctx)
     if app.settings.rewriter != "sampling" or not client_can_sample(ctx):

@@ -15,9 +15,9 @@ from mcp.server.mcpserver import Context
 
 from pixelmcp.config import Settings
 from pixelmcp.engine.pool import ModelPool
-from pixelmcp.router import Router
 from pixelmcp.media.images import InputLimits
 from pixelmcp.media.store import ImageStore
+from pixelmcp.router import Router
 
 
 @dataclass

@@ -12,13 +12,13 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from pixelmcp.errors import InvalidArgument, StoreError
-from pixelmcp.prompts.vision import DEFAULT_COMPARE_QUESTION, answer_prompt, compare_prompt
 from pixelmcp.media.images import load_image
-from pixelmcp.tools.state import AppContext, AppState, app_state
-from pixelmcp.tools import arguments
 from pixelmcp.media.store import ImageRef
+from pixelmcp.prompts.questions import DEFAULT_COMPARE_QUESTION, answer_prompt, compare_prompt
+from pixelmcp.tools import arguments
 from pixelmcp.tools.arguments import ImageArg, ModelArg
 from pixelmcp.tools.results import ProgressReporter, Timings, image_link
+from pixelmcp.tools.state import AppContext, AppState, app_state
 
 MAX_COMPARE_IMAGES = 8
 MAX_ANSWER_TOKENS = 2048
@@ -67,7 +67,7 @@ class AnswerResult(BaseModel):
 
 
 class Region(BaseModel):
-    """A changed area (engine/metrics.py's Region, without its pixel count)."""
+    """A changed area (media/metrics.py's Region, without its pixel count)."""
 
     x: int
     y: int
@@ -267,7 +267,7 @@ def _shrink(image: Image.Image, max_pixels: int | None) -> Image.Image:
 
 
 def _measure_pairs(app: AppState, images: list[Image.Image], embeddings: list[list[float]]) -> list[PairComparison]:
-    from pixelmcp.engine import metrics  # OpenCV: imported on first use, not at server start
+    from pixelmcp.media import metrics  # OpenCV: imported on first use, not at server start
 
     pairs = []
     for a in range(len(images)):
