@@ -27,7 +27,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("pixelmcp.backends",),
     ("pixelmcp.prompts", "pixelmcp.media"),
     ("pixelmcp.config",),
-    ("pixelmcp.providers.registry", "pixelmcp.errors", "pixelmcp"),
+    ("pixelmcp.catalog", "pixelmcp.registry", "pixelmcp.errors", "pixelmcp"),
 )
 
 

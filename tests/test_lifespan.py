@@ -7,7 +7,7 @@ import pytest
 from helpers import ok
 from mcp import Client
 
-from pixelmcp.providers.registry import provider_rows
+from pixelmcp.registry import provider_rows
 from pixelmcp.router import Router
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,15 @@ import sys
 
 import pytest
 from fake_hub import FakeHub
-from test_memory_estimate import IP_ADAPTER_FILES, MB, SD15_FILES, SD15_INDEX, SDXL_FILES, SDXL_INDEX, twins
+from test_memory_estimate import (
+    IP_ADAPTER_FILES,
+    MB,
+    SD15_FILES,
+    SD15_INDEX,
+    SDXL_FILES,
+    SDXL_INDEX,
+    twins,
+)
 
 from pixelmcp.catalog import DEFAULT_CATALOG
 

@@ -30,7 +30,7 @@ from pydantic_settings import (
 )
 
 from pixelmcp.catalog import DEFAULT_CATALOG, REMOTE_ONLY, TINY_CATALOG, ModelSpec
-from pixelmcp.providers.registry import BUILTIN_NAMES, provider_rows, split_model
+from pixelmcp.registry import BUILTIN_NAMES, provider_rows, split_model
 
 Profile = Literal["default", "tiny"]
 
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
         "local", description="rewriter used when rewriter=sampling and the client cannot sample (none: no rewrite)"
     )
     # Remote providers. Keys are read from the environment only (the variables each row of
-    # providers/registry.py names, or each endpoint's api_key_env), never from here.
+    # registry.py names, or each endpoint's api_key_env), never from here.
     openai_base_url: str | None = Field(None, description="OpenAI API base URL (proxies, gateways); default the API's")
     gemini_base_url: str | None = Field(None, description="Gemini API base URL; default the API's")
     openai_compatible_base_url: str | None = Field(

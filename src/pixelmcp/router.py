@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import anyio
 
-from pixelmcp.backends import ImageClassifier, ImageGenerator, PromptRewriter, VisionAnswerer
+from pixelmcp.backends import (
+    ImageClassifier,
+    ImageGenerator,
+    PromptRewriter,
+    VisionAnswerer,
+)
 from pixelmcp.catalog import AUTO_GENERATORS, DEFAULT_MODELS, ModelSpec
 from pixelmcp.config import Settings
-from pixelmcp.engine.local import LocalAnswerer, LocalClassifier, LocalImageGenerator, LocalRewriter
+from pixelmcp.engine.local import (
+    LocalAnswerer,
+    LocalClassifier,
+    LocalImageGenerator,
+    LocalRewriter,
+)
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import InvalidArgument, PixelError
 from pixelmcp.providers import gemini, openai
 from pixelmcp.providers.common import RemoteRewriter
-from pixelmcp.providers.registry import ProviderRow, provider_rows, split_model
 from pixelmcp.providers.sampling import SamplingRewriter
+from pixelmcp.registry import ProviderRow, provider_rows, split_model
 
 #: What each task is, in the words of error messages.
 _TASK_NAMES = {"generate": "image generation", "rewrite": "prompt rewriting", "preprocess": "control maps",

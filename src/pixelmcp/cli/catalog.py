@@ -154,7 +154,12 @@ def _pull_one(spec, pool, settings, *, dry_run: bool) -> tuple[bool, int]:
     if Path(source).expanduser().is_dir():
         print(f"{alias}: {source} is a local folder; nothing to download")
         return True, 0
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     from pixelmcp.engine.hub import UNREACHABLE, NotDownloaded, fetch
     from pixelmcp.engine.weights import wanted_variant

@@ -92,7 +92,7 @@ def _disk(settings) -> Check:
 
 def _keys(settings) -> list[Check]:
     """Keys and endpoints, by name only: a key's value is never printed."""
-    from pixelmcp.providers.registry import provider_infos, provider_rows, split_model
+    from pixelmcp.registry import provider_infos, provider_rows, split_model
 
     checks = [Check("key huggingface", "ok", "HF_TOKEN is set") if os.environ.get("HF_TOKEN") else
               Check("key huggingface", "info", "HF_TOKEN not set", "Only needed for gated models (SD3, FLUX.1-dev).")]

@@ -244,7 +244,11 @@ def build_sdxl(path: Path) -> None:
 
 def build_sd3(path: Path) -> None:
     """SD3: MMDiT transformer, two CLIP encoders with projection plus T5, flow-matching Euler."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
     from transformers import CLIPTextModelWithProjection
 
     _seeded()
@@ -278,7 +282,11 @@ def build_sd3(path: Path) -> None:
 
 def build_flux(path: Path) -> None:
     """FLUX.1 (schnell-style, no guidance embedding): MM-DiT, CLIP pooled + T5, packed latents."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
     from transformers import CLIPTextModel
 
     _seeded()
@@ -421,7 +429,12 @@ def _build_ip_adapter(path: Path, unet_factory: Callable, subfolder: str, weight
 
 def build_depth_anything(path: Path) -> None:
     """Depth Anything (DINOv2 backbone + DPT head) with its image processor."""
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessorPil
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        Dinov2Config,
+        DPTImageProcessorPil,
+    )
 
     _seeded()
     backbone = Dinov2Config(
@@ -518,7 +531,12 @@ def siglip_tokenizer():
 
 def build_siglip(path: Path) -> None:
     """SigLIP (sigmoid loss, learned bias) with SiglipTokenizer, as google/siglip-* repos name it."""
-    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor
+    from transformers import (
+        SiglipConfig,
+        SiglipImageProcessorPil,
+        SiglipModel,
+        SiglipProcessor,
+    )
 
     _seeded()
     tokenizer = siglip_tokenizer()

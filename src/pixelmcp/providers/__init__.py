@@ -1,2 +1,2 @@
 """Remote backends (OpenAI, Gemini, OpenAI-compatible servers, MCP sampling) behind the protocols in
-pixelmcp.backends. registry.py lists the providers, one row each."""
+pixelmcp.backends; pixelmcp/registry.py lists the providers, one row each."""

@@ -30,7 +30,7 @@ from pixelmcp.providers.common import (
     status_failure,
 )
 from pixelmcp.providers.openai import remote_image_spec
-from pixelmcp.providers.registry import ProviderRow
+from pixelmcp.registry import ProviderRow
 
 #: Gemini image models' output sizes, by the aspect ratio that asks for them.
 GEMINI_IMAGE_SIZES: dict[tuple[int, int], str] = {

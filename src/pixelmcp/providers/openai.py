@@ -29,7 +29,7 @@ from pixelmcp.providers.common import (
     reference_instruction,
     status_failure,
 )
-from pixelmcp.providers.registry import ProviderRow
+from pixelmcp.registry import ProviderRow
 
 #: Codes OpenAI gives a request its safety system blocked.
 _REFUSAL_CODES = {"content_policy_violation", "moderation_blocked", "content_filter"}

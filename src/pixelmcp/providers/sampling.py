@@ -14,9 +14,21 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from mcp.server.mcpserver.resolve import Sample
-from mcp_types import CreateMessageResult, ModelHint, ModelPreferences, SamplingMessage, TextContent
+from mcp_types import (
+    CreateMessageResult,
+    ModelHint,
+    ModelPreferences,
+    SamplingMessage,
+    TextContent,
+)
 
-from pixelmcp.backends import CachedRewriter, Progress, PromptRewriter, RewriteFailed, Rewritten
+from pixelmcp.backends import (
+    CachedRewriter,
+    Progress,
+    PromptRewriter,
+    RewriteFailed,
+    Rewritten,
+)
 from pixelmcp.prompts.rewrite import SYSTEM_PROMPT, clean_rewrite, user_message
 
 

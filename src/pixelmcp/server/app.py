@@ -23,7 +23,7 @@ from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import PixelError, StoreError
 from pixelmcp.media.store import ImageStore, UnknownImageError
 from pixelmcp.prompts import templates
-from pixelmcp.providers.registry import provider_infos
+from pixelmcp.registry import provider_infos
 from pixelmcp.router import Router
 from pixelmcp.tools import control, generate, models, understanding
 from pixelmcp.tools.state import AppState

@@ -33,7 +33,13 @@ from pixelmcp.tools.arguments import (
     StepsArg,
     WidthArg,
 )
-from pixelmcp.tools.results import GenerateImageResult, ProgressReporter, result_fields, store_images, tool_result
+from pixelmcp.tools.results import (
+    GenerateImageResult,
+    ProgressReporter,
+    result_fields,
+    store_images,
+    tool_result,
+)
 from pixelmcp.tools.rewriting import SampledArg, rewrite_for_generation
 from pixelmcp.tools.state import AppContext, AppState, app_state
 

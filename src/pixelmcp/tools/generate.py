@@ -25,8 +25,19 @@ from pixelmcp.tools.arguments import (
     StepsArg,
     WidthArg,
 )
-from pixelmcp.tools.results import GenerateImageResult, ProgressReporter, result_fields, store_images, tool_result
-from pixelmcp.tools.rewriting import SampledArg, rewrite_for_generation, run_rewriter, sample_rewrite
+from pixelmcp.tools.results import (
+    GenerateImageResult,
+    ProgressReporter,
+    result_fields,
+    store_images,
+    tool_result,
+)
+from pixelmcp.tools.rewriting import (
+    SampledArg,
+    rewrite_for_generation,
+    run_rewriter,
+    sample_rewrite,
+)
 from pixelmcp.tools.state import AppContext, app_state
 
 

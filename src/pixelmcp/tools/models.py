@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from pixelmcp.providers.registry import ProviderInfo, provider_infos
+from pixelmcp.registry import ProviderInfo, provider_infos
 from pixelmcp.tools.state import AppContext, AppState, app_state
 
 

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from mcp_types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
+from mcp_types import (
+    CallToolResult,
+    ContentBlock,
+    ImageContent,
+    ResourceLink,
+    TextContent,
+)
 from PIL import Image
 from pydantic import BaseModel, Field
 

@@ -14,7 +14,13 @@ from typing import Annotated
 from mcp.server.mcpserver.resolve import Resolve, Sample
 from mcp_types import CreateMessageResult
 
-from pixelmcp.backends import ImageRequest, Progress, PromptRewriter, RewriteFailed, Rewritten
+from pixelmcp.backends import (
+    ImageRequest,
+    Progress,
+    PromptRewriter,
+    RewriteFailed,
+    Rewritten,
+)
 from pixelmcp.catalog import ModelSpec
 from pixelmcp.errors import InvalidArgument, PixelError
 from pixelmcp.tools import arguments

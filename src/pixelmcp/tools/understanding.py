@@ -14,7 +14,11 @@ from pydantic import BaseModel, Field
 from pixelmcp.errors import InvalidArgument, StoreError
 from pixelmcp.media.images import load_image
 from pixelmcp.media.store import ImageRef
-from pixelmcp.prompts.questions import DEFAULT_COMPARE_QUESTION, answer_prompt, compare_prompt
+from pixelmcp.prompts.questions import (
+    DEFAULT_COMPARE_QUESTION,
+    answer_prompt,
+    compare_prompt,
+)
 from pixelmcp.tools import arguments
 from pixelmcp.tools.arguments import ImageArg, ModelArg
 from pixelmcp.tools.results import ProgressReporter, Timings, image_link
@@ -267,7 +271,9 @@ def _shrink(image: Image.Image, max_pixels: int | None) -> Image.Image:
 
 
 def _measure_pairs(app: AppState, images: list[Image.Image], embeddings: list[list[float]]) -> list[PairComparison]:
-    from pixelmcp.media import metrics  # OpenCV: imported on first use, not at server start
+    from pixelmcp.media import (
+        metrics,  # OpenCV: imported on first use, not at server start
+    )
 
     pairs = []
     for a in range(len(images)):
