@@ -86,6 +86,7 @@ async def main(count: int, side: int) -> None:
     from pixelmcp.media.store import ImageStore
     from pixelmcp.router import Router
     from pixelmcp.tools.arguments import check_image_request
+    from pixelmcp.tools.jobs import JobBoard
     from pixelmcp.tools.results import GenerateImageResult, result_fields, store_images, tool_result
     from pixelmcp.tools.rewriting import RewriteOutcome
     from pixelmcp.tools.state import AppState
@@ -96,7 +97,8 @@ async def main(count: int, side: int) -> None:
                                                  "max_side": 2048}})
     store = ImageStore(settings.output_dir, settings.png_compress_level)
     pool = ModelPool(settings)
-    app = AppState(settings=settings, store=store, pool=pool, router=Router(settings, pool))
+    app = AppState(settings=settings, store=store, pool=pool, router=Router(settings, pool),
+                   jobs=JobBoard(Path(settings.output_dir) / "jobs", settings.max_jobs, settings.job_retention_s))
     request = check_image_request(settings, store, settings.catalog["bench"], prompt="a photo", negative_prompt=None,
                                   width=side, height=side, steps=4, guidance_scale=None, seed=1, n=count)
     made = GeneratedImages(images=images, scheduler="bench", device="cpu",

@@ -147,3 +147,43 @@ async def test_http_server_reaches_a_provider_with_the_key_from_its_environment(
     assert api.to("/images/generations")[0].body["prompt"] == "A paper lantern glowing over a dark river"
     assert resource.contents[0].mime_type == "image/png"
     assert key not in (tmp_path / f"server-{port}.log").read_text()
+
+
+#: A generation that takes several seconds on a CPU with the tiny models: past a 2 s call budget.
+SLOW_CALL = {"prompt": "a harbour at dawn", "width": 256, "height": 256, "steps": 16, "seed": 9, "rewrite": False}
+
+
+async def poll_job(client: Client, job_id: str):
+    with anyio.fail_after(300):
+        while True:
+            result = await client.call_tool("check_job", {"job_id": job_id})
+            if "job" not in (result.structured_content or {}):
+                return result
+
+
+async def test_stdio_client_with_a_5s_timeout_gets_a_job_then_the_image_by_polling(tiny_cache, tmp_path):
+    env = {**server_env(tiny_cache, tmp_path), "PIXELMCP_CALL_BUDGET_S": "2"}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "pixelmcp.cli", "serve"], env=env)
+    async with Client(params, read_timeout_seconds=5) as client:
+        await client.list_tools()  # the server has started (imports are not part of the budget)
+        started = await client.call_tool("generate_image", SLOW_CALL)
+        job = started.structured_content["job"]
+        cancelled_id = (await client.call_tool("generate_image", {**SLOW_CALL, "seed": 10})).structured_content["job"]
+        stopped = await client.call_tool("check_job", {"job_id": cancelled_id["id"], "cancel": True})
+        assert stopped.structured_content["job"]["status"] == "cancelled"
+        data = ok(await poll_job(client, job["id"]))
+    assert data["seed"] == 9 and data["path"].startswith(str(tmp_path / "out"))
+
+
+async def test_http_job_is_collected_from_a_second_connection(tiny_cache, tmp_path):
+    process, port = await start_http(tiny_cache, tmp_path, PIXELMCP_CALL_BUDGET_S="2")
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        async with Client(url, read_timeout_seconds=5) as first:
+            job = (await first.call_tool("generate_image", SLOW_CALL)).structured_content["job"]
+        async with Client(url, read_timeout_seconds=5) as second:  # a new session, as a stateless client makes
+            data = ok(await poll_job(second, job["id"]))
+        assert data["seed"] == 9 and data["width"] == 256
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -38,7 +38,7 @@ def test_building_the_server_and_listing_tools_imports_no_model_library(tmp_path
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     tools_line, heavy_line = out.stdout.strip().splitlines()[-2:]
-    assert tools_line == ("['ask_about_image', 'classify_image', 'compare_images', 'controlnet_generate', "
+    assert tools_line == ("['ask_about_image', 'check_job', 'classify_image', 'compare_images', 'controlnet_generate', "
                           "'generate_image', 'list_models', 'rewrite_prompt', 'style_transfer']")
     assert heavy_line == "[]"
 

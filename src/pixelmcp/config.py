@@ -143,6 +143,14 @@ class Settings(BaseSettings):
     cpu_tier: bool = Field(True, description="keep models evicted from the GPU in CPU RAM when RAM allows")
     max_queue: int = Field(16, ge=0, description="requests that may wait for a busy device before 'busy' errors")
     keep_alive_s: float = Field(0, ge=0, description="unload models unused this long (0: keep until evicted)")
+    call_budget_s: float = Field(
+        40, ge=0, description="longest a tool call blocks; slower work continues as a job the caller collects with "
+                              "check_job (0: calls block until done)"
+    )
+    max_jobs: int = Field(64, ge=1, le=10_000, description="jobs kept at once, running and finished")
+    job_retention_s: float = Field(
+        3600, gt=0, description="how long a finished job's result stays collectable with check_job"
+    )
     call_timeout_s: float = Field(
         0, ge=0, description="stop a request's model work after this long, queueing included (0: no limit)"
     )

@@ -187,6 +187,8 @@ def _call(args: argparse.Namespace, tool: str, arguments: dict[str, Any], settin
         settings = settings.model_copy(update={"log_level": "WARNING"})  # a terminal wants the result, not logs
     if _EXTRA_DIRS:
         settings = settings.model_copy(update={"allowed_dirs": [*settings.allowed_dirs, *_EXTRA_DIRS]})
+    # In-process, with progress on the terminal: the command waits for the work, however long.
+    settings = settings.model_copy(update={"call_budget_s": 0})
     result = anyio.run(_run_tool, settings, tool, arguments)
     if result.is_error:
         fail(result.content[0].text.removeprefix(f"Error executing tool {tool}: "))

@@ -91,8 +91,11 @@ class DeviceQueue:
                 f"The server is busy: {waiting} request(s) are already waiting for {device} behind the running one "
                 f"(queue limit {self.max_queue}). Try again in a little while, or raise PIXELMCP_MAX_QUEUE."
             )
-        job = Job(progress=progress, status="waiting for the device" if lock.locked() else "starting")
-        self.waiting[device] = waiting + 1
+        job = Job(progress=progress, status=f"waiting for the device: {waiting + 1} ahead" if lock.locked()
+                  else "starting")
+        if lock.locked() and progress is not None:
+            await progress(0, None, job.status)
+        self.waiting[device] = self.waiting.get(device, 0) + 1
         with anyio.move_on_after(self.timeout_s) as deadline:
             outcome, failure = await self._run_locked(lock, device, work, job)
         if failure:

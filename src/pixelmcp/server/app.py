@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+from mcp.server.extension import Extension
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
 from pixelmcp import __version__
@@ -25,8 +27,9 @@ from pixelmcp.media.store import ImageStore, UnknownImageError
 from pixelmcp.prompts import templates
 from pixelmcp.registry import provider_infos
 from pixelmcp.router import Router
-from pixelmcp.tools import control, generate, models, understanding
-from pixelmcp.tools.state import AppState
+from pixelmcp.tools import check, control, generate, jobs, models, understanding
+from pixelmcp.tools.jobs import JobBoard
+from pixelmcp.tools.state import AppContext, AppState
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,24 @@ argument is provider:model (list_models shows which are ready). Tool results car
 preview plus a pixelmcp://images/<id> link to the full PNG; pass that uri as the image argument \
 of another tool to chain work without re-sending bytes. Same seed and arguments give the same \
 image on local models."""
+
+
+class _CallBudget(Extension):
+    """Every slow tool call blocks at most PIXELMCP_CALL_BUDGET_S, then answers with a job (tools/jobs.py)."""
+
+    identifier = "io.github.pixelmcp/jobs"
+
+    def __init__(self, held: _Resources):
+        self.held = held  # (not `resources`: an Extension's resources() lists what it contributes)
+
+    def settings(self) -> dict:
+        return {"callBudgetS": self.held.settings.call_budget_s, "collectWith": "check_job"}
+
+    async def intercept_tool_call(self, params, ctx, call_next):
+        state = self.held.current()
+        owner = jobs.owner_of(getattr(ctx.request, "headers", None))
+        return await jobs.within_budget(state.jobs, state.pool.background, state.settings.call_budget_s, params.name,
+                                        owner, lambda: call_next(ctx))
 
 
 class _Resources:
@@ -77,7 +98,8 @@ class _Resources:
         except StoreError as e:
             logger.error("%s Image-making tools fail until this is fixed; the others work.", e)
         await anyio.to_thread.run_sync(store.sweep)
-        return AppState(settings=settings, store=store, pool=pool, router=Router(settings, pool))
+        jobs = JobBoard(settings.output_dir / "jobs", settings.max_jobs, settings.job_retention_s)
+        return AppState(settings=settings, store=store, pool=pool, router=Router(settings, pool), jobs=jobs)
 
 
 async def _stop(state: AppState) -> None:
@@ -116,14 +138,6 @@ def build_server(settings: Settings) -> MCPServer:
                 pool.background_groups.remove(tasks)
                 loops.cancel()
 
-    server = MCPServer(
-        "pixelmcp",
-        title="pixelmcp",
-        version=__version__,
-        instructions=INSTRUCTIONS,
-        lifespan=lifespan,
-        log_level=settings.log_level,
-    )
     # Open world: a configured provider (or a key in the environment) lets calls reach outside services.
     remote = any(info.ready for info in provider_infos(settings)) or settings.rewriter not in ("local", "none")
     makes_images = dict(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=remote)
@@ -137,12 +151,35 @@ def build_server(settings: Settings) -> MCPServer:
         (understanding.ask_about_image, "Ask about image", reads_only),
         (understanding.compare_images, "Compare images", reads_only),
         (models.list_models, "List models", {**reads_only, "open_world_hint": False}),
+        (check.check_job, "Check job", {**reads_only, "open_world_hint": False}),
     )
-    for tool, title, hints in tools:
-        server.add_tool(tool, annotations=ToolAnnotations(title=title, **hints))
+    registered = []
+    for fn, title, hints in tools:
+        tool = Tool.from_function(fn, annotations=ToolAnnotations(title=title, **hints))
+        if tool.name in jobs.SLOW_TOOLS and tool.fn_metadata.output_schema is not None:
+            # A call past its budget answers with a job instead: the published schema admits both shapes.
+            tool.fn_metadata.output_schema = jobs.job_schema(tool.fn_metadata.output_schema)
+        registered.append(tool)
+    server = MCPServer(
+        "pixelmcp",
+        title="pixelmcp",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+        tools=registered,
+        extensions=[_CallBudget(resources)],
+    )
     for template in templates.TEMPLATES:
         server.prompt()(template)
     _add_image_resources(server, resources)
+
+    @server.resource("pixelmcp://jobs/{job_id}", name="job", mime_type="application/json",
+                     description="Where a job stands (the same status check_job reports).")
+    async def read_job(job_id: str, ctx: AppContext) -> str:
+        found = resources.current().jobs.find(job_id, jobs.owner_of(ctx.headers))
+        info = found.info() if isinstance(found, jobs.JobRecord) else jobs.JobInfo.model_validate(found["job"])
+        return jobs.JobStatusResult(job=info).model_dump_json(indent=1)
 
     @server.resource("pixelmcp://models", name="models", mime_type="application/json",
                      description="The model catalog, what is loaded where, memory used, and pool counters.")

@@ -30,6 +30,7 @@ from pixelmcp.config import Settings
 from pixelmcp.errors import StoreError
 from pixelmcp.media.images import encode_preview
 from pixelmcp.media.store import ImageRef, StoredImage
+from pixelmcp.tools.jobs import current_job
 from pixelmcp.tools.rewriting import RewriteOutcome
 from pixelmcp.tools.state import AppContext, AppState
 
@@ -197,14 +198,22 @@ class ProgressReporter:
     Steps report (done, total). Phase and heartbeat messages ("loading model", "waiting for
     the device") carry no step of their own; each is sent halfway between the last value and
     the next whole step, so the count increases and never overtakes the next real step.
+
+    A call that runs as a job (tools/jobs.py) records every report in the job; once the call has
+    answered with the job, reports are only recorded.
     """
 
     def __init__(self, ctx: AppContext):
         self._ctx = ctx
+        self._job = current_job.get()
         self._last = 0.0
         self._total: float | None = None
 
     async def __call__(self, done: float, total: float | None, message: str | None) -> None:
+        if self._job is not None:
+            self._job.update(done, total, message)
+            if self._job.detached:
+                return
         if total is None:
             done = self._last + (math.floor(self._last) + 1 - self._last) / 2
             total = self._total

@@ -1,4 +1,5 @@
-"""What every tool reaches through its context: the settings, the image store, the model pool and the router.
+"""What every tool reaches through its context: the settings, the image store, the model pool, the router and
+the jobs of calls that outlived their budget.
 
 The server's lifespan builds it (and tears it down); tools declare `ctx: AppContext` and read it
 with `app_state(ctx)`.
@@ -18,6 +19,7 @@ from pixelmcp.engine.pool import ModelPool
 from pixelmcp.media.images import InputLimits
 from pixelmcp.media.store import ImageStore
 from pixelmcp.router import Router
+from pixelmcp.tools.jobs import JobBoard
 
 
 @dataclass
@@ -26,6 +28,7 @@ class AppState:
     store: ImageStore
     pool: ModelPool
     router: Router
+    jobs: JobBoard
     _encoders: Any = field(default=None, repr=False)
 
     @property

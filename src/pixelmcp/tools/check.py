@@ -1,0 +1,54 @@
+"""check_job: a long call's job, collected: its tool's complete result once done, else where it stands."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import anyio
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from pixelmcp.errors import InvalidArgument
+from pixelmcp.tools import jobs
+from pixelmcp.tools.arguments import OptionalNumber
+from pixelmcp.tools.jobs import FINISHED, JobRecord, owner_of, status_result, stored_answer
+from pixelmcp.tools.state import AppContext, app_state
+
+
+async def check_job(
+    job_id: Annotated[str, Field(description="The id from a result's job.id.")],
+    ctx: AppContext,
+    wait_s: Annotated[
+        OptionalNumber,
+        Field(description="Seconds to wait for the job to finish before answering with its status; default and "
+                          "most: the server's call budget."),
+    ] = None,
+    cancel: Annotated[bool, Field(description="Stop the job; nothing of it is kept.")] = False,
+) -> CallToolResult:
+    """Collect a job that a slow tool call handed back instead of its result: returns that tool's complete result
+    (the same images, links and fields) once the job is done, or its current status (queued, downloading,
+    loading, running, with progress) after waiting up to wait_s. cancel=true stops it."""
+    app = app_state(ctx)
+    budget = app.settings.call_budget_s
+    if wait_s is not None and (not math.isfinite(wait_s) or wait_s < 0 or (budget and wait_s > budget)):
+        limit = f"0..{budget:g}" if budget else "0 or more"
+        raise InvalidArgument("wait_s", wait_s, f"out of range; accepted: {limit} seconds (the call budget, "
+                              "PIXELMCP_CALL_BUDGET_S, bounds every call)",
+                              "Pass a smaller wait_s, or omit it to wait as long as a call may.")
+    found = app.jobs.find(job_id.strip(), owner_of(ctx.headers))
+    if not isinstance(found, JobRecord):  # finished in an earlier server process: what it left on disk
+        return stored_answer(found)
+    if cancel:
+        if found.status in FINISHED:
+            return status_result(found.info(), note="It had already finished, so nothing was cancelled; call "
+                                                    "check_job without cancel to get its result.")
+        jobs.cancel(found)
+        with anyio.move_on_after(budget or None):
+            await found.done.wait()
+        return status_result(found.info())
+    with anyio.move_on_after(wait_s if wait_s is not None else (budget or None)):
+        await found.done.wait()
+    if found.done.is_set() and found.result is not None:
+        return found.result
+    return status_result(found.info())

@@ -1,0 +1,125 @@
+"""Long calls answer with a job within the call budget; check_job collects the tool's own result, or cancels."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+from conftest import stored_files
+from helpers import error_text, ok
+from mcp import Client
+
+from pixelmcp.server.app import build_server
+
+pytestmark = pytest.mark.anyio
+
+#: Work that takes several seconds on a CPU with the tiny models (about 0.4 s a step): well past a 1 s budget.
+SLOW = {"prompt": "a harbour at dawn", "width": 256, "height": 256, "steps": 12, "seed": 3, "rewrite": False}
+
+
+async def collect(client: Client, job_id: str, **arguments):
+    """check_job until the job is done; the last answer."""
+    with anyio.fail_after(300):
+        while True:
+            result = await client.call_tool("check_job", {"job_id": job_id, **arguments})
+            data = result.structured_content or {}
+            if result.is_error or "job" not in data or data["job"]["status"] in ("completed", "failed", "cancelled"):
+                return result
+
+
+async def test_a_call_past_its_budget_answers_with_a_job_and_check_job_returns_the_tools_own_result(make_settings):
+    server = build_server(make_settings(call_budget_s=1))
+    async with Client(server) as client:
+        with anyio.fail_after(20):  # the call itself returns within the budget, not after the work
+            started = await client.call_tool("generate_image", SLOW)
+        assert not started.is_error
+        job = started.structured_content["job"]
+        assert job["tool"] == "generate_image" and job["status"] in ("queued", "loading", "running")
+        assert f"check_job with job_id='{job['id']}'" in started.content[-1].text
+        result = await collect(client, job["id"])
+    data = ok(result)
+    assert [block.type for block in result.content] == ["image", "resource_link", "text"]
+    assert (data["width"], data["height"], data["steps"], data["seed"]) == (256, 256, 12, 3)
+    assert data["uri"] == result.content[1].uri and f"{data['id']}.png" in stored_files(make_settings())
+
+
+async def test_a_call_within_its_budget_answers_as_usual_and_leaves_no_job(make_settings):
+    server = build_server(make_settings(call_budget_s=60))
+    async with Client(server) as client:
+        data = ok(await client.call_tool("generate_image", {"prompt": "a kite", "seed": 1, "rewrite": False}))
+    assert "job" not in data and data["seed"] == 1
+
+
+async def test_progress_reaches_the_job_and_eta_follows_the_steps(make_settings):
+    server = build_server(make_settings(call_budget_s=1))
+    async with Client(server) as client:
+        job_id = (await client.call_tool("generate_image", SLOW)).structured_content["job"]["id"]
+        with anyio.fail_after(300):
+            while True:
+                status = (await client.call_tool("check_job", {"job_id": job_id, "wait_s": 0.2})).structured_content
+                if "job" not in status:
+                    break  # finished before a running status was seen: nothing to check here
+                job = status["job"]
+                if job["status"] == "running" and job["progress"] and job["eta_s"] is not None:
+                    assert 0 < job["progress"] <= 1 and job["message"].startswith("step ")
+                    break
+        resource = await client.read_resource(f"pixelmcp://jobs/{job_id}")
+        assert json.loads(resource.contents[0].text)["job"]["id"] == job_id
+        await collect(client, job_id)
+
+
+async def test_cancel_stops_the_job_and_stores_nothing(make_settings):
+    settings = make_settings(call_budget_s=1)
+    async with Client(build_server(settings)) as client:
+        job_id = (await client.call_tool("generate_image", {**SLOW, "steps": 20})).structured_content["job"]["id"]
+        cancelled = await client.call_tool("check_job", {"job_id": job_id, "cancel": True})
+        assert cancelled.structured_content["job"]["status"] == "cancelled"
+        again = await client.call_tool("check_job", {"job_id": job_id})
+        assert again.structured_content["job"]["status"] == "cancelled"
+    assert not [name for name in stored_files(settings) if name.endswith(".png")]
+
+
+async def test_unknown_ids_and_waits_past_the_budget_are_clear_errors(make_settings):
+    server = build_server(make_settings(call_budget_s=2))
+    async with Client(server) as client:
+        unknown = error_text(await client.call_tool("check_job", {"job_id": "no-such-job"}))
+        too_long = error_text(await client.call_tool("check_job", {"job_id": "x", "wait_s": 5}))
+    assert "job_id" in unknown and "no-such-job" in unknown and "expired" in unknown
+    assert "wait_s" in too_long and "0..2" in too_long
+
+
+async def test_a_job_outlives_its_session_and_its_server_process(make_settings):
+    settings = make_settings(call_budget_s=1)
+    async with Client(build_server(settings)) as client:
+        job_id = (await client.call_tool("generate_image", SLOW)).structured_content["job"]["id"]
+    # The session is over (its lifespan waited for the job to finish); another session collects it ...
+    server = build_server(settings)
+    async with Client(server) as other:
+        first = ok(await other.call_tool("check_job", {"job_id": job_id}))
+    # ... and so does a new server process over the same output folder, from what the job left on disk.
+    async with Client(build_server(settings)) as later:
+        again = ok(await later.call_tool("check_job", {"job_id": job_id}))
+    assert first["id"] == again["id"] and first["width"] == 256
+
+
+async def test_a_queued_job_reports_its_place_and_the_job_count_is_bounded(make_settings):
+    server = build_server(make_settings(call_budget_s=1, max_jobs=2))
+    async with Client(server) as client:
+        first = (await client.call_tool("generate_image", SLOW)).structured_content["job"]
+        second = (await client.call_tool("generate_image", {**SLOW, "seed": 4})).structured_content["job"]
+        assert second["status"] == "queued" and second["queue_position"] == 1
+        refused = error_text(await client.call_tool("generate_image", {**SLOW, "seed": 5}))
+        assert "PIXELMCP_MAX_JOBS=2" in refused
+        for job in (first, second):
+            ok(await collect(client, job["id"]))
+
+
+async def test_finished_jobs_expire(make_settings):
+    server = build_server(make_settings(call_budget_s=1, job_retention_s=0.5))
+    async with Client(server) as client:
+        job_id = (await client.call_tool("generate_image", SLOW)).structured_content["job"]["id"]
+        ok(await collect(client, job_id))
+        await anyio.sleep(1.0)
+        expired = error_text(await client.call_tool("check_job", {"job_id": job_id}))
+    assert "expired" in expired and job_id in expired
