@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
 
@@ -17,11 +18,14 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 class FakeHub:
-    """repos: {repo id: {file name: size}}; contents: {(repo id, file name): bytes} for files read as data."""
+    """repos: {repo id: {file name: size}}; contents: {(repo id, file name): bytes} for files read as data;
+    rate: bytes per second each file download is sent at (None: at once), to make downloads take a while."""
 
-    def __init__(self, repos: dict[str, dict[str, int]], contents: dict[tuple[str, str], bytes] | None = None):
+    def __init__(self, repos: dict[str, dict[str, int]], contents: dict[tuple[str, str], bytes] | None = None,
+                 rate: float | None = None):
         self.repos = repos
         self.contents = contents or {}
+        self.rate = rate
         self.downloaded: list[tuple[str, str]] = []
         hub = self
 
@@ -74,16 +78,22 @@ class FakeHub:
                     self.downloaded.append((repo, name))
                 headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
                            "Content-Type": "application/octet-stream"}
-                return self._send(handler, 200, data, headers, body)
+                return self._send(handler, 200, data, headers, body, rate=self.rate)
         self._send(handler, 404, b"", {}, body)
 
     @staticmethod
-    def _send(handler, status: int, data: bytes, headers: dict[str, str], body: bool) -> None:
+    def _send(handler, status: int, data: bytes, headers: dict[str, str], body: bool,
+              rate: float | None = None) -> None:
         handler.send_response(status)
         for key, value in {**headers, "Content-Length": str(len(data))}.items():
             handler.send_header(key, value)
         handler.end_headers()
-        if body:
+        if body and rate:
+            chunk = 16384
+            for start in range(0, len(data), chunk):
+                handler.wfile.write(data[start:start + chunk])
+                time.sleep(chunk / rate)
+        elif body:
             handler.wfile.write(data)
 
     def __enter__(self) -> FakeHub:

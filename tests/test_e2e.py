@@ -187,3 +187,39 @@ async def test_http_job_is_collected_from_a_second_connection(tiny_cache, tmp_pa
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+async def test_first_use_of_a_model_not_on_disk_downloads_it_in_the_background(tiny_cache, tmp_path):
+    import json
+    import time
+
+    from fake_hub import FakeHub
+
+    from pixelmcp.engine.tiny import ensure_built
+
+    folder = ensure_built("sd15", tiny_cache / "tiny")  # a real (tiny) pipeline, served as a hub repository
+    files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    repo = "fake-org/tiny-sd15"
+    model = {"source": repo, "kind": "sd15", "min_side": 16, "default_width": 64, "default_height": 64}
+    with FakeHub({repo: {name: len(data) for name, data in files.items()}},
+                 {(repo, name): data for name, data in files.items()}, rate=400_000) as hub:
+        process, port = await start_http(
+            tiny_cache, tmp_path, HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="0",
+            PIXELMCP_MODELS=json.dumps({"hub-sd15": model}), PIXELMCP_CALL_BUDGET_S="20",
+        )
+        try:
+            async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=30) as client:
+                began = time.monotonic()
+                started = await client.call_tool("generate_image", {"prompt": "a", "model": "hub-sd15", "steps": 2,
+                                                                    "seed": 1, "rewrite": False})
+                job = started.structured_content["job"]
+                assert job["status"] == "downloading" and "downloading hub-sd15" in job["message"]
+                assert time.monotonic() - began < 20  # answered when the download began, not after the budget
+                report = ok(await client.call_tool("list_models", {}))
+                assert [d["alias"] for d in report["downloads"]] in (["hub-sd15"], [])  # [] once it is done
+                data = ok(await poll_job(client, job["id"]))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert data["model"] == "hub-sd15" and data["seed"] == 1
+    assert "unet/diffusion_pytorch_model.safetensors" in hub.files_of(repo)

@@ -22,6 +22,8 @@ def add_commands(sub) -> None:
     serve.add_argument("--insecure-allow-remote", action="store_true",
                        help="allow binding a non-loopback address WITHOUT a token: anyone who reaches it can use "
                             "your GPU and disk (set PIXELMCP_HTTP_TOKEN instead)")
+    serve.add_argument("--preload", nargs="+", metavar="ALIAS",
+                       help="download and load these models in the background at start (PIXELMCP_PRELOAD)")
     serve.set_defaults(run=_serve)
 
 
@@ -35,7 +37,8 @@ def is_loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    settings = load(args)  # a weak token is refused here; an empty or blank one reads as no token
+    # A weak token is refused here; an empty or blank one reads as no token.
+    settings = load(args, preload=args.preload)
     remote = args.transport == "http" and not is_loopback(args.host)
     if remote and settings.http_token is None and not args.insecure_allow_remote:
         fail(

@@ -18,15 +18,15 @@ from pixelmcp.errors import ModelLoadError
 
 @contextmanager
 def loading(spec: ModelSpec, source: str, dtype: Any = None, *,
-            paths: tuple[str, ...] | None = None) -> Iterator[Fetched]:
+            paths: tuple[str, ...] | None = None, download: bool = True) -> Iterator[Fetched]:
     """Around a from_pretrained: yields `source` on local disk with only the files its loader reads (a hub
     model is downloaded on first use, as `pixelmcp pull` would), and the weights variant to ask for.
     Load from `fetched.folder` with `local_files_only=True`. A failure becomes a ModelLoadError saying
-    what to do."""
+    what to do. With `download=False`, only the plan is made (files and sizes, from the hub's listing)."""
     quiet_libraries()
     dtype_bytes = getattr(dtype, "itemsize", 4)
     try:
-        yield fetch(source, preferred_variant=wanted_variant(spec.variant, dtype_bytes), paths=paths)
+        yield fetch(source, preferred_variant=wanted_variant(spec.variant, dtype_bytes), paths=paths, download=download)
     except ImportError as e:
         raise ModelLoadError(import_advice(spec, e)) from e
     except (OSError, ValueError, RuntimeError, httpx2.HTTPError, SafetensorError) as e:

@@ -37,6 +37,9 @@ class LocalImageGenerator:
         self.batcher = MicroBatcher(pool, self.make, settings.batch_window_ms / 1000, settings.max_batch)
 
     async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
+        control, style = request.control, request.style
+        await self.pool.ready([request.spec, control and control.controlnet, control and control.depth_model,
+                               style and style.adapter], progress)
         if self.batcher.takes(request):
             return await self.batcher.generate(request, progress)
         (made,), queue_s = await self.pool.run(lambda job: self.make(job, [request]), progress)
@@ -119,6 +122,7 @@ class LocalRewriter(CachedRewriter):
             reply, _ = text.chat(llm, messages, max_new_tokens=self.max_new_tokens, job=job)
             return reply
 
+        await self.pool.ready([self.spec], progress)
         reply, _ = await self.pool.run(work, progress)
         return reply
 
@@ -151,6 +155,7 @@ class LocalClassifier:
             return Classification(scores.tolist(), scoring, {"load_s": job.load_seconds,
                                                             "run_s": time.perf_counter() - started})
 
+        await self.pool.ready([spec], progress)
         result, queue_s = await self.pool.run(work, progress)
         result.timings = {"queue_s": queue_s, **result.timings}
         return result
@@ -162,6 +167,7 @@ class LocalClassifier:
             classifier = self.pool.get(spec, vision.load_classifier(spec), job)
             return vision.image_embeddings(classifier, images, job).tolist()
 
+        await self.pool.ready([spec], progress)
         embeddings, _ = await self.pool.run(work, progress)
         return embeddings
 
@@ -185,6 +191,7 @@ class LocalAnswerer:
             )
             return VisionAnswer(text, tokens, {"load_s": job.load_seconds, "run_s": time.perf_counter() - started})
 
+        await self.pool.ready([spec], progress)
         result, queue_s = await self.pool.run(work, progress)
         result.timings = {"queue_s": queue_s, **result.timings}
         return result

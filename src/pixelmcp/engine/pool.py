@@ -25,6 +25,7 @@ from pixelmcp.backends import Progress
 from pixelmcp.catalog import TINY_PREFIX, ModelSpec
 from pixelmcp.config import Settings
 from pixelmcp.engine import devices, memory, weights
+from pixelmcp.engine.downloads import Downloads
 from pixelmcp.engine.jobs import DeviceQueue, Job, QueueStats
 from pixelmcp.errors import ModelLoadError, OutOfMemory
 
@@ -68,6 +69,7 @@ class ModelPool:
         self.settings = settings
         self.stats = PoolStats()
         self.queue = DeviceQueue(settings.max_queue, settings.call_timeout_s, self.stats)
+        self.downloads = Downloads()
         self._models: dict[str, LoadedModel] = {}
         self._load_lock = threading.RLock()
         self._device: str | None = None
@@ -282,9 +284,15 @@ class ModelPool:
             budget = self.budget_bytes if self._device else None
             used = self._used_bytes() if self._device else 0
         return dict(device=device, budget_bytes=budget, used_bytes=used, loaded=models, stats=vars(self.stats).copy(),
-                    queued={k: v for k, v in self.queue.waiting.items() if v})
+                    queued={k: v for k, v in self.queue.waiting.items() if v},
+                    downloads=self.downloads.in_progress())
 
     # ------------------------------------------------------------------ jobs
+
+    async def ready(self, specs: list[ModelSpec | None], progress: Progress | None = None) -> None:
+        """The models a job will need, on disk: hub models not downloaded yet are fetched now, before the job
+        queues for the device (engine/downloads.py)."""
+        await self.downloads.ensure(specs, lambda spec: self.dtype_for(spec).itemsize, progress, self.background)
 
     async def run(self, work: Callable[[Job], T], progress: Progress | None = None) -> tuple[T, float]:
         """Run `work(job)` on the device queue (engine/jobs.py); returns (result, queue seconds).

@@ -205,6 +205,7 @@ async def _preload(state: AppState) -> None:
     for alias in state.settings.preload:
         spec = state.settings.catalog[alias]
         try:
+            await state.pool.ready([spec])  # downloaded first, without holding the device
             await state.pool.preload(spec, loader_for(state.settings, spec))
             logger.info("preloaded %s", alias)
         except PixelError as e:

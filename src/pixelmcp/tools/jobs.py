@@ -51,6 +51,7 @@ FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 current_job: ContextVar[JobRecord | None] = ContextVar("pixelmcp_current_job", default=None)
 
 _AHEAD = re.compile(r"(\d+) ahead")
+_PERCENT = re.compile(r"\((\d+)%\)")
 _ID = re.compile(r"^[A-Za-z0-9_-]{16}$")
 
 
@@ -90,6 +91,7 @@ class JobRecord:
     detached: bool = False  # its call has returned: progress is recorded, no longer sent
     finished_at: float | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
+    answer_now: anyio.Event = field(default_factory=anyio.Event)  # done, or a download began: no use waiting
     scope: anyio.CancelScope | None = None
     _first_step: tuple[float, float] | None = None
 
@@ -102,6 +104,10 @@ class JobRecord:
             self.status = _phase(message)
             ahead = _AHEAD.search(message)
             self.queue_position = int(ahead.group(1)) if ahead and self.status == "queued" else None
+            share = _PERCENT.search(message)
+            if self.status == "downloading":
+                self.progress = int(share.group(1)) / 100 if share else None
+                self.answer_now.set()  # a download takes minutes: the call answers with the job now
         if total:
             self.status = "running" if self.status == "queued" else self.status
             self.progress = min(1.0, done / total)
@@ -174,6 +180,7 @@ class JobBoard:
         else:
             record.status = "completed"
         record.done.set()
+        record.answer_now.set()
         if record.detached:
             self._write(record)
 
@@ -274,7 +281,7 @@ async def within_budget(board: JobBoard, tasks: Any, budget_s: float, tool: str,
     tasks.start_soon(work)
     try:
         with anyio.move_on_after(budget_s):
-            await record.done.wait()
+            await record.answer_now.wait()
     except anyio.get_cancelled_exc_class():
         cancel(record)  # the client gave up on its call: the work stops too
         board.forget(record)
@@ -302,8 +309,8 @@ def status_result(info: JobInfo, *, waited: bool = False, note: str | None = Non
     if info.status in FINISHED:
         text = f"{what}." + (f" {info.error}" if info.error else "")
     else:
-        text = (f"{what}. It is still working" + (" after the time a call may take" if waited else "")
-                + f": call check_job with job_id='{info.id}' to get its result.")
+        why = " after the time a call may take" if waited and info.status != "downloading" else ""
+        text = f"{what}. It is still working{why}: call check_job with job_id='{info.id}' to get its result."
     if note:
         text += f" {note}"
     return CallToolResult(content=[TextContent(type="text", text=text)],

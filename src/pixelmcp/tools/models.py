@@ -35,6 +35,14 @@ class LoadedEntry(BaseModel):
     load_seconds: float
 
 
+class DownloadEntry(BaseModel):
+    alias: str
+    source: str
+    received_bytes: int
+    total_bytes: int = Field(description="bytes of the files that were missing when it began")
+    seconds: float
+
+
 class ModelsReport(BaseModel):
     profile: str
     device: str
@@ -43,6 +51,7 @@ class ModelsReport(BaseModel):
     queued: dict[str, int] = Field(description="requests waiting per device")
     stats: dict[str, int] = Field(description="hits, loads, tier_reloads, evictions, jobs, cancelled, ...")
     loaded: list[LoadedEntry]
+    downloads: list[DownloadEntry] = Field(description="models being downloaded now")
     catalog: list[CatalogEntry]
     providers: list[ProviderInfo] = Field(description="remote providers, used as provider:model in `model` arguments")
 
@@ -58,7 +67,8 @@ def models_report(app: AppState) -> ModelsReport:
     ]
     return ModelsReport(profile=app.settings.profile, device=snapshot["device"], budget_bytes=snapshot["budget_bytes"],
                         used_bytes=snapshot["used_bytes"], queued=snapshot["queued"], stats=snapshot["stats"],
-                        loaded=[LoadedEntry(**m) for m in snapshot["loaded"]], catalog=catalog,
+                        loaded=[LoadedEntry(**m) for m in snapshot["loaded"]],
+                        downloads=[DownloadEntry(**d) for d in snapshot["downloads"]], catalog=catalog,
                         providers=provider_infos(app.settings))
 
 
