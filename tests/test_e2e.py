@@ -223,3 +223,17 @@ async def test_first_use_of_a_model_not_on_disk_downloads_it_in_the_background(t
             process.wait(timeout=30)
     assert data["model"] == "hub-sd15" and data["seed"] == 1
     assert "unet/diffusion_pytorch_model.safetensors" in hub.files_of(repo)
+
+
+async def test_http_client_of_the_tasks_extension_follows_a_task_to_its_result(tiny_cache, tmp_path):
+    from tasks_client import TasksClient
+
+    process, port = await start_http(tiny_cache, tmp_path, PIXELMCP_CALL_BUDGET_S="2")
+    tasks = TasksClient()
+    try:
+        async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=5, extensions=[tasks]) as client:
+            data = ok(await client.call_tool("generate_image", SLOW_CALL))
+        assert data["seed"] == 9 and tasks.handles and tasks.states[-1].status == "completed"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -27,6 +27,7 @@ from pixelmcp.media.store import ImageStore, UnknownImageError
 from pixelmcp.prompts import templates
 from pixelmcp.registry import provider_infos
 from pixelmcp.router import Router
+from pixelmcp.server import tasks
 from pixelmcp.tools import check, control, generate, jobs, models, understanding
 from pixelmcp.tools.jobs import JobBoard
 from pixelmcp.tools.state import AppContext, AppState
@@ -55,8 +56,12 @@ class _CallBudget(Extension):
     async def intercept_tool_call(self, params, ctx, call_next):
         state = self.held.current()
         owner = jobs.owner_of(getattr(ctx.request, "headers", None))
+        handle = None
+        if tasks.declares_tasks(ctx):  # a Tasks-extension client gets a task handle instead of a job status
+            def handle(record):
+                return tasks.task_of(record, state.settings.job_retention_s, tasks.CreateTaskResult)
         return await jobs.within_budget(state.jobs, state.pool.background, state.settings.call_budget_s, params.name,
-                                        owner, lambda: call_next(ctx))
+                                        owner, lambda: call_next(ctx), handle)
 
 
 class _Resources:
@@ -116,11 +121,11 @@ def build_server(settings: Settings) -> MCPServer:
 
     @asynccontextmanager
     async def lifespan(server: MCPServer) -> AsyncIterator[AppState]:
-        async with resources.held() as state, anyio.create_task_group() as tasks:
+        async with resources.held() as state, anyio.create_task_group() as group:
             pool = state.pool
             # In-memory clients each enter the lifespan: every entry lends its task group to the
             # pool, and on exit lets the batches it started finish instead of cancelling them.
-            pool.background_groups.append(tasks)
+            pool.background_groups.append(group)
             loops = anyio.CancelScope()
 
             async def housekeeping() -> None:
@@ -131,11 +136,11 @@ def build_server(settings: Settings) -> MCPServer:
                         if settings.preload:
                             chores.start_soon(_preload, state)
 
-            tasks.start_soon(housekeeping)
+            group.start_soon(housekeeping)
             try:
                 yield state
             finally:
-                pool.background_groups.remove(tasks)
+                pool.background_groups.remove(group)
                 loops.cancel()
 
     # Open world: a configured provider (or a key in the environment) lets calls reach outside services.
@@ -168,7 +173,7 @@ def build_server(settings: Settings) -> MCPServer:
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=registered,
-        extensions=[_CallBudget(resources)],
+        extensions=[_CallBudget(resources), tasks.TasksExtension(lambda: resources.current().jobs, settings)],
     )
     for template in templates.TEMPLATES:
         server.prompt()(template)

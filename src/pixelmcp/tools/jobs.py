@@ -80,6 +80,7 @@ class JobRecord:
     tool: str
     owner: str | None
     created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
     status: Status = "queued"
     progress: float | None = None
     message: str | None = None
@@ -99,6 +100,7 @@ class JobRecord:
         """Record a progress report: the phase it means, the fraction done, an ETA from the steps so far."""
         if self.status in FINISHED:
             return
+        self.updated = time.time()
         if message:
             self.message = message
             self.status = _phase(message)
@@ -122,7 +124,7 @@ class JobRecord:
         end = self.finished_at or time.time()
         return JobInfo(id=self.id, tool=self.tool, status=self.status, progress=self.progress, message=self.message,
                        queue_position=self.queue_position, eta_s=self.eta_s if self.status == "running" else None,
-                       elapsed_s=round(end - self.created, 1), created=_iso(self.created), error=self.error)
+                       elapsed_s=round(end - self.created, 1), created=iso_time(self.created), error=self.error)
 
 
 def _phase(message: str) -> Status:
@@ -170,7 +172,7 @@ class JobBoard:
     def close(self, record: JobRecord, result: Any = None, raised: BaseException | None = None,
               cancelled: bool = False) -> None:
         """The call's work ended: keep its answer (a job) or forget it (answered within its call)."""
-        record.finished_at = time.time()
+        record.finished_at = record.updated = time.time()
         record.result, record.raised = result, raised
         if cancelled:
             record.status = "cancelled"
@@ -252,11 +254,13 @@ class JobBoard:
 
 
 async def within_budget(board: JobBoard, tasks: Any, budget_s: float, tool: str, owner: str | None,
-                        call: Callable[[], Awaitable[Any]]) -> Any:
+                        call: Callable[[], Awaitable[Any]],
+                        handle: Callable[[JobRecord], Any] | None = None) -> Any:
     """Run a tool call; if it is not done within `budget_s`, answer with a job and let it go on in `tasks`.
 
-    A call the client cancels cancels its work too. A protocol error the call raises within the
-    budget is raised as it would have been.
+    The answer is the job's status, or `handle(record)` (a task handle, for a client of the Tasks
+    extension). A call the client cancels cancels its work too. A protocol error the call raises
+    within the budget is raised as it would have been.
     """
     if tool not in SLOW_TOOLS or not budget_s or tasks is None:
         return await call()
@@ -288,7 +292,7 @@ async def within_budget(board: JobBoard, tasks: Any, budget_s: float, tool: str,
         raise
     if not record.done.is_set():
         board.detach(record)
-        return status_result(record.info(), waited=True)
+        return handle(record) if handle is not None else status_result(record.info(), waited=True)
     board.forget(record)
     if record.raised is not None:
         raise record.raised
@@ -332,7 +336,7 @@ def job_schema(result_schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "anyOf": [result, job], "$defs": defs}
 
 
-def _iso(timestamp: float) -> str:
+def iso_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
