@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 
 def error_text(result) -> str:
@@ -44,3 +44,18 @@ def assert_same_picture(path_a: str, path_b: str) -> None:
     difference = np.abs(first - second)
     assert difference.max() <= ROUNDING_LEVELS, f"differ by up to {difference.max()} levels"
     assert difference.mean() <= 0.05, f"differ by {difference.mean():.3f} levels on average"
+
+
+def data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def shapes(size=(64, 64), offset=0) -> Image.Image:
+    """A picture with clear edges: a dark square and a light circle on grey."""
+    image = Image.new("RGB", size, (128, 128, 128))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((8 + offset, 8, 30 + offset, 30), fill=(20, 20, 20))
+    draw.ellipse((34, 30 - offset, 58, 54 - offset), fill=(240, 240, 240))
+    return image

@@ -9,30 +9,15 @@ import cv2
 import numpy as np
 import pytest
 from conftest import stored_files
-from helpers import error_text, ok, pixels
+from helpers import data_uri, error_text, ok, pixels, shapes
 from mcp import Client
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from pixelmcp.server.app import build_server
 
 pytestmark = pytest.mark.anyio
 
 QUIET = {"rewrite": False}
-
-
-def data_uri(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def shapes(size=(64, 64), offset=0) -> Image.Image:
-    """A picture with clear edges: a dark square and a light circle on grey."""
-    image = Image.new("RGB", size, (128, 128, 128))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((8 + offset, 8, 30 + offset, 30), fill=(20, 20, 20))
-    draw.ellipse((34, 30 - offset, 58, 54 - offset), fill=(240, 240, 240))
-    return image
 
 
 async def test_controlnet_result_links_images_and_the_canny_map_of_the_input(server):

@@ -7,7 +7,7 @@ import json
 import anyio
 import pytest
 from conftest import stored_files
-from helpers import error_text, ok
+from helpers import data_uri, error_text, ok, shapes
 from mcp import Client
 
 from pixelmcp.server.app import build_server
@@ -30,7 +30,7 @@ async def collect(client: Client, job_id: str, **arguments):
 
 async def test_a_call_past_its_budget_answers_with_a_job_and_check_job_returns_the_tools_own_result(make_settings):
     server = build_server(make_settings(call_budget_s=1))
-    async with Client(server) as client:
+    async with Client(server, read_timeout_seconds=5) as client:
         with anyio.fail_after(20):  # the call itself returns within the budget, not after the work
             started = await client.call_tool("generate_image", SLOW)
         assert not started.is_error
@@ -53,7 +53,7 @@ async def test_a_call_within_its_budget_answers_as_usual_and_leaves_no_job(make_
 
 async def test_progress_reaches_the_job_and_eta_follows_the_steps(make_settings):
     server = build_server(make_settings(call_budget_s=1))
-    async with Client(server) as client:
+    async with Client(server, read_timeout_seconds=5) as client:
         job_id = (await client.call_tool("generate_image", SLOW)).structured_content["job"]["id"]
         with anyio.fail_after(300):
             while True:
@@ -71,7 +71,7 @@ async def test_progress_reaches_the_job_and_eta_follows_the_steps(make_settings)
 
 async def test_cancel_stops_the_job_and_stores_nothing(make_settings):
     settings = make_settings(call_budget_s=1)
-    async with Client(build_server(settings)) as client:
+    async with Client(build_server(settings), read_timeout_seconds=5) as client:
         job_id = (await client.call_tool("generate_image", {**SLOW, "steps": 20})).structured_content["job"]["id"]
         cancelled = await client.call_tool("check_job", {"job_id": job_id, "cancel": True})
         assert cancelled.structured_content["job"]["status"] == "cancelled"
@@ -82,7 +82,7 @@ async def test_cancel_stops_the_job_and_stores_nothing(make_settings):
 
 async def test_unknown_ids_and_waits_past_the_budget_are_clear_errors(make_settings):
     server = build_server(make_settings(call_budget_s=2))
-    async with Client(server) as client:
+    async with Client(server, read_timeout_seconds=5) as client:
         unknown = error_text(await client.call_tool("check_job", {"job_id": "no-such-job"}))
         too_long = error_text(await client.call_tool("check_job", {"job_id": "x", "wait_s": 5}))
     assert "job_id" in unknown and "no-such-job" in unknown and "expired" in unknown
@@ -91,21 +91,21 @@ async def test_unknown_ids_and_waits_past_the_budget_are_clear_errors(make_setti
 
 async def test_a_job_outlives_its_session_and_its_server_process(make_settings):
     settings = make_settings(call_budget_s=1)
-    async with Client(build_server(settings)) as client:
+    async with Client(build_server(settings), read_timeout_seconds=5) as client:
         job_id = (await client.call_tool("generate_image", SLOW)).structured_content["job"]["id"]
     # The session is over (its lifespan waited for the job to finish); another session collects it ...
     server = build_server(settings)
-    async with Client(server) as other:
+    async with Client(server, read_timeout_seconds=5) as other:
         first = ok(await other.call_tool("check_job", {"job_id": job_id}))
     # ... and so does a new server process over the same output folder, from what the job left on disk.
-    async with Client(build_server(settings)) as later:
+    async with Client(build_server(settings), read_timeout_seconds=5) as later:
         again = ok(await later.call_tool("check_job", {"job_id": job_id}))
     assert first["id"] == again["id"] and first["width"] == 256
 
 
 async def test_a_queued_job_reports_its_place_and_the_job_count_is_bounded(make_settings):
     server = build_server(make_settings(call_budget_s=1, max_jobs=2))
-    async with Client(server) as client:
+    async with Client(server, read_timeout_seconds=5) as client:
         first = (await client.call_tool("generate_image", SLOW)).structured_content["job"]
         second = (await client.call_tool("generate_image", {**SLOW, "seed": 4})).structured_content["job"]
         assert second["status"] == "queued" and second["queue_position"] == 1
@@ -117,9 +117,38 @@ async def test_a_queued_job_reports_its_place_and_the_job_count_is_bounded(make_
 
 async def test_finished_jobs_expire(make_settings):
     server = build_server(make_settings(call_budget_s=1, job_retention_s=0.5))
-    async with Client(server) as client:
+    async with Client(server, read_timeout_seconds=5) as client:
         job_id = (await client.call_tool("generate_image", SLOW)).structured_content["job"]["id"]
         ok(await collect(client, job_id))
         await anyio.sleep(1.0)
         expired = error_text(await client.call_tool("check_job", {"job_id": job_id}))
     assert "expired" in expired and job_id in expired
+
+
+async def test_controlnet_generate_past_its_budget_is_collected_with_its_control_map(make_settings):
+    server = build_server(make_settings(call_budget_s=1))
+    arguments = {"prompt": "a tower", "image": data_uri(shapes((256, 256))), "control_type": "canny", "steps": 12,
+                 "seed": 2, "rewrite": False}
+    async with Client(server, read_timeout_seconds=5) as client:
+        job = (await client.call_tool("controlnet_generate", arguments)).structured_content["job"]
+        assert job["tool"] == "controlnet_generate"
+        result = await collect(client, job["id"])
+    data = ok(result)
+    assert data["control_map"]["uri"] in [getattr(block, "uri", None) for block in result.content]
+
+
+async def test_every_model_tool_publishes_a_schema_that_admits_the_job_answer(make_settings):
+    import jsonschema
+
+    from pixelmcp.tools.jobs import SLOW_TOOLS
+
+    async with Client(build_server(make_settings())) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    job = {"job": {"id": "x" * 16, "tool": "t", "status": "running", "progress": 0.5, "message": "step 1/2",
+                   "elapsed_s": 1.0, "created": "2026-01-01T00:00:00+00:00"}}
+    for name in SLOW_TOOLS:
+        schema = tools[name].output_schema
+        if schema is not None:
+            jsonschema.validate(job, schema)
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate({"something": "else"}, schema)
