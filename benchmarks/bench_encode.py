@@ -87,7 +87,12 @@ async def main(count: int, side: int) -> None:
     from pixelmcp.router import Router
     from pixelmcp.tools.arguments import check_image_request
     from pixelmcp.tools.jobs import JobBoard
-    from pixelmcp.tools.results import GenerateImageResult, result_fields, store_images, tool_result
+    from pixelmcp.tools.results import (
+        GenerateImageResult,
+        result_fields,
+        store_images,
+        tool_result,
+    )
     from pixelmcp.tools.rewriting import RewriteOutcome
     from pixelmcp.tools.state import AppState
 

@@ -24,10 +24,10 @@ def main() -> None:
     aliases = {name: folder for name in ("model-a", "model-b", "model-c")}
     os.environ.update(catalog_env(aliases, 128))
     from pixelmcp.config import load_settings
-    from pixelmcp.engine.jobs import Job
     from pixelmcp.engine.loaders import loader_for
     from pixelmcp.engine.memory import bytes_by_device
     from pixelmcp.engine.pool import ModelPool
+    from pixelmcp.engine.queue import Job
 
     probe = ModelPool(load_settings(output_dir=tempfile.mkdtemp()))
     spec = probe.settings.catalog["model-a"]

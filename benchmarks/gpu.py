@@ -34,7 +34,13 @@ def build_real(name: str, device: str, dtype):
     import diffusers
     import torch
     from realsize import config
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        T5Config,
+        T5EncoderModel,
+    )
 
     from pixelmcp.engine.tiny import clip_tokenizer, t5_tokenizer
 
@@ -97,7 +103,7 @@ def main() -> None:
     from pixelmcp.catalog import ModelSpec
     from pixelmcp.engine import diffusion
     from pixelmcp.engine.devices import pick_device
-    from pixelmcp.engine.jobs import Job
+    from pixelmcp.engine.queue import Job
 
     device = pick_device("auto")
     rows = []

@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 
 from pixelmcp.catalog import IPAdapterSpec, ModelSpec
 from pixelmcp.engine import memory, weights
-from pixelmcp.engine.jobs import Job
 from pixelmcp.engine.pool import ModelPool
+from pixelmcp.engine.queue import Job
 from pixelmcp.errors import ModelLoadError
 
 GB = 10**9

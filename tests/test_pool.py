@@ -7,9 +7,9 @@ import threading
 import anyio
 import pytest
 
-from pixelmcp.engine import jobs as jobs_module
-from pixelmcp.engine.jobs import Job
+from pixelmcp.engine import queue as queue_module
 from pixelmcp.engine.pool import ModelPool
+from pixelmcp.engine.queue import Job
 from pixelmcp.errors import GenerationCancelled
 
 pytestmark = pytest.mark.anyio
@@ -106,7 +106,7 @@ async def test_errors_from_the_worker_reach_the_caller_unwrapped(pool):
 
 
 async def test_heartbeats_report_the_job_status_while_waiting(pool, monkeypatch):
-    monkeypatch.setattr(jobs_module, "HEARTBEAT_SECONDS", 0.01)
+    monkeypatch.setattr(queue_module, "HEARTBEAT_SECONDS", 0.01)
     release = threading.Event()
     statuses: list[str] = []
     heard = anyio.Event()

@@ -11,9 +11,9 @@ from helpers import assert_same_picture, error_text, ok
 from mcp import Client
 
 from pixelmcp.engine import memory
-from pixelmcp.engine.jobs import Job
 from pixelmcp.engine.loaders import loader_for
 from pixelmcp.engine.pool import ModelPool
+from pixelmcp.engine.queue import Job
 from pixelmcp.errors import ModelLoadError, OutOfMemory
 from pixelmcp.server.app import build_server
 

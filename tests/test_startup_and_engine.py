@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from pixelmcp.config import load_settings
-from pixelmcp.engine.jobs import Job
 from pixelmcp.engine.pool import ModelPool
+from pixelmcp.engine.queue import Job
 
 HEAVY = ("torch", "diffusers", "transformers")
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import anyio
 
 from pixelmcp.backends import GeneratedImages, ImageRequest, Progress
-from pixelmcp.engine.jobs import Job
 from pixelmcp.engine.pool import ModelPool
+from pixelmcp.engine.queue import Job
 from pixelmcp.errors import GenerationCancelled, PixelError
 
 logger = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from typing import Any
 from PIL import Image
 
 from pixelmcp.catalog import IPAdapterSpec, ModelSpec
-from pixelmcp.engine.jobs import Job
 from pixelmcp.engine.loading import loading
+from pixelmcp.engine.queue import Job
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 
 from pixelmcp.backends import ImageRequest
 from pixelmcp.catalog import ModelSpec
-from pixelmcp.engine.jobs import Job
 from pixelmcp.engine.loading import loading
+from pixelmcp.engine.queue import Job
 from pixelmcp.errors import GenerationCancelled
 
 logger = logging.getLogger(__name__)

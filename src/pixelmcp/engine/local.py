@@ -22,9 +22,9 @@ from pixelmcp.backends import (
 )
 from pixelmcp.catalog import ModelSpec
 from pixelmcp.engine.batching import MicroBatcher
-from pixelmcp.engine.jobs import Job
 from pixelmcp.engine.loaders import pipeline_loader
 from pixelmcp.engine.pool import ModelPool
+from pixelmcp.engine.queue import Job
 
 
 class LocalImageGenerator:

@@ -1,7 +1,7 @@
 """ModelPool: lazy loading, memory budgets, LRU eviction, leases.
 
 The pool is the only owner of loaded models. A tool's backend asks it to `run` a job
-(engine/jobs.py: one job per device, queued, cancellable); inside the job, `get` hands out
+(engine/queue.py: one job per device, queued, cancellable); inside the job, `get` hands out
 models, loading them on first use and telling the client so.
 
 Memory: every loaded model's bytes are measured (storages shared between models are counted
@@ -26,7 +26,7 @@ from pixelmcp.catalog import TINY_PREFIX, ModelSpec
 from pixelmcp.config import Settings
 from pixelmcp.engine import devices, memory, weights
 from pixelmcp.engine.downloads import Downloads
-from pixelmcp.engine.jobs import DeviceQueue, Job, QueueStats
+from pixelmcp.engine.queue import DeviceQueue, Job, QueueStats
 from pixelmcp.errors import ModelLoadError, OutOfMemory
 
 logger = logging.getLogger(__name__)
@@ -295,7 +295,7 @@ class ModelPool:
         await self.downloads.ensure(specs, lambda spec: self.dtype_for(spec).itemsize, progress, self.background)
 
     async def run(self, work: Callable[[Job], T], progress: Progress | None = None) -> tuple[T, float]:
-        """Run `work(job)` on the device queue (engine/jobs.py); returns (result, queue seconds).
+        """Run `work(job)` on the device queue (engine/queue.py); returns (result, queue seconds).
 
         `progress` hears the loads, the worker's reports, and a heartbeat while the job waits or runs.
         """

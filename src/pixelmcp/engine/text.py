@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixelmcp.catalog import ModelSpec
-from pixelmcp.engine.jobs import Job
 from pixelmcp.engine.loading import loading
+from pixelmcp.engine.queue import Job
 from pixelmcp.errors import GenerationCancelled, ModelLoadError
 
 

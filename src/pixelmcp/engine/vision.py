@@ -13,8 +13,8 @@ from PIL import Image
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 
 from pixelmcp.catalog import ModelSpec
-from pixelmcp.engine.jobs import Job
 from pixelmcp.engine.loading import loading
+from pixelmcp.engine.queue import Job
 from pixelmcp.errors import GenerationCancelled, ModelLoadError
 
 

@@ -12,7 +12,13 @@ from pydantic import Field
 from pixelmcp.errors import InvalidArgument
 from pixelmcp.tools import jobs
 from pixelmcp.tools.arguments import OptionalNumber
-from pixelmcp.tools.jobs import FINISHED, JobRecord, owner_of, status_result, stored_answer
+from pixelmcp.tools.jobs import (
+    FINISHED,
+    JobRecord,
+    owner_of,
+    status_result,
+    stored_answer,
+)
 from pixelmcp.tools.state import AppContext, app_state
 
 

@@ -128,7 +128,7 @@ class JobRecord:
 
 
 def _phase(message: str) -> Status:
-    """The job status a progress message means (the engine's messages: engine/jobs.py, engine/pool.py)."""
+    """The job status a progress message means (the engine's messages: engine/queue.py, engine/pool.py)."""
     if message.startswith("waiting for the device"):
         return "queued"
     if message.startswith("downloading"):
@@ -300,7 +300,7 @@ async def within_budget(board: JobBoard, tasks: Any, budget_s: float, tool: str,
 
 
 def cancel(record: JobRecord) -> None:
-    """Stop a job: queued, it leaves the queue; running, it stops at the next step (engine/jobs.py)."""
+    """Stop a job: queued, it leaves the queue; running, it stops at the next step (engine/queue.py)."""
     if record.scope is not None and not record.done.is_set():
         record.scope.cancel()
 

@@ -1,4 +1,4 @@
-"""Jobs: one unit of device work, and the queue that runs one job per device at a time.
+"""The device queue: jobs (one unit of device work each) run one per device at a time.
 
 A job runs in a worker thread (the event loop never blocks) while its request holds the
 device's lock. Requests waiting for the device form a bounded queue: past `max_queue` a
