@@ -212,9 +212,6 @@ class JobBoard:
                                                 f"{self.retention_s:g} s)",
                               "Pass the id a tool call returned; if it has expired, call the tool again.")
 
-    def jobs(self) -> list[JobRecord]:
-        return [r for r in self._jobs.values() if r.detached]
-
     def sweep(self) -> None:
         """Forget finished jobs past their retention, in memory and on disk."""
         cutoff = time.time() - self.retention_s
