@@ -149,34 +149,37 @@ async def test_http_server_reaches_a_provider_with_the_key_from_its_environment(
     assert key not in (tmp_path / f"server-{port}.log").read_text()
 
 
-#: A generation that takes several seconds on a CPU with the tiny models: past a 2 s call budget.
+#: A generation that takes several seconds on a CPU with the tiny models: far past a 0.5 s call budget.
 SLOW_CALL = {"prompt": "a harbour at dawn", "width": 256, "height": 256, "steps": 16, "seed": 9, "rewrite": False}
 
 
-async def poll_job(client: Client, job_id: str, **arguments):
+async def poll_job(client: Client, job_id: str, until_finished: bool = False, **arguments):
+    """check_job until the tool's result arrives (or, `until_finished`, a job status that is final)."""
     with anyio.fail_after(300):
         while True:
             result = await client.call_tool("check_job", {"job_id": job_id, **arguments})
-            if "job" not in (result.structured_content or {}):
+            job = (result.structured_content or {}).get("job")
+            if job is None or (until_finished and job["status"] in ("completed", "failed", "cancelled")):
                 return result
 
 
 async def test_stdio_client_with_a_5s_timeout_gets_a_job_then_the_image_by_polling(tiny_cache, tmp_path):
-    env = {**server_env(tiny_cache, tmp_path), "PIXELMCP_CALL_BUDGET_S": "2"}
+    env = {**server_env(tiny_cache, tmp_path), "PIXELMCP_CALL_BUDGET_S": "0.5"}
     params = StdioServerParameters(command=sys.executable, args=["-m", "pixelmcp.cli", "serve"], env=env)
     async with Client(params, read_timeout_seconds=5) as client:
         await client.list_tools()  # the server has started (imports are not part of the budget)
         started = await client.call_tool("generate_image", SLOW_CALL)
         job = started.structured_content["job"]
         cancelled_id = (await client.call_tool("generate_image", {**SLOW_CALL, "seed": 10})).structured_content["job"]
-        stopped = await client.call_tool("check_job", {"job_id": cancelled_id["id"], "cancel": True})
+        await client.call_tool("check_job", {"job_id": cancelled_id["id"], "cancel": True})
+        stopped = await poll_job(client, cancelled_id["id"], until_finished=True)
         assert stopped.structured_content["job"]["status"] == "cancelled"
         data = ok(await poll_job(client, job["id"]))
     assert data["seed"] == 9 and data["path"].startswith(str(tmp_path / "out"))
 
 
 async def test_http_job_is_collected_from_a_second_connection(tiny_cache, tmp_path):
-    process, port = await start_http(tiny_cache, tmp_path, PIXELMCP_CALL_BUDGET_S="2")
+    process, port = await start_http(tiny_cache, tmp_path, PIXELMCP_CALL_BUDGET_S="0.5")
     url = f"http://127.0.0.1:{port}/mcp"
     try:
         async with Client(url, read_timeout_seconds=5) as first:
@@ -228,7 +231,7 @@ async def test_first_use_of_a_model_not_on_disk_downloads_it_in_the_background(t
 async def test_http_client_of_the_tasks_extension_follows_a_task_to_its_result(tiny_cache, tmp_path):
     from tasks_client import TasksClient
 
-    process, port = await start_http(tiny_cache, tmp_path, PIXELMCP_CALL_BUDGET_S="2")
+    process, port = await start_http(tiny_cache, tmp_path, PIXELMCP_CALL_BUDGET_S="0.5")
     tasks = TasksClient()
     try:
         async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=5, extensions=[tasks]) as client:

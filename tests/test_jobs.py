@@ -14,7 +14,8 @@ from pixelmcp.server.app import build_server
 
 pytestmark = pytest.mark.anyio
 
-#: Work that takes several seconds on a CPU with the tiny models (about 0.4 s a step): well past a 1 s budget.
+#: Work that takes several seconds on a CPU with the tiny models (about 0.4 s a step): far past a 0.3 s budget, also on
+#: much faster machines.
 SLOW = {"prompt": "a harbour at dawn", "width": 256, "height": 256, "steps": 12, "seed": 3, "rewrite": False}
 
 
@@ -29,7 +30,7 @@ async def collect(client: Client, job_id: str, **arguments):
 
 
 async def test_a_call_past_its_budget_answers_with_a_job_and_check_job_returns_the_tools_own_result(make_settings):
-    server = build_server(make_settings(call_budget_s=1))
+    server = build_server(make_settings(call_budget_s=0.3))
     async with Client(server, read_timeout_seconds=5) as client:
         with anyio.fail_after(20):  # the call itself returns within the budget, not after the work
             started = await client.call_tool("generate_image", SLOW)
@@ -52,7 +53,7 @@ async def test_a_call_within_its_budget_answers_as_usual_and_leaves_no_job(make_
 
 
 async def test_progress_reaches_the_job_and_eta_follows_the_steps(make_settings):
-    server = build_server(make_settings(call_budget_s=1))
+    server = build_server(make_settings(call_budget_s=0.3))
     async with Client(server, read_timeout_seconds=5) as client:
         job_id = (await client.call_tool("generate_image", SLOW)).structured_content["job"]["id"]
         with anyio.fail_after(300):
@@ -70,13 +71,14 @@ async def test_progress_reaches_the_job_and_eta_follows_the_steps(make_settings)
 
 
 async def test_cancel_stops_the_job_and_stores_nothing(make_settings):
-    settings = make_settings(call_budget_s=1)
+    settings = make_settings(call_budget_s=0.3)
     async with Client(build_server(settings), read_timeout_seconds=5) as client:
         job_id = (await client.call_tool("generate_image", {**SLOW, "steps": 20})).structured_content["job"]["id"]
-        cancelled = await client.call_tool("check_job", {"job_id": job_id, "cancel": True})
-        assert cancelled.structured_content["job"]["status"] == "cancelled"
-        again = await client.call_tool("check_job", {"job_id": job_id})
-        assert again.structured_content["job"]["status"] == "cancelled"
+        asked = await client.call_tool("check_job", {"job_id": job_id, "cancel": True})
+        # It stops at the next step boundary, which may come after the answer.
+        assert asked.structured_content["job"]["status"] in ("cancelled", "queued", "loading", "running")
+        final = await collect(client, job_id)
+        assert final.structured_content["job"]["status"] == "cancelled"
     assert not [name for name in stored_files(settings) if name.endswith(".png")]
 
 
@@ -90,7 +92,7 @@ async def test_unknown_ids_and_waits_past_the_budget_are_clear_errors(make_setti
 
 
 async def test_a_job_outlives_its_session_and_its_server_process(make_settings):
-    settings = make_settings(call_budget_s=1)
+    settings = make_settings(call_budget_s=0.3)
     async with Client(build_server(settings), read_timeout_seconds=5) as client:
         job_id = (await client.call_tool("generate_image", SLOW)).structured_content["job"]["id"]
     # The session is over (its lifespan waited for the job to finish); another session collects it ...
@@ -104,7 +106,7 @@ async def test_a_job_outlives_its_session_and_its_server_process(make_settings):
 
 
 async def test_a_queued_job_reports_its_place_and_the_job_count_is_bounded(make_settings):
-    server = build_server(make_settings(call_budget_s=1, max_jobs=2))
+    server = build_server(make_settings(call_budget_s=0.3, max_jobs=2))
     async with Client(server, read_timeout_seconds=5) as client:
         first = (await client.call_tool("generate_image", SLOW)).structured_content["job"]
         second = (await client.call_tool("generate_image", {**SLOW, "seed": 4})).structured_content["job"]
@@ -116,7 +118,7 @@ async def test_a_queued_job_reports_its_place_and_the_job_count_is_bounded(make_
 
 
 async def test_finished_jobs_expire(make_settings):
-    server = build_server(make_settings(call_budget_s=1, job_retention_s=0.5))
+    server = build_server(make_settings(call_budget_s=0.3, job_retention_s=0.5))
     async with Client(server, read_timeout_seconds=5) as client:
         job_id = (await client.call_tool("generate_image", SLOW)).structured_content["job"]["id"]
         ok(await collect(client, job_id))
@@ -126,7 +128,7 @@ async def test_finished_jobs_expire(make_settings):
 
 
 async def test_controlnet_generate_past_its_budget_is_collected_with_its_control_map(make_settings):
-    server = build_server(make_settings(call_budget_s=1))
+    server = build_server(make_settings(call_budget_s=0.3))
     arguments = {"prompt": "a tower", "image": data_uri(shapes((256, 256))), "control_type": "canny", "steps": 12,
                  "seed": 2, "rewrite": False}
     async with Client(server, read_timeout_seconds=5) as client:

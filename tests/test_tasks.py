@@ -18,7 +18,7 @@ SLOW = {"prompt": "a lighthouse", "width": 256, "height": 256, "steps": 12, "see
 
 
 async def test_a_declaring_client_gets_a_task_and_the_tools_result_inlined_when_it_completes(make_settings):
-    server = build_server(make_settings(call_budget_s=1))
+    server = build_server(make_settings(call_budget_s=0.3))
     tasks = TasksClient()
     async with Client(server, extensions=[tasks]) as client:
         capabilities = client.server_capabilities.extensions or {}
@@ -33,7 +33,7 @@ async def test_a_declaring_client_gets_a_task_and_the_tools_result_inlined_when_
 
 
 async def test_tasks_cancel_stops_the_task_and_stores_nothing(make_settings):
-    settings = make_settings(call_budget_s=1)
+    settings = make_settings(call_budget_s=0.3)
     tasks = TasksClient(cancel_after_polls=1)
     async with Client(build_server(settings), extensions=[tasks]) as client:
         result = await client.call_tool("generate_image", {**SLOW, "steps": 20})
