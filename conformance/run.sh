@@ -16,7 +16,8 @@ url="http://127.0.0.1:$port/mcp"
 echo "node $(node --version); pixelmcp at $url"
 pixelmcp serve --transport http --port "$port" > "$work/server.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+tasks_server=""
+trap 'kill $server $tasks_server 2>/dev/null || true; wait $server $tasks_server 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
   if python -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; then break; fi
   sleep 0.2
@@ -48,4 +49,20 @@ check "inspector stdio tools/list" '"list_models"' mcp-inspector --cli "${stdio_
 check "inspector stdio generate_image" 'pixelmcp://images/' mcp-inspector --cli "${stdio_env[@]}" \
   "$(command -v pixelmcp)" serve --method tools/call --tool-name generate_image --tool-arg prompt="a boat" \
   --tool-arg rewrite=false
-echo "conformance and inspector checks passed"
+echo "== MCP Tasks extension: the official TypeScript client (@modelcontextprotocol/ext-tasks)"
+# A server whose calls outlive a 0.5 s budget, so a slow generation becomes a task the client follows.
+task_port="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+PIXELMCP_CALL_BUDGET_S=0.5 pixelmcp serve --transport http --port "$task_port" > "$work/tasks-server.log" 2>&1 &
+tasks_server=$!
+for _ in $(seq 1 100); do
+  if python -c "import socket; socket.create_connection(('127.0.0.1', $task_port), 1)" 2>/dev/null; then break; fi
+  sleep 0.2
+done
+out="$(node "$here/ext-tasks-client.mjs" "http://127.0.0.1:$task_port/mcp" generate_image \
+  '{"prompt": "a lighthouse", "width": 256, "height": 256, "steps": 12, "seed": 1, "rewrite": false}' 2>&1)" \
+  || { echo "$out" | tail -20; echo "FAIL: ext-tasks client"; exit 1; }
+for expected in '"resultType":"task"' '"method":"tasks/get"' '"outcome":"completed"' 'pixelmcp://images/'; do
+  grep -q -- "$expected" <<< "$out" || { echo "${out:0:2000}"; echo "FAIL: ext-tasks client (no '$expected')"; exit 1; }
+done
+echo "ok: ext-tasks client: task handle, tasks/get polling, the tool's result inlined"
+echo "conformance, inspector and tasks-client checks passed"
