@@ -14,17 +14,22 @@ from pixelmcp.server.app import build_server
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize("damage", ["truncated unet", "garbage unet", "garbage text encoder"])
+@pytest.mark.parametrize("damage", ["truncated unet", "garbage unet", "garbage text encoder", "garbage tokenizer"])
 async def test_corrupt_weights_are_a_clear_error_and_the_next_call_works(make_settings, tiny_cache, tmp_path, damage):
     import shutil
 
     broken = tmp_path / "broken-sd15"
     shutil.copytree(ensure_built("sd15", tiny_cache / "tiny"), broken)
-    weights = next(broken.glob(f"{'text_encoder' if 'text encoder' in damage else 'unet'}/*.safetensors"))
-    if damage.startswith("truncated"):
-        weights.write_bytes(weights.read_bytes()[:1000])  # as after an interrupted copy
+    if damage == "garbage tokenizer":  # a slow tokenizer's vocabulary: tokenizers fails with a bare Exception
+        (broken / "tokenizer" / "tokenizer.json").unlink()
+        (broken / "tokenizer" / "merges.txt").write_text("#version: 0.2\n")
+        damaged = broken / "tokenizer" / "vocab.json"
     else:
-        weights.write_bytes(b"<html>an error page saved in place of the weights</html>")
+        damaged = next(broken.glob(f"{'text_encoder' if 'text encoder' in damage else 'unet'}/*.safetensors"))
+    if damage.startswith("truncated"):
+        damaged.write_bytes(damaged.read_bytes()[:1000])  # as after an interrupted copy
+    else:
+        damaged.write_bytes(b"<html>an error page saved in place of the file</html>")
     settings = make_settings(models={"tiny-sd15": {"source": str(broken)}})
     async with Client(build_server(settings)) as client:
         message = error_text(await client.call_tool("generate_image", {"prompt": "a", "rewrite": False}))

@@ -7,13 +7,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx2
-from safetensors import SafetensorError
-
 from pixelmcp.catalog import ModelSpec
 from pixelmcp.engine.hub import Fetched, fetch
 from pixelmcp.engine.weights import wanted_variant
-from pixelmcp.errors import ModelLoadError
+from pixelmcp.errors import GenerationCancelled, ModelLoadError, PixelError
 
 
 @contextmanager
@@ -29,8 +26,11 @@ def loading(spec: ModelSpec, source: str, dtype: Any = None, *,
         yield fetch(source, preferred_variant=wanted_variant(spec.variant, dtype_bytes), paths=paths, download=download)
     except ImportError as e:
         raise ModelLoadError(import_advice(spec, e)) from e
-    except (OSError, ValueError, RuntimeError, httpx2.HTTPError, SafetensorError) as e:
-        # (transformers lets a damaged .safetensors header through as safetensors' own error type)
+    except (PixelError, GenerationCancelled):
+        raise
+    except Exception as e:  # noqa: BLE001 (the load boundary: libraries fail with many types, e.g. a damaged
+        # .safetensors header as safetensors' SafetensorError, a damaged tokenizer file as a bare Exception
+        # from tokenizers; every one is a model that could not be loaded)
         raise ModelLoadError(load_advice(spec, source, e)) from e
 
 
