@@ -66,21 +66,21 @@ class Downloads:
         return [dict(alias=d.spec.alias, source=d.spec.source, received_bytes=d.received, total_bytes=d.total,
                      seconds=round(time.monotonic() - d.started, 1)) for d in self._running.values()]
 
-    async def ensure(self, specs: list[ModelSpec | None], dtype_bytes: Callable[[ModelSpec], int],
+    async def ensure(self, specs: list[ModelSpec | None], dtype_of: Callable[[ModelSpec], Any],
                      progress: Progress | None, tasks: Any) -> None:
         """Every hub model of `specs` on disk: checked, or downloaded while `progress` hears the bytes arrive.
 
-        `dtype_bytes(spec)` is the width of the dtype it will run in (it picks the weights variant;
-        called in a worker). `tasks` is the background task group downloads run in (None: this call)."""
+        `dtype_of(spec)` is the dtype it will run in (it picks the weights variant; called in a
+        worker). `tasks` is the background task group downloads run in (None: this call)."""
         for spec in specs:
             if spec is not None and not _local(spec.source) and spec.source not in self._ready:
-                await self._ensure(spec, dtype_bytes, progress, tasks)
+                await self._ensure(spec, dtype_of, progress, tasks)
 
-    async def _ensure(self, spec: ModelSpec, dtype_bytes: Callable[[ModelSpec], int], progress: Progress | None,
+    async def _ensure(self, spec: ModelSpec, dtype_of: Callable[[ModelSpec], Any], progress: Progress | None,
                       tasks: Any) -> None:
         download = self._running.get(spec.source)
         if download is None:
-            missing = await anyio.to_thread.run_sync(_missing_bytes, spec, dtype_bytes)
+            missing = await anyio.to_thread.run_sync(_missing_bytes, spec, dtype_of)
             if missing is None:
                 self._ready.add(spec.source)
                 return
@@ -90,9 +90,9 @@ class Downloads:
                 download = Download(spec, missing, folder, _bytes_under(folder))
                 self._running[spec.source] = download
                 if tasks is not None:
-                    tasks.start_soon(self._run, download, dtype_bytes)
+                    tasks.start_soon(self._run, download, dtype_of)
                 else:
-                    await self._run(download, dtype_bytes)
+                    await self._run(download, dtype_of)
         while not download.done.is_set():
             if progress is not None:
                 await progress(0, None, download.message())
@@ -101,10 +101,10 @@ class Downloads:
         if download.error is not None:
             raise download.error
 
-    async def _run(self, download: Download, dtype_bytes: Callable[[ModelSpec], int]) -> None:
+    async def _run(self, download: Download, dtype_of: Callable[[ModelSpec], Any]) -> None:
         logger.info("downloading %s (%s) in the background", download.spec.alias, download.spec.source)
         try:
-            await anyio.to_thread.run_sync(_fetch, download.spec, dtype_bytes)
+            await anyio.to_thread.run_sync(_fetch, download.spec, dtype_of)
         except Exception as e:  # every waiting request gets it
             download.error = e
             logger.error("download of %s failed: %s", download.spec.alias, e)
@@ -120,24 +120,17 @@ def _local(source: str) -> bool:
     return source.startswith(TINY_PREFIX) or Path(source).expanduser().is_dir()
 
 
-class _Width:
-    """Stands for a dtype where only its width matters (the weights variant to fetch)."""
-
-    def __init__(self, itemsize: int):
-        self.itemsize = itemsize
-
-
-def _missing_bytes(spec: ModelSpec, dtype_bytes: Callable[[ModelSpec], int]) -> int | None:
+def _missing_bytes(spec: ModelSpec, dtype_of: Callable[[ModelSpec], Any]) -> int | None:
     """In a worker: bytes of the files its loader reads that are not in the hub cache yet (None: all there)."""
-    with loading(spec, spec.source, _Width(dtype_bytes(spec)), paths=spec.weight_paths, download=False) as planned:
+    with loading(spec, spec.source, dtype_of(spec), paths=spec.weight_paths, download=False) as planned:
         snapshot = hub.cached_snapshot(spec.source)
         missing = [name for name in planned.plan.files if snapshot is None or not (snapshot / name).is_file()]
         return sum(planned.sizes.get(name) or 0 for name in missing) if missing else None
 
 
-def _fetch(spec: ModelSpec, dtype_bytes: Callable[[ModelSpec], int]) -> None:
+def _fetch(spec: ModelSpec, dtype_of: Callable[[ModelSpec], Any]) -> None:
     try:
-        with loading(spec, spec.source, _Width(dtype_bytes(spec)), paths=spec.weight_paths):
+        with loading(spec, spec.source, dtype_of(spec), paths=spec.weight_paths):
             pass
     except ModelLoadError as e:
         if isinstance(e.__cause__, OSError) and e.__cause__.errno == errno.ENOSPC:

@@ -38,11 +38,12 @@ class LocalImageGenerator:
 
     async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
         control, style = request.control, request.style
-        await self.pool.ready([request.spec, control and control.controlnet, control and control.depth_model,
-                               style and style.adapter], progress)
+        models = [request.spec, control and control.controlnet, control and control.depth_model,
+                  style and style.adapter]
         if self.batcher.takes(request):
+            await self.pool.ready(models, progress)  # each member's own download, before it joins a batch
             return await self.batcher.generate(request, progress)
-        (made,), queue_s = await self.pool.run(lambda job: self.make(job, [request]), progress)
+        (made,), queue_s = await self.pool.run(lambda job: self.make(job, [request]), progress, models)
         made.timings = {"queue_s": queue_s, **made.timings}
         return made
 
@@ -122,8 +123,7 @@ class LocalRewriter(CachedRewriter):
             reply, _ = text.chat(llm, messages, max_new_tokens=self.max_new_tokens, job=job)
             return reply
 
-        await self.pool.ready([self.spec], progress)
-        reply, _ = await self.pool.run(work, progress)
+        reply, _ = await self.pool.run(work, progress, [self.spec])
         return reply
 
 
@@ -155,8 +155,7 @@ class LocalClassifier:
             return Classification(scores.tolist(), scoring, {"load_s": job.load_seconds,
                                                             "run_s": time.perf_counter() - started})
 
-        await self.pool.ready([spec], progress)
-        result, queue_s = await self.pool.run(work, progress)
+        result, queue_s = await self.pool.run(work, progress, [spec])
         result.timings = {"queue_s": queue_s, **result.timings}
         return result
 
@@ -167,8 +166,7 @@ class LocalClassifier:
             classifier = self.pool.get(spec, vision.load_classifier(spec), job)
             return vision.image_embeddings(classifier, images, job).tolist()
 
-        await self.pool.ready([spec], progress)
-        embeddings, _ = await self.pool.run(work, progress)
+        embeddings, _ = await self.pool.run(work, progress, [spec])
         return embeddings
 
 
@@ -191,7 +189,6 @@ class LocalAnswerer:
             )
             return VisionAnswer(text, tokens, {"load_s": job.load_seconds, "run_s": time.perf_counter() - started})
 
-        await self.pool.ready([spec], progress)
-        result, queue_s = await self.pool.run(work, progress)
+        result, queue_s = await self.pool.run(work, progress, [spec])
         result.timings = {"queue_s": queue_s, **result.timings}
         return result

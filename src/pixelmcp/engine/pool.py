@@ -206,8 +206,8 @@ class ModelPool:
             for m in self._models.values() if m.tier == "device"
         ) or "nothing"
         return (
-            f"Not enough memory on {self.device} for {spec.alias}: it needs about {needed / 1e9:.2f} GB more, the budget is "
-            f"{budget / 1e9:.2f} GB, and loaded now is {resident}. Use a smaller model or a lower-precision variant, "
+            f"Not enough memory on {self.device} for {spec.alias}: it needs about {needed / 1e9:.2f} GB more, the "
+            f"budget is {budget / 1e9:.2f} GB, and loaded now is {resident}. Use a smaller model or a lower-precision variant, "
             f"set offload = \"model\" for it under [models.{spec.config_alias}], wait for the models in use to be "
             "released, or raise PIXELMCP_MEMORY_BUDGET_MB if the device has memory to spare."
         )
@@ -292,13 +292,18 @@ class ModelPool:
     async def ready(self, specs: list[ModelSpec | None], progress: Progress | None = None) -> None:
         """The models a job will need, on disk: hub models not downloaded yet are fetched now, before the job
         queues for the device (engine/downloads.py)."""
-        await self.downloads.ensure(specs, lambda spec: self.dtype_for(spec).itemsize, progress, self.background)
+        await self.downloads.ensure(specs, self.dtype_for, progress, self.background)
 
-    async def run(self, work: Callable[[Job], T], progress: Progress | None = None) -> tuple[T, float]:
+    async def run(self, work: Callable[[Job], T], progress: Progress | None = None,
+                  models: list[ModelSpec | None] = ()) -> tuple[T, float]:
         """Run `work(job)` on the device queue (engine/queue.py); returns (result, queue seconds).
 
-        `progress` hears the loads, the worker's reports, and a heartbeat while the job waits or runs.
+        `models` (the ones the job will load) are made `ready` first, before the job queues.
+        `progress` hears the downloads, the loads, the worker's reports, and a heartbeat while the
+        job waits or runs.
         """
+        if models:
+            await self.ready(models, progress)
         return await self.queue.run(self.settings.device, lambda job: self._run_job(work, job), progress)
 
     def _run_job(self, work: Callable[[Job], T], job: Job) -> T:

@@ -183,8 +183,7 @@ def build_server(settings: Settings) -> MCPServer:
                      description="Where a job stands (the same status check_job reports).")
     async def read_job(job_id: str, ctx: AppContext) -> str:
         found = resources.current().jobs.find(job_id, jobs.owner_of(ctx.headers))
-        info = found.info() if isinstance(found, jobs.JobRecord) else jobs.JobInfo.model_validate(found["job"])
-        return jobs.JobStatusResult(job=info).model_dump_json(indent=1)
+        return jobs.JobStatusResult(job=jobs.info_of(found)).model_dump_json(indent=1)
 
     @server.resource("pixelmcp://models", name="models", mime_type="application/json",
                      description="The model catalog, what is loaded where, memory used, and pool counters.")

@@ -79,10 +79,10 @@ def task_of(found: jobs.JobRecord | dict, retention_s: float, cls: type[_Task] |
     """A job as a task (a live record, or what a finished job left on disk): a DetailedTask for tasks/get, or
     `cls` (CreateTaskResult: the handle a tools/call answers with, which carries no result)."""
     cls = cls or DetailedTask
+    info = jobs.info_of(found)
     if isinstance(found, jobs.JobRecord):
-        info, result, raised, updated = found.info(), found.result, found.raised, found.updated
+        result, raised, updated = found.result, found.raised, found.updated
     else:
-        info = jobs.JobInfo.model_validate(found["job"])
         result = CallToolResult.model_validate(found["result"]) if found.get("result") else None
         raised, updated = None, None
     fields: dict[str, Any] = dict(task_id=info.id, created_at=info.created,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated
 
 import anyio
@@ -37,7 +36,7 @@ async def check_job(
     loading, running, with progress) after waiting up to wait_s. cancel=true stops it."""
     app = app_state(ctx)
     budget = app.settings.call_budget_s
-    if wait_s is not None and (not math.isfinite(wait_s) or wait_s < 0 or (budget and wait_s > budget)):
+    if wait_s is not None and (wait_s < 0 or (budget and wait_s > budget)):  # (OptionalNumber refused NaN)
         limit = f"0..{budget:g}" if budget else "0 or more"
         raise InvalidArgument("wait_s", wait_s, f"out of range; accepted: {limit} seconds (the call budget, "
                               "PIXELMCP_CALL_BUDGET_S, bounds every call)",

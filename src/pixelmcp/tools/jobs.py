@@ -213,12 +213,14 @@ class JobBoard:
                               "Pass the id a tool call returned; if it has expired, call the tool again.")
 
     def sweep(self) -> None:
-        """Forget finished jobs past their retention, in memory and on disk."""
+        """Forget finished jobs past their retention (in memory: files expire in _read and _sweep_disk)."""
         cutoff = time.time() - self.retention_s
         for record in [r for r in self._jobs.values() if r.finished_at is not None and r.finished_at < cutoff]:
             self._jobs.pop(record.id, None)
-        if not self.folder.is_dir():
-            return
+
+    def _sweep_disk(self) -> None:
+        """Delete job files past their retention; run when a file is written, not on every call."""
+        cutoff = time.time() - self.retention_s
         for path in self.folder.glob("*.json"):
             with contextlib.suppress(OSError):
                 if path.stat().st_mtime < cutoff and path.stem not in self._jobs:
@@ -235,14 +237,18 @@ class JobBoard:
             temporary = self.folder / f".{record.id}.tmp"
             temporary.write_text(json.dumps(data), encoding="utf-8")
             temporary.replace(self.folder / f"{record.id}.json")
+            self._sweep_disk()
         except OSError as e:  # the job still answers from memory while this process runs
             logger.warning("could not write job %s to %s: %s", record.id, self.folder, e)
 
     def _read(self, job_id: str) -> dict | None:
         if not _ID.match(job_id):
             return None
+        path = self.folder / f"{job_id}.json"
         try:
-            return json.loads((self.folder / f"{job_id}.json").read_text(encoding="utf-8"))
+            if path.stat().st_mtime < time.time() - self.retention_s:
+                return None  # expired (deleted at the next write)
+            return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
 
@@ -318,11 +324,16 @@ def status_result(info: JobInfo, *, waited: bool = False, note: str | None = Non
                           structured_content=JobStatusResult(job=info).model_dump(mode="json"))
 
 
+def info_of(found: JobRecord | dict) -> JobInfo:
+    """Where a job stands: a live record's, or what a finished job left on disk (JobBoard.find)."""
+    return found.info() if isinstance(found, JobRecord) else JobInfo.model_validate(found["job"])
+
+
 def stored_answer(stored: dict) -> CallToolResult:
     """A finished job read back from disk: its tool's result, or its status."""
     if stored.get("result") is not None:
         return CallToolResult.model_validate(stored["result"])
-    return status_result(JobInfo.model_validate(stored["job"]))
+    return status_result(info_of(stored))
 
 
 def job_schema(result_schema: dict[str, Any]) -> dict[str, Any]:
