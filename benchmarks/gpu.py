@@ -125,7 +125,7 @@ def main() -> None:
                  guidance_scale=guidance, generator=generator, output_type="pil")
 
         def engine() -> None:
-            diffusion.text_to_image(pipe, call, Job(), lambda done, total: None)
+            diffusion.denoise(pipe, call, Job(), lambda done, total: None)
 
         def timed(fn) -> float:
             if device.startswith("cuda"):

@@ -53,7 +53,7 @@ async def test_missing_weights_name_the_folder_and_the_fix(make_settings, tmp_pa
 async def test_a_crash_inside_a_tool_is_contained(server, monkeypatch):
     from pixelmcp.engine import diffusion
 
-    original = diffusion.text_to_image
+    original = diffusion.denoise
     calls = []
 
     def explode_once(*args, **kwargs):
@@ -62,7 +62,7 @@ async def test_a_crash_inside_a_tool_is_contained(server, monkeypatch):
             raise KeyError("unexpected internal state")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(diffusion, "text_to_image", explode_once)
+    monkeypatch.setattr(diffusion, "denoise", explode_once)
     async with Client(server) as client:
         crashed = await client.call_tool("generate_image", {"prompt": "a", "rewrite": False})
         after = ok(await client.call_tool("generate_image", {"prompt": "a", "rewrite": False}))
@@ -110,7 +110,7 @@ async def test_many_concurrent_http_clients_are_all_answered_without_leaks(tiny_
 async def test_a_call_past_its_timeout_is_stopped_with_a_clear_error(make_settings, monkeypatch):
     from pixelmcp.engine import diffusion
 
-    original = diffusion.text_to_image
+    original = diffusion.denoise
     stopped = []
 
     def endless(pipe, call, job, on_step, **kwargs):
@@ -120,7 +120,7 @@ async def test_a_call_past_its_timeout_is_stopped_with_a_clear_error(make_settin
             job.check()
         return original(pipe, call, job, on_step, **kwargs)
 
-    monkeypatch.setattr(diffusion, "text_to_image", endless)
+    monkeypatch.setattr(diffusion, "denoise", endless)
     server = build_server(make_settings(call_timeout_s=5.0))
     async with Client(server) as client:
         with anyio.fail_after(60):

@@ -81,8 +81,8 @@ def test_each_request_gets_its_own_scheduler_over_shared_components(tiny_pool, m
 
     monkeypatch.setattr(type(pipe), "from_pipe", classmethod(lambda cls, shared, **kw: spy(shared, **kw)))
     call = diffusion.DiffusionCall("a cat", None, 32, 32, 2, 5.0, (1,))
-    diffusion.text_to_image(pipe, call, Job(), lambda done, total: None)
-    diffusion.text_to_image(pipe, call, Job(), lambda done, total: None)
+    diffusion.denoise(pipe, call, Job(), lambda done, total: None)
+    diffusion.denoise(pipe, call, Job(), lambda done, total: None)
     assert len(seen) == 2
     for view in seen:
         assert view.unet is pipe.unet and view.vae is pipe.vae and view.text_encoder is pipe.text_encoder
@@ -105,7 +105,7 @@ def test_a_set_cancel_event_stops_the_pipeline_before_any_image(tiny_pool):
         job.cancel.set()
 
     with pytest.raises(GenerationCancelled):
-        diffusion.text_to_image(pipe, diffusion.DiffusionCall("a", None, 32, 32, 10, 5.0, (1,)), job, on_step)
+        diffusion.denoise(pipe, diffusion.DiffusionCall("a", None, 32, 32, 10, 5.0, (1,)), job, on_step)
     assert steps == [1]
 
 
@@ -125,7 +125,7 @@ def test_generated_images_are_real_images_not_blank(tiny_pool):
     pool, settings = tiny_pool
     spec = settings.catalog["tiny-sd15"]
     pipe = pool.get(spec, diffusion.load_pipeline(spec), Job())
-    images, scheduler = diffusion.text_to_image(
+    images, scheduler = diffusion.denoise(
         pipe, diffusion.DiffusionCall("a", None, 48, 32, 2, 5.0, (1, 2)), Job(), lambda d, t: None
     )
     assert scheduler == "PNDMScheduler"
@@ -156,7 +156,7 @@ def test_controlnet_view_shares_the_base_components_and_the_pool_caches_the_cont
 
     monkeypatch.setattr(view_class, "from_pipe", classmethod(spy))
     call = diffusion.DiffusionCall("a", None, 32, 32, 2, 5.0, (1,), control_image=Image.new("RGB", (32, 32)))
-    diffusion.text_to_image(pipe, call, Job(), lambda d, t: None, controlnet=controlnet)
+    diffusion.denoise(pipe, call, Job(), lambda d, t: None, controlnet=controlnet)
     (view,) = views
     assert view.unet is pipe.unet and view.vae is pipe.vae
     assert view.text_encoder is pipe.text_encoder and view.tokenizer is pipe.tokenizer
@@ -186,7 +186,7 @@ def test_ip_adapter_is_attached_for_the_call_only(tiny_pool):
     processors = {name: type(p) for name, p in pipe.unet.attn_processors.items()}
     call = diffusion.DiffusionCall("a", None, 32, 32, 2, 5.0, (1,), ip_image=Image.new("RGB", (32, 32)),
                                    ip_scale=control.ip_adapter_scale("style", 0.7, spec.style_blocks))
-    diffusion.text_to_image(pipe, call, Job(), lambda d, t: None, ip_adapter=adapter)
+    diffusion.denoise(pipe, call, Job(), lambda d, t: None, ip_adapter=adapter)
     assert {name: type(p) for name, p in pipe.unet.attn_processors.items()} == processors
     assert pipe.unet.encoder_hid_proj is None and pipe.image_encoder is None
 

@@ -47,6 +47,21 @@ class StyleRequest:
 
 
 @dataclass(frozen=True)
+class EditRequest:
+    """Start from an image instead of noise: image-to-image, inpainting (with `mask`), or tiled refinement.
+
+    `image` and `mask` are at the size the tool answers with; a generator works at the request's width and
+    height (or tile by tile) and may return any size: the tool restores this size and blends the original
+    back outside the mask (tools/editing.py), so no backend can change a pixel the mask keeps.
+    """
+
+    image: Image.Image  # RGB
+    mask: Image.Image | None  # L, white = repaint, black = keep (soft edges allowed); None: change the whole image
+    strength: float | None  # how much changes, (0, 1]; None: the provider decides
+    tile: int | None = None  # refine `image` in overlapping tiles of this side (upscaling); None: in one pass
+
+
+@dataclass(frozen=True)
 class ImageRequest:
     """A validated image request, checked against `spec` before any work; `seeds[i]` makes image i.
 
@@ -66,6 +81,7 @@ class ImageRequest:
     revised_prompt: str | None = None  # the rewriter's prompt, when the prompt was rewritten
     control: ControlRequest | None = None
     style: StyleRequest | None = None
+    edit: EditRequest | None = None
 
     @property
     def seeds(self) -> tuple[int | None, ...]:
@@ -208,6 +224,14 @@ class ImageClassifier(Protocol):
 
     async def embed(self, spec: ModelSpec, images: list[Image.Image], progress: Progress) -> list[list[float]]:
         """Unit-length image embeddings."""
+        ...
+
+
+class Segmenter(Protocol):
+    async def segment(self, spec: ModelSpec, image: Image.Image, prompts: list[str],
+                      progress: Progress) -> list[Image.Image]:
+        """For each prompt, how likely each pixel belongs to what it names: an L image at the image's size
+        (255 = surely)."""
         ...
 
 

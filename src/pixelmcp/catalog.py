@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth", "clip", "siglip", "vlm",
+ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth", "clip", "siglip", "vlm", "segmenter",
                     "remote-image", "remote-chat", "remote-vision"]
-Task = Literal["generate", "rewrite", "preprocess", "classify", "answer"]
+Task = Literal["generate", "rewrite", "preprocess", "classify", "answer", "segment"]
 VLMFamily = Literal["qwen2-vl", "qwen2.5-vl", "llava", "llava-next", "idefics3"]
 
 #: Sources with this prefix are built locally with tiny random weights (engine/tiny.py).
@@ -32,7 +32,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
 #: Pipeline kinds that make images.
 IMAGE_KINDS: frozenset[str] = frozenset(FAMILIES)
 _TASKS: dict[str, Task] = {"chat-llm": "rewrite", "depth": "preprocess", "clip": "classify", "siglip": "classify",
-                           "vlm": "answer", "remote-image": "generate", "remote-chat": "rewrite",
+                           "vlm": "answer", "segmenter": "segment", "remote-image": "generate", "remote-chat": "rewrite",
                            "remote-vision": "answer"}
 
 class IPAdapterSpec(BaseModel):
@@ -70,6 +70,13 @@ class ModelSpec(BaseModel):
     min_guidance: float = 0.0
     max_guidance: float = 30.0
     negative_prompt: bool = True
+    default_strength: float = Field(
+        0.75, gt=0.0, le=1.0, description="edit_image without a mask: how much of the image changes (0..1]"
+    )
+    inpaint: str | None = Field(
+        None, description="a dedicated inpainting checkpoint (repo id or folder) whose UNet replaces the base's when "
+                          "a mask is given; without one, the base model inpaints"
+    )
     controlnets: dict[str, str] = Field(default_factory=dict, description="control type -> ControlNet source")
     ip_adapter: IPAdapterSpec | None = None
     style_blocks: dict | None = Field(
@@ -80,7 +87,11 @@ class ModelSpec(BaseModel):
         "none", description="diffusers CPU offload on an accelerator: whole models, or layer by layer (slowest)"
     )
     part_of: str | None = Field(
-        None, description="for a ControlNet or IP-Adapter entry: the catalog alias whose config table holds it"
+        None, description="for a ControlNet, IP-Adapter or inpainting entry: the catalog alias whose config table "
+                          "holds it"
+    )
+    component: str | None = Field(
+        None, description="for an entry that loads one part of a pipeline repo (an inpainting UNet): its folder"
     )
     # Remote models: who serves them and which arguments they take.
     provider: str = Field("local", description="local (the model pool), openai, gemini, or an OpenAI-compatible endpoint")
@@ -118,10 +129,19 @@ class ModelSpec(BaseModel):
         return ModelSpec(alias=f"{self.alias}+ip-adapter", kind=self.kind, source=self.ip_adapter.source,
                          ip_adapter=self.ip_adapter, part_of=self.alias)
 
+    def inpaint_entry(self) -> ModelSpec:
+        """This model's dedicated inpainting UNet, as a loadable entry (the caller checks it has one): only the
+        UNet loads; the text encoders and VAE stay the base pipeline's own."""
+        return ModelSpec(alias=f"{self.alias}+inpaint", kind=self.kind, source=self.inpaint, variant=self.variant,
+                         component="unet", part_of=self.alias)
+
     @property
     def weight_paths(self) -> tuple[str, ...] | None:
         """The paths inside `source` that loading this entry reads, when not its whole layout: an IP-Adapter
-        repo holds adapters for several base models, of which one weight file and its image encoder load."""
+        repo holds adapters for several base models, of which one weight file and its image encoder load; an
+        inpainting entry reads the UNet of its checkpoint."""
+        if self.component is not None:
+            return (self.component,)
         adapter = self.ip_adapter
         if adapter is None or adapter.source != self.source:
             return None
@@ -163,13 +183,15 @@ DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
         controlnets={"canny": "lllyasviel/control_v11p_sd15_canny", "depth": "lllyasviel/control_v11f1p_sd15_depth",
                      "pose": "lllyasviel/control_v11p_sd15_openpose"},
         ip_adapter=IPAdapterSpec(source="h94/IP-Adapter", subfolder="models", weight_name="ip-adapter_sd15.safetensors"),
+        inpaint="stable-diffusion-v1-5/stable-diffusion-inpainting",
         # SD 1.5's lowest-resolution cross-attention up block, the counterpart of SDXL's up_blocks.0.
         style_blocks={"up": {"block_1": [0.0, 1.0, 0.0]}}),
     _sd("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", kind="sdxl", variant="fp16",
         licence="CreativeML Open RAIL++-M",
         description="SDXL base 1.0: strong general-purpose 1024 px model.",
         default_steps=30, default_guidance=5.0, min_side=512, min_memory_gb=8,
-        controlnets=SDXL_CONTROLNETS, ip_adapter=SDXL_IP_ADAPTER, style_blocks=SDXL_STYLE_BLOCKS),
+        controlnets=SDXL_CONTROLNETS, ip_adapter=SDXL_IP_ADAPTER, style_blocks=SDXL_STYLE_BLOCKS,
+        inpaint="diffusers/stable-diffusion-xl-1.0-inpainting-0.1"),
     _sd("sdxl-turbo", "stabilityai/sdxl-turbo", kind="sdxl", variant="fp16",
         licence="Stability AI Non-Commercial Research Community License (non-commercial)",
         description="SDXL-Turbo: 1-4 step distilled SDXL at 512 px; guidance off.",
@@ -204,6 +226,9 @@ DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
         description="CLIP ViT-B/32: smaller, faster."),
     _sd("siglip-so400m", "google/siglip-so400m-patch14-384", kind="siglip", licence="Apache-2.0",
         description="SigLIP so400m: stronger zero-shot, independent sigmoid score per label."),
+    _sd("clipseg", "CIDAS/clipseg-rd64-refined", kind="segmenter", licence="Apache-2.0",
+        description="CLIPSeg (rd64, refined): masks from words, for edit_image's mask_prompt and remove_background; "
+                    "~0.6 GB."),
     _sd("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", kind="vlm", family="qwen2.5-vl",
         licence="Qwen Research License (non-commercial)",
         description="Qwen2.5-VL 3B: default VLM; multi-image, good at text in images; ~8 GB in bf16."),
@@ -232,7 +257,7 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
         default_guidance=7.5, controlnets=_tiny_controlnets("sd15"),
         ip_adapter=IPAdapterSpec(source="tiny:sd15-ip-adapter", subfolder="models",
                                  weight_name="ip-adapter_sd15.safetensors"),
-        style_blocks={"up": {"block_0": [0.0, 1.0]}}, **_TINY_IMAGE),
+        style_blocks={"up": {"block_0": [0.0, 1.0]}}, inpaint="tiny:sd15-inpaint", **_TINY_IMAGE),
     _sd("tiny-sdxl", "tiny:sdxl", kind="sdxl", description="Tiny random-weight SDXL architecture.",
         default_guidance=5.0, controlnets=_tiny_controlnets("sdxl"),
         ip_adapter=IPAdapterSpec(source="tiny:sdxl-ip-adapter", subfolder="sdxl_models",
@@ -247,6 +272,7 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
     _sd("tiny-depth", "tiny:depth-anything", kind="depth", description="Tiny random-weight Depth Anything."),
     _sd("tiny-clip", "tiny:clip", kind="clip", description="Tiny random-weight CLIP."),
     _sd("tiny-siglip", "tiny:siglip", kind="siglip", description="Tiny random-weight SigLIP."),
+    _sd("tiny-clipseg", "tiny:clipseg", kind="segmenter", description="Tiny random-weight CLIPSeg."),
     _sd("tiny-qwen2-vl", "tiny:qwen2-vl", kind="vlm", family="qwen2-vl", description="Tiny random-weight Qwen2-VL."),
     _sd("tiny-qwen2.5-vl", "tiny:qwen2.5-vl", kind="vlm", family="qwen2.5-vl",
         description="Tiny random-weight Qwen2.5-VL (the default VLM's family)."),
@@ -261,9 +287,9 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
 #: by accelerator memory, from AUTO_GENERATORS).
 DEFAULT_MODELS: dict[str, dict[str, str]] = {
     "default": {"rewrite": "qwen2.5-1.5b-instruct", "preprocess": "depth-anything-v2-small",
-                "classify": "clip-vit-large", "answer": "qwen2.5-vl-3b"},
+                "classify": "clip-vit-large", "answer": "qwen2.5-vl-3b", "segment": "clipseg"},
     "tiny": {"generate": "tiny-sd15", "rewrite": "tiny-llm", "preprocess": "tiny-depth", "classify": "tiny-clip",
-             "answer": "tiny-qwen2-vl"},
+             "answer": "tiny-qwen2-vl", "segment": "tiny-clipseg"},
 }
 #: Default-profile generator chosen by accelerator memory (GiB), best first.
 AUTO_GENERATORS: tuple[tuple[float, str], ...] = ((40.0, "flux-schnell"), (12.0, "sdxl"), (0.0, "sd15"))

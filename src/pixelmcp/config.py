@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     depth_model: str | None = Field(None, description="depth estimator for control_type='depth' (alias)")
     classify_model: str | None = Field(None, description="default CLIP/SigLIP for classify_image and similarity")
     vision_model: str | None = Field(None, description="default VLM for ask_about_image and compare_images")
+    segment_model: str | None = Field(
+        None, description="the segmenter that makes masks from words (edit_image mask_prompt, remove_background)"
+    )
+    max_output_pixels: int = Field(
+        16_777_216, ge=65_536, description="largest image extend_image and upscale_image make (w*h; 4096x4096)"
+    )
     max_labels: int = Field(64, ge=2, le=1000, description="upper bound of classify_image labels")
     max_batch_images: int = Field(16, ge=1, le=256, description="upper bound of classify_image images")
     rewriter: str = Field(
@@ -219,7 +225,8 @@ class Settings(BaseSettings):
         if reserved:
             raise ValueError(f"endpoints may not be named {', '.join(sorted(reserved))} (reserved names)")
         checked = [("generate_model", self.generate_model), ("depth_model", self.depth_model),
-                   ("classify_model", self.classify_model), ("vision_model", self.vision_model)]
+                   ("classify_model", self.classify_model), ("vision_model", self.vision_model),
+                   ("segment_model", self.segment_model)]
         if self.rewriter == "local":
             checked.append(("rewrite_model", self.rewrite_model))
         for name, value in checked:

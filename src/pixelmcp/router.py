@@ -13,6 +13,7 @@ from pixelmcp.backends import (
     ImageClassifier,
     ImageGenerator,
     PromptRewriter,
+    Segmenter,
     VisionAnswerer,
 )
 from pixelmcp.catalog import AUTO_GENERATORS, DEFAULT_MODELS, ModelSpec
@@ -22,6 +23,7 @@ from pixelmcp.engine.local import (
     LocalClassifier,
     LocalImageGenerator,
     LocalRewriter,
+    LocalSegmenter,
 )
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import InvalidArgument, PixelError
@@ -32,7 +34,8 @@ from pixelmcp.registry import ProviderRow, provider_rows, split_model
 
 #: What each task is, in the words of error messages.
 _TASK_NAMES = {"generate": "image generation", "rewrite": "prompt rewriting", "preprocess": "control maps",
-               "classify": "classification", "answer": "questions about images"}
+               "classify": "classification", "answer": "questions about images",
+               "segment": "masks from words"}
 
 #: The client for each API a provider speaks (`ProviderRow.client`): made as CLIENT(row, settings), with
 #: CLIENT.image_spec(row, model) naming the image models it makes.
@@ -49,6 +52,7 @@ class Router:
         self._local_generator = LocalImageGenerator(pool)
         self._local_classifier = LocalClassifier(pool)
         self._local_answerer = LocalAnswerer(pool)
+        self._local_segmenter = LocalSegmenter(pool)
         self._rewriters: dict[str, PromptRewriter] = {}
         self.rows = provider_rows(settings)
         self._providers: dict[str, Provider] = {}
@@ -204,6 +208,11 @@ class Router:
 
     def depth_estimator(self) -> ModelSpec:
         return self._spec(self.settings.depth_model or self._default("preprocess"), "preprocess", "depth_model")
+
+    def segmenter(self) -> tuple[ModelSpec, Segmenter]:
+        """The local model that makes masks from words (mask_prompt, remove_background)."""
+        spec = self._spec(self.settings.segment_model or self._default("segment"), "segment", "segment_model")
+        return spec, self._local_segmenter
 
     def classifier(self, model: str | None) -> tuple[ModelSpec, ImageClassifier]:
         """CLIP / SigLIP for zero-shot labels and image similarity."""

@@ -105,7 +105,7 @@ class MicroBatcher:
 
     def takes(self, request: ImageRequest) -> bool:
         """Plain text-to-image requests, while a server lends its task group, batching is on, and they fit."""
-        plain = request.control is None and request.style is None
+        plain = request.control is None and request.style is None and request.edit is None
         return plain and self.pool.background is not None and 1 < self.max_images and request.n <= self.max_images
 
     async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:

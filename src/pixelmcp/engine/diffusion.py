@@ -1,8 +1,10 @@
-"""Text-to-image on diffusers pipelines (SD 1.5, SDXL, SD3, FLUX).
+"""Denoising on diffusers pipelines (SD 1.5, SDXL, SD3, FLUX): text-to-image, image-to-image and inpainting.
 
 Loaded pipelines are shared by every request, but their schedulers hold per-run state and
 are not thread-safe, so each request gets its own scheduler and a light pipeline view built
-with `from_pipe` (the components are the same objects, not copies).
+with `from_pipe` (the components are the same objects, not copies). Image-to-image and
+inpainting are such views too (`AutoPipelineForImage2Image` / `AutoPipelineForInpainting`), over
+the base model's weights; a dedicated inpainting checkpoint contributes only its UNet.
 """
 
 from __future__ import annotations
@@ -51,10 +53,13 @@ class DiffusionCall:
     conditioning_scale: float = 1.0
     ip_image: Any = None  # PIL image: the IP-Adapter reference
     ip_scale: float | dict = 1.0  # set_ip_adapter_scale's argument: one number, or per-block scales
+    image: Any = None  # PIL image to start from (image-to-image, inpainting), already at width x height
+    mask: Any = None  # PIL L image, white = repaint (inpainting), already at width x height
+    strength: float = 1.0  # with `image`: how much changes (the share of the steps that run)
 
     @classmethod
     def of(cls, requests: list[ImageRequest], *, control_image: Any = None,
-           ip_scale: float | dict = 1.0) -> DiffusionCall:
+           ip_scale: float | dict = 1.0, image: Any = None, mask: Any = None) -> DiffusionCall:
         """The call for one request, or for a micro-batch of plain requests that agree on everything but prompt
         and seeds (then one prompt per seed)."""
         first = requests[0]
@@ -74,6 +79,9 @@ class DiffusionCall:
             conditioning_scale=first.control.conditioning_scale if first.control else 1.0,
             ip_image=first.style.image if first.style else None,
             ip_scale=ip_scale,
+            image=image,
+            mask=mask,
+            strength=first.edit.strength if first.edit and first.edit.strength is not None else 1.0,
         )
 
 
@@ -95,6 +103,20 @@ def load_pipeline(spec: ModelSpec, *, channels_last: bool = False, compile: bool
             place_pipeline(pipe, spec, device)
         pipe.set_progress_bar_config(disable=True)
         return optimize_pipeline(pipe, spec, channels_last=channels_last, compile=compile)
+
+    return load
+
+
+def load_unet(spec: ModelSpec) -> Callable[[str, str, Any], Any]:
+    """A loader for the pool: the UNet folder (`spec.component`) of a pipeline repo, e.g. an inpainting UNet."""
+
+    def load(source: str, device: str, dtype) -> Any:
+        from diffusers import UNet2DConditionModel
+
+        with loading(spec, source, dtype, paths=spec.weight_paths) as fetched:
+            variant = {"variant": fetched.variant} if fetched.variant else {}
+            return UNet2DConditionModel.from_pretrained(fetched.folder, subfolder=spec.component, dtype=dtype,
+                                                        local_files_only=True, **variant).to(device).eval()
 
     return load
 
@@ -131,7 +153,7 @@ def place_pipeline(pipe: Any, spec: ModelSpec, device: str) -> None:
         pipe.enable_sequential_cpu_offload(device=device)
 
 
-def text_to_image(
+def denoise(
     pipe: Any,
     call: DiffusionCall,
     job: Job,
@@ -139,13 +161,16 @@ def text_to_image(
     *,
     controlnet: Any = None,
     ip_adapter: Any = None,
+    unet: Any = None,
 ) -> tuple[list, str]:
-    """Run one text-to-image call; returns (PIL images, scheduler name).
+    """Run one pipeline call; returns (PIL images, scheduler name).
 
-    With `controlnet`, the call is steered by `call.control_image`; with `ip_adapter` (an
-    engine.control.IPAdapter), by `call.ip_image`. Either way the shared base pipeline is left
-    exactly as it was. Raises GenerationCancelled at the first step boundary after
-    `job.cancel` is set, so no partial image ever leaves this function.
+    From noise, or from `call.image` (image-to-image; inpainting within `call.mask`, with `unet`
+    standing in for the base's when the model has a dedicated inpainting one). With `controlnet`,
+    the call is steered by `call.control_image`; with `ip_adapter` (an engine.control.IPAdapter),
+    by `call.ip_image`. Either way the shared base pipeline is left exactly as it was. Raises
+    GenerationCancelled at the first step boundary after `job.cancel` is set, so no partial image
+    ever leaves this function.
     """
     import diffusers
     import torch
@@ -155,9 +180,14 @@ def text_to_image(
     components: dict[str, Any] = {"scheduler": scheduler}
     if ip_adapter is not None:
         components.update(image_encoder=ip_adapter.image_encoder, feature_extractor=ip_adapter.feature_extractor)
+    if unet is not None:
+        components["unet"] = unet
     if controlnet is not None:
         view_class = getattr(diffusers, CONTROLNET_PIPELINES[type(pipe).__name__])
         run = view_class.from_pipe(pipe, controlnet=controlnet, **components)
+    elif call.image is not None:
+        auto = diffusers.AutoPipelineForInpainting if call.mask is not None else diffusers.AutoPipelineForImage2Image
+        run = auto.from_pipe(pipe, **components)
     else:
         run = type(pipe).from_pipe(pipe, **components)
     run.set_progress_bar_config(disable=True)
@@ -191,6 +221,10 @@ def text_to_image(
         kwargs.update(image=call.control_image, controlnet_conditioning_scale=call.conditioning_scale)
     if ip_adapter is not None:
         kwargs["ip_adapter_image"] = call.ip_image
+    if call.image is not None:
+        kwargs.update(image=call.image, strength=call.strength)
+    if call.mask is not None:
+        kwargs["mask_image"] = call.mask
 
     # 5. Denoise and decode; adapters attached to the shared UNet come off again whatever happens.
     job.check()

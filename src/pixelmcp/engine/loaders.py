@@ -9,12 +9,17 @@ from pixelmcp.engine.pool import Loader
 
 def loader_for(settings: Settings, spec: ModelSpec) -> Loader:
     """The pool loader for any catalog entry, by its task."""
-    from pixelmcp.engine import control, text, vision
+    from pixelmcp.engine import control, segment, text, vision
 
+    if spec.component is not None:  # one part of a pipeline repo (an inpainting UNet)
+        from pixelmcp.engine import diffusion
+
+        return diffusion.load_unet(spec)
     if spec.task == "generate":
         return pipeline_loader(settings, spec)
     loaders = {"rewrite": text.load_chat_model, "preprocess": control.load_depth_estimator,
-               "classify": vision.load_classifier, "answer": vision.load_vlm}
+               "classify": vision.load_classifier, "answer": vision.load_vlm,
+               "segment": segment.load_segmenter}
     return loaders[spec.task](spec)
 
 

@@ -8,6 +8,7 @@ the client about loads and waits; the job reports steps and tokens through `job.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from PIL import Image
 
@@ -39,7 +40,7 @@ class LocalImageGenerator:
     async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
         control, style = request.control, request.style
         models = [request.spec, control and control.controlnet, control and control.depth_model,
-                  style and style.adapter]
+                  style and style.adapter, _inpaint_unet(request)]
         if self.batcher.takes(request):
             await self.pool.ready(models, progress)  # each member's own download, before it joins a batch
             return await self.batcher.generate(request, progress)
@@ -52,10 +53,12 @@ class LocalImageGenerator:
         but prompt and seeds); each request's images come back in its own result."""
         from pixelmcp.engine import control, diffusion
 
-        # 1. Models: the base pipeline, plus the ControlNet / IP-Adapter a guided request needs.
+        # 1. Models: the base pipeline, plus the ControlNet / IP-Adapter / inpainting UNet a request needs.
         first = requests[0]
         spec = first.spec
         pipe = self.pool.get(spec, pipeline_loader(self.pool.settings, spec), job)
+        unet_entry = _inpaint_unet(first)
+        unet = self.pool.get(unet_entry, diffusion.load_unet(unet_entry), job) if unet_entry else None
         controlnet = ip_adapter = control_map = None
         ip_scale: float | dict = 1.0
         if first.control is not None:
@@ -68,13 +71,18 @@ class LocalImageGenerator:
             # InstantStyle: in style mode, the reference acts only in the blocks that carry style.
             ip_scale = control.ip_adapter_scale(first.style.mode, first.style.scale, spec.style_blocks)
 
-        # 2. Denoise.
-        call = diffusion.DiffusionCall.of(requests, control_image=control_map, ip_scale=ip_scale)
+        # 2. Denoise: from noise, from the image to edit, or tile by tile.
         started = time.perf_counter()
-        images, scheduler = diffusion.text_to_image(
-            pipe, call, job, lambda done, total: job.report(done, total, f"step {done}/{total}"),
-            controlnet=controlnet, ip_adapter=ip_adapter,
-        )
+        if first.edit is not None and first.edit.tile:
+            images, scheduler = self._tiles(pipe, first, job)
+        else:
+            start, mask = _edit_inputs(first)
+            call = diffusion.DiffusionCall.of(requests, control_image=control_map, ip_scale=ip_scale, image=start,
+                                              mask=mask)
+            images, scheduler = diffusion.denoise(
+                pipe, call, job, lambda done, total: job.report(done, total, f"step {done}/{total}"),
+                controlnet=controlnet, ip_adapter=ip_adapter, unet=unet,
+            )
         timings = {"load_s": job.load_seconds, "run_s": time.perf_counter() - started}
 
         # 3. Each request's images, in seed order.
@@ -86,6 +94,33 @@ class LocalImageGenerator:
             ))
             offset += request.n
         return results
+
+    def _tiles(self, pipe, request: ImageRequest, job: Job) -> tuple[list[Image.Image], str]:
+        """Image-to-image over overlapping tiles of `request.edit.image` (upscaling): each tile one pipeline call
+        at a size the model works at, put back together with feathered seams."""
+        from pixelmcp.engine import diffusion
+        from pixelmcp.media import editing
+
+        spec, edit = request.spec, request.edit
+        canvas = edit.image
+        size = editing.padded_size(canvas.size, spec.multiple_of, spec.min_side)
+        padded = editing.pad_to(canvas, size)
+        side = max(edit.tile // spec.multiple_of * spec.multiple_of, spec.multiple_of)
+        overlap = max(side // 4 // spec.multiple_of * spec.multiple_of, spec.multiple_of)
+        boxes = editing.tiles(size, side, overlap)
+        blender = editing.TileBlender(size, overlap)
+        scheduler = ""
+        for index, tile in enumerate(boxes):
+            call = replace(diffusion.DiffusionCall.of([request], image=padded.crop(tile.box)), width=tile.width,
+                           height=tile.height)
+
+            def on_step(done: int, total: int, index: int = index) -> None:
+                job.report(index * total + done, len(boxes) * total,
+                           f"tile {index + 1}/{len(boxes)}, step {done}/{total}")
+
+            (image,), scheduler = diffusion.denoise(pipe, call, job, on_step)
+            blender.add(tile, image)
+        return [blender.image().crop((0, 0, *canvas.size))], scheduler
 
     def _control_map(self, wanted: ControlRequest, width: int, height: int, job: Job) -> Image.Image:
         """The control map at the output size: made from the image, or the image itself."""
@@ -100,6 +135,29 @@ class LocalImageGenerator:
             estimator = self.pool.get(wanted.depth_model, control.load_depth_estimator(wanted.depth_model), job)
             return control.depth_map(estimator, wanted.image, job).resize((width, height), Image.Resampling.BICUBIC)
         raise ValueError(f"no preprocessor for control_type {wanted.control_type!r}")  # the tool checks first
+
+
+def _inpaint_unet(request: ImageRequest) -> ModelSpec | None:
+    """The dedicated inpainting UNet an inpainting request uses, when its model has one."""
+    edit = request.edit
+    if edit is None or edit.mask is None or not request.spec.inpaint:
+        return None
+    return request.spec.inpaint_entry()
+
+
+def _edit_inputs(request: ImageRequest) -> tuple[Image.Image | None, Image.Image | None]:
+    """The image to start from and the hard mask to repaint, at the size the model works at (the tool brings the
+    result back to the image's own size)."""
+    from pixelmcp.media import editing
+
+    edit = request.edit
+    if edit is None:
+        return None, None
+    size = (request.width, request.height)
+    start = edit.image if edit.image.size == size else edit.image.resize(size, Image.Resampling.LANCZOS)
+    if edit.mask is None:
+        return start, None
+    return start, editing.model_mask(edit.mask, size, editing.feather_radius(size))
 
 
 class LocalRewriter(CachedRewriter):
@@ -168,6 +226,25 @@ class LocalClassifier:
 
         embeddings, _ = await self.pool.run(work, progress, [spec])
         return embeddings
+
+
+class LocalSegmenter:
+    """Masks from words (CLIPSeg)."""
+
+    def __init__(self, pool: ModelPool):
+        self.pool = pool
+
+    async def segment(self, spec: ModelSpec, image: Image.Image, prompts: list[str],
+                      progress: Progress) -> list[Image.Image]:
+        from pixelmcp.engine import segment
+
+        def work(job: Job) -> list[Image.Image]:
+            segmenter = self.pool.get(spec, segment.load_segmenter(spec), job)
+            job.report(0, None, "segmenting")
+            return segment.segment(segmenter, image, prompts, job)
+
+        masks, _ = await self.pool.run(work, progress, [spec])
+        return masks
 
 
 class LocalAnswerer:

@@ -219,6 +219,19 @@ def build_sd15(path: Path) -> None:
     pipe.save_pretrained(path)
 
 
+def build_sd15_inpaint(path: Path) -> None:
+    """The layout of stable-diffusion-inpainting: the SD 1.5 pipeline with a 9-channel UNet (latents, mask, masked
+    image latents); pixelmcp loads only its UNet."""
+    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+
+    build_sd15(path)
+    _seeded()
+    unet = UNet2DConditionModel(**{**_TINY_UNET, "in_channels": 9}, cross_attention_dim=32).eval()
+    base = StableDiffusionInpaintPipeline.from_pretrained(path, local_files_only=True, safety_checker=None,
+                                                          requires_safety_checker=False)
+    StableDiffusionInpaintPipeline(**{**base.components, "unet": unet}, requires_safety_checker=False).save_pretrained(path)
+
+
 def build_sdxl(path: Path) -> None:
     """SDXL: two CLIP text encoders (the second with projection), text_time UNet, Euler."""
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
@@ -510,6 +523,24 @@ def build_clip(path: Path) -> None:
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
 
 
+def build_clipseg(path: Path) -> None:
+    """CLIPSeg (CIDAS/clipseg-rd64-refined's architecture): CLIP encoders plus a small FiLM-conditioned decoder
+    that reads activations of chosen vision layers; 32 px input, 8 px patches."""
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessorPil
+
+    _seeded()
+    tokenizer = clip_tokenizer()
+    vision = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=3, image_size=32,
+                  patch_size=8)
+    config = CLIPSegConfig(text_config=_clip_text_config(tokenizer).to_dict(), vision_config=vision,
+                           projection_dim=32, extract_layers=[1, 2], reduce_dim=16, decoder_num_attention_heads=4,
+                           decoder_intermediate_size=32, conditional_layer=0)
+    CLIPSegForImageSegmentation(config).eval().save_pretrained(path)
+    image_processor = ViTImageProcessorPil(size={"height": 32, "width": 32}, image_mean=[0.485, 0.456, 0.406],
+                                           image_std=[0.229, 0.224, 0.225])  # as CIDAS's processor
+    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
+
+
 def siglip_tokenizer():
     """SigLIP's own tokenizer class (SiglipTokenizer: sentencepiece, as the published repos ship it), over a
     tiny unigram model trained here on printable ASCII, so the production tokenizer path is exercised."""
@@ -695,6 +726,8 @@ def _build_qwen_vl(path: Path, config_class, model_class, processor_class, visio
 
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "sd15": build_sd15,
+    "sd15-inpaint": build_sd15_inpaint,
+    "clipseg": build_clipseg,
     "sdxl": build_sdxl,
     "sd3": build_sd3,
     "flux": build_flux,

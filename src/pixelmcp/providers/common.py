@@ -230,6 +230,30 @@ def reference_instruction(request: ImageRequest) -> str:
     instruction = STYLE_INSTRUCTION if request.style.mode == "style" else SUBJECT_INSTRUCTION
     return instruction + request.model_prompt + (STRUCTURE_INSTRUCTION if request.control is not None else "")
 
+#: For a provider without masks (Gemini): the mask rides along as a second image.
+MASK_INSTRUCTION = (" Change only the area that is white in the second image (a mask); keep everything in its black "
+                    "area exactly as it is, and return the whole image at the same framing.")
+
+
+def edit_instruction(request: ImageRequest, mask_as_image: bool) -> str:
+    """The prompt for a provider that edits the given image (edit_image, extend_image)."""
+    instruction = "Edit this image: " + request.model_prompt
+    return instruction + (MASK_INSTRUCTION if mask_as_image and request.edit.mask is not None else "")
+
+
+def edit_images(request: ImageRequest) -> tuple[Image.Image, Image.Image | None]:
+    """The image to edit at the request's size, and its mask there in OpenAI's convention (RGBA, transparent =
+    repaint), or None without a mask."""
+    from pixelmcp.media.editing import model_mask
+
+    size = (request.width, request.height)
+    edit = request.edit
+    image = edit.image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    if edit.mask is None:
+        return image, None
+    transparent = Image.new("RGBA", size, (0, 0, 0, 255))
+    transparent.putalpha(model_mask(edit.mask, size, 0).point(lambda v: 255 - v))
+    return image, transparent
 
 
 def png_bytes(image: Image.Image) -> bytes:

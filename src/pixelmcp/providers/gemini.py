@@ -25,6 +25,8 @@ from pixelmcp.providers.common import (
     api_key,
     call_with_retries,
     decode_image,
+    edit_images,
+    edit_instruction,
     png_bytes,
     reference_instruction,
     status_failure,
@@ -68,12 +70,18 @@ class GeminiProvider:
     # ------------------------------------------------------------------ the protocols
 
     async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
-        """`n` images from `n` concurrent calls; a reference image (style_transfer) rides along as an image part."""
+        """`n` images from `n` concurrent calls; a reference image (style_transfer), or the image to edit and its mask
+        (edit_image), ride along as image parts."""
         spec = request.spec
         from google.genai import types
 
         contents: list[Any] = [request.model_prompt]
-        if request.style is not None:
+        if request.edit is not None:  # editing by instruction; a mask goes along as a second image
+            image, _ = edit_images(request)
+            contents = [edit_instruction(request, mask_as_image=True), _part(image)]
+            if request.edit.mask is not None:
+                contents.append(_part(request.edit.mask.convert("L").resize(image.size)))
+        elif request.style is not None:
             contents = [reference_instruction(request), _part(request.style.image)]
             if request.control is not None:
                 contents.append(_part(request.control.image))

@@ -25,6 +25,8 @@ from pixelmcp.providers.common import (
     call_with_retries,
     data_uri,
     decode_image,
+    edit_images,
+    edit_instruction,
     png_bytes,
     reference_instruction,
     status_failure,
@@ -83,15 +85,23 @@ class OpenAIProvider:
     # ------------------------------------------------------------------ the protocols
 
     async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
-        """Text to image (images.generate), or from reference images (images.edit, style_transfer on gpt-image
-        models); base64 results, DALL-E 3's revised prompt kept."""
+        """Text to image (images.generate); from reference images (images.edit, style_transfer on gpt-image
+        models); an edit of the given image within its mask (images.edit with `mask`); base64 results,
+        DALL-E 3's revised prompt kept."""
         spec = request.spec
         params: dict[str, Any] = {"model": spec.source, "prompt": request.model_prompt, "n": len(request.seeds),
                                   "size": f"{request.width}x{request.height}"}
         if spec.source.startswith("dall-e"):
             params["response_format"] = "b64_json"  # newer models always answer in base64 and refuse the field
         started = time.perf_counter()
-        if request.style is not None:
+        if request.edit is not None:  # edit_image / extend_image: the image, and where to repaint it
+            image, mask = edit_images(request)
+            params.update(prompt=edit_instruction(request, mask_as_image=False),
+                          image=[("image.png", png_bytes(image), "image/png")])
+            if mask is not None:
+                params["mask"] = ("mask.png", png_bytes(mask), "image/png")
+            response = await self._call(lambda client: client.images.edit(**params), spec.source, progress)
+        elif request.style is not None:
             references = [("reference.png", png_bytes(request.style.image), "image/png")]
             if request.control is not None:
                 references.append(("structure.png", png_bytes(request.control.image), "image/png"))

@@ -28,7 +28,7 @@ from pixelmcp.prompts import templates
 from pixelmcp.registry import provider_infos
 from pixelmcp.router import Router
 from pixelmcp.server import tasks
-from pixelmcp.tools import check, control, generate, jobs, models, understanding
+from pixelmcp.tools import check, control, editing, generate, jobs, models, understanding
 from pixelmcp.tools.jobs import JobBoard
 from pixelmcp.tools.state import AppContext, AppState
 
@@ -152,6 +152,10 @@ def build_server(settings: Settings) -> MCPServer:
         (generate.rewrite_prompt, "Rewrite prompt", reads_only),
         (control.controlnet_generate, "Generate with ControlNet", {**makes_images, "open_world_hint": False}),
         (control.style_transfer, "Style transfer", makes_images),
+        (editing.edit_image, "Edit image", makes_images),
+        (editing.extend_image, "Extend image", makes_images),
+        (editing.upscale_image, "Upscale image", {**makes_images, "open_world_hint": False}),
+        (editing.remove_background, "Remove background", {**makes_images, "open_world_hint": False}),
         (understanding.classify_image, "Classify image", {**reads_only, "open_world_hint": False}),
         (understanding.ask_about_image, "Ask about image", reads_only),
         (understanding.compare_images, "Compare images", reads_only),

@@ -9,6 +9,7 @@ import math
 import secrets
 from typing import Annotated, Literal
 
+from PIL import Image
 from pydantic import AfterValidator, Field, ValidationInfo
 from pydantic_core import PydanticCustomError
 
@@ -19,6 +20,8 @@ from pixelmcp.errors import InvalidArgument
 from pixelmcp.media.store import ImageStore
 
 MAX_SEED = 2**32 - 1
+#: Explicit width/height may differ from an input image's aspect ratio by this much at most.
+ASPECT_TOLERANCE = 0.05
 
 
 def _finite(value: float | None, info: ValidationInfo) -> float | None:
@@ -236,3 +239,42 @@ def check_seed(value: int | None) -> int:
         raise InvalidArgument("seed", value, f"out of range; accepted: 0..{MAX_SEED}",
                               "Use a non-negative 32-bit integer, or omit seed for a random one.")
     return value
+
+
+def size_following(image: Image.Image, width: int | None, height: int | None, spec: ModelSpec,
+                   argument: str) -> tuple[int, int]:
+    """Default output size that follows `image`: its aspect ratio, within the model's bounds.
+
+    An explicit width and height must keep the image's aspect ratio (within 5%): an input image is
+    never silently stretched. With one of them given, the other follows the ratio.
+    """
+    ratio = image.width / image.height
+    if width is not None and height is not None:
+        if abs(math.log((width / height) / ratio)) > math.log1p(ASPECT_TOLERANCE):
+            raise InvalidArgument(
+                "width", width, f"{width}x{height} would distort the {image.width}x{image.height} {argument} "
+                f"(aspect ratios {width / height:.2f} vs {ratio:.2f})",
+                f"Omit width and height to follow the {argument}, give only one of them, or crop the {argument} first.",
+            )
+        return width, height
+    if width is not None:
+        return width, _fit(width / ratio, spec)
+    if height is not None:
+        return _fit(height * ratio, spec), height
+    scale = min(1.0, spec.max_side / max(image.width, image.height))
+    scale = max(scale, spec.min_side / min(image.width, image.height))
+    if max(image.width, image.height) * scale > spec.max_side + spec.multiple_of:
+        raise InvalidArgument(
+            argument, f"<{image.width}x{image.height} image>",
+            f"its aspect ratio cannot fit model {spec.alias!r} ({spec.min_side}..{spec.max_side} px a side)",
+            f"Crop the {argument} to a less extreme aspect ratio.",
+        )
+    return _fit(image.width * scale, spec), _fit(image.height * scale, spec)
+
+
+def _fit(length: float, spec: ModelSpec) -> int:
+    """The nearest multiple of the model's step inside its bounds (a default, not a user value)."""
+    rounded = round(length / spec.multiple_of) * spec.multiple_of
+    lowest = math.ceil(spec.min_side / spec.multiple_of) * spec.multiple_of
+    highest = spec.max_side // spec.multiple_of * spec.multiple_of
+    return min(max(rounded, lowest), highest)

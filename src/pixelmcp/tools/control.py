@@ -9,14 +9,11 @@ from typing import Annotated, Literal
 
 import anyio
 from mcp_types import CallToolResult
-from PIL import Image
 from pydantic import Field
 
 from pixelmcp.backends import ControlRequest, StyleRequest
-from pixelmcp.catalog import ModelSpec
 from pixelmcp.errors import InvalidArgument
-from pixelmcp.media.images import load_image
-from pixelmcp.media.store import URI_PREFIX, ImageRef, StoredImage
+from pixelmcp.media.store import ImageRef, StoredImage
 from pixelmcp.tools import arguments
 from pixelmcp.tools.arguments import (
     GuidanceArg,
@@ -36,20 +33,20 @@ from pixelmcp.tools.arguments import (
 from pixelmcp.tools.results import (
     GenerateImageResult,
     ProgressReporter,
+    reference_record,
     result_fields,
     store_images,
+    store_reference,
     tool_result,
 )
 from pixelmcp.tools.rewriting import SampledArg, rewrite_for_generation
-from pixelmcp.tools.state import AppContext, AppState, app_state
+from pixelmcp.tools.state import AppContext, app_state
 
 PREPROCESSORS = ("canny", "depth")
 MAX_CONDITIONING_SCALE = 2.0
 MAX_IP_SCALE = 2.0
 DEFAULT_IP_SCALE = 0.8
 MAX_CANNY_THRESHOLD = 1000
-#: Explicit width/height may differ from the control image's aspect ratio by this much at most.
-ASPECT_TOLERANCE = 0.05
 
 
 class ControlNetResult(GenerateImageResult):
@@ -107,7 +104,7 @@ async def controlnet_generate(
     _check_preprocess(control_type, preprocess)
     _check_thresholds(control_type, low_threshold, high_threshold)
     _check_scale("conditioning_scale", conditioning_scale, MAX_CONDITIONING_SCALE)
-    source = await _load(app, image, "image")
+    source = await app.load_image(image, "image")
     control = ControlRequest(
         control_type=control_type, controlnet=controlnet, image=source, preprocess=preprocess,
         conditioning_scale=conditioning_scale, low_threshold=low_threshold, high_threshold=high_threshold,
@@ -116,7 +113,7 @@ async def controlnet_generate(
     request = replace(arguments.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
         steps=steps, guidance_scale=guidance_scale, seed=seed, n=n,
-        default_size=_size_from(source, width, height, spec, "image"),
+        default_size=arguments.size_following(source, width, height, spec, "image"),
     ), control=control)
     progress = ProgressReporter(ctx)
 
@@ -126,7 +123,7 @@ async def controlnet_generate(
 
     # 3. Store the control map and the images (in a worker thread: encoding must not stall the event loop).
     def store() -> tuple[StoredImage, list[StoredImage]]:
-        stored_map = _store_reference(app, made.control_map, "control map", control_type=control_type)
+        stored_map = store_reference(app, made.control_map, "control map", control_type=control_type)
         return stored_map, store_images(app, "controlnet_generate", request, made, dict(
             control_type=control_type, preprocess=preprocess, conditioning_scale=conditioning_scale,
             low_threshold=low_threshold, high_threshold=high_threshold, control_map=stored_map.uri,
@@ -195,9 +192,9 @@ async def style_transfer(
         except InvalidArgument as e:
             raise InvalidArgument("image", image, f"a structure image needs a canny ControlNet ({e})",
                                   "Omit image, or choose a model with a canny ControlNet.") from e
-    reference = await _load(app, style_image, "style_image")
-    structure = await _load(app, image, "image") if image is not None else None
-    default_size = _size_from(structure, width, height, spec, "image") if structure is not None else None
+    reference = await app.load_image(style_image, "style_image")
+    structure = await app.load_image(image, "image") if image is not None else None
+    default_size = arguments.size_following(structure, width, height, spec, "image") if structure is not None else None
     style = StyleRequest(adapter=adapter, image=reference, scale=scale, mode=mode)
     control = None
     if structure is not None:
@@ -215,9 +212,9 @@ async def style_transfer(
 
     # 3. Store the reference (and control map) with the images, in a worker thread; answer.
     def store() -> tuple[StoredImage, StoredImage | None, StoredImage | None, list[StoredImage]]:
-        style_stored = _reference_record(app, style_image, reference, "style reference")
-        structure_stored = _reference_record(app, image, structure, "structure image") if structure else None
-        map_stored = (_store_reference(app, made.control_map, "control map", control_type="canny")
+        style_stored = reference_record(app, style_image, reference, "style reference")
+        structure_stored = reference_record(app, image, structure, "structure image") if structure else None
+        map_stored = (store_reference(app, made.control_map, "control map", control_type="canny")
                       if made.control_map is not None else None)
         stored = store_images(app, "style_transfer", request, made, dict(
             mode=mode, scale=scale, style_image=style_stored.uri,
@@ -274,61 +271,3 @@ def _check_thresholds(control_type: str, low: int, high: int) -> None:
 def _check_scale(argument: str, value: float, maximum: float) -> None:
     if not math.isfinite(value) or not 0.0 <= value <= maximum:
         raise InvalidArgument(argument, value, f"out of range; accepted: 0..{maximum}", f"Pass a number in 0..{maximum}.")
-
-
-async def _load(app: AppState, value: str, argument: str) -> Image.Image:
-    limits = app.input_limits
-    return await anyio.to_thread.run_sync(lambda: load_image(value, argument=argument, store=app.store, limits=limits))
-
-
-def _size_from(image: Image.Image, width: int | None, height: int | None, spec: ModelSpec,
-               argument: str) -> tuple[int, int]:
-    """Default output size that follows `image`: its aspect ratio, within the model's bounds.
-
-    An explicit width and height must keep the image's aspect ratio (within 5%): the control
-    map is never silently stretched. With one of them given, the other follows the ratio.
-    """
-    ratio = image.width / image.height
-    if width is not None and height is not None:
-        if abs(math.log((width / height) / ratio)) > math.log1p(ASPECT_TOLERANCE):
-            raise InvalidArgument(
-                "width", width, f"{width}x{height} would distort the {image.width}x{image.height} {argument} "
-                f"(aspect ratios {width / height:.2f} vs {ratio:.2f})",
-                f"Omit width and height to follow the {argument}, give only one of them, or crop the {argument} first.",
-            )
-        return width, height
-    if width is not None:
-        return width, _fit(width / ratio, spec)
-    if height is not None:
-        return _fit(height * ratio, spec), height
-    scale = min(1.0, spec.max_side / max(image.width, image.height))
-    scale = max(scale, spec.min_side / min(image.width, image.height))
-    if max(image.width, image.height) * scale > spec.max_side + spec.multiple_of:
-        raise InvalidArgument(
-            argument, f"<{image.width}x{image.height} image>",
-            f"its aspect ratio cannot fit model {spec.alias!r} ({spec.min_side}..{spec.max_side} px a side)",
-            f"Crop the {argument} to a less extreme aspect ratio.",
-        )
-    return _fit(image.width * scale, spec), _fit(image.height * scale, spec)
-
-
-def _fit(length: float, spec: ModelSpec) -> int:
-    """The nearest multiple of the model's step inside its bounds (a default, not a user value)."""
-    rounded = round(length / spec.multiple_of) * spec.multiple_of
-    lowest = math.ceil(spec.min_side / spec.multiple_of) * spec.multiple_of
-    highest = spec.max_side // spec.multiple_of * spec.multiple_of
-    return min(max(rounded, lowest), highest)
-
-
-# --------------------------------------------------------------------------- storing
-
-
-def _store_reference(app: AppState, image: Image.Image, role: str, **params) -> StoredImage:
-    return app.store.save(image, {"role": role, **params})
-
-
-def _reference_record(app: AppState, given: str, image: Image.Image, role: str) -> StoredImage:
-    """The stored record of an input image: itself if it came from the store, else a stored copy."""
-    if given.strip().startswith(URI_PREFIX):
-        return app.store.get(app.store.id_from_uri(given.strip()))
-    return _store_reference(app, image, role)

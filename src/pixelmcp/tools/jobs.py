@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 #: The tools whose calls may outlive the budget (every tool that runs a model).
 SLOW_TOOLS = frozenset({"generate_image", "rewrite_prompt", "controlnet_generate", "style_transfer",
-                        "classify_image", "ask_about_image", "compare_images"})
+                        "classify_image", "ask_about_image", "compare_images", "edit_image", "extend_image",
+                        "upscale_image", "remove_background"})
 
 Status = Literal["queued", "downloading", "loading", "running", "completed", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from pixelmcp.catalog import IMAGE_KINDS, ModelSpec
 from pixelmcp.registry import ProviderInfo, provider_infos
 from pixelmcp.tools.state import AppContext, AppState, app_state
 
 
 class CatalogEntry(BaseModel):
     alias: str
-    task: str = Field(description="generate, rewrite, preprocess, classify or answer")
+    task: str = Field(description="generate, rewrite, preprocess, classify, answer or segment")
     kind: str
     source: str
     description: str
@@ -20,6 +21,10 @@ class CatalogEntry(BaseModel):
     loaded: bool = Field(description="resident on the device now")
     controlnets: list[str] = Field(default_factory=list, description="control types with a ControlNet")
     ip_adapter: bool = False
+    inpaint: Literal["dedicated", "base"] | None = Field(
+        None, description="how it inpaints: with a dedicated inpainting UNet, or with the base model itself"
+    )
+    tools: list[str] = Field(default_factory=list, description="the tools this model can serve")
 
 
 class LoadedEntry(BaseModel):
@@ -62,7 +67,9 @@ def models_report(app: AppState) -> ModelsReport:
     catalog = [
         CatalogEntry(alias=s.alias, task=s.task, kind=s.kind, source=s.source, description=s.description,
                      licence=s.licence,
-                     loaded=s.alias in resident, controlnets=sorted(s.controlnets), ip_adapter=s.ip_adapter is not None)
+                     loaded=s.alias in resident, controlnets=sorted(s.controlnets), ip_adapter=s.ip_adapter is not None,
+                     inpaint=("dedicated" if s.inpaint else "base") if s.kind in IMAGE_KINDS else None,
+                     tools=tools_of(s))
         for s in app.settings.catalog.values()
     ]
     return ModelsReport(profile=app.settings.profile, device=snapshot["device"], budget_bytes=snapshot["budget_bytes"],
@@ -70,6 +77,22 @@ def models_report(app: AppState) -> ModelsReport:
                         loaded=[LoadedEntry(**m) for m in snapshot["loaded"]],
                         downloads=[DownloadEntry(**d) for d in snapshot["downloads"]], catalog=catalog,
                         providers=provider_infos(app.settings))
+
+
+#: The tools each task's models serve (image models: also by their ControlNets and IP-Adapter).
+_TOOLS = {"generate": ["generate_image", "edit_image", "extend_image", "upscale_image"],
+          "rewrite": ["rewrite_prompt"], "preprocess": ["controlnet_generate"],
+          "classify": ["classify_image", "compare_images"], "answer": ["ask_about_image", "compare_images"],
+          "segment": ["edit_image", "remove_background"]}
+
+
+def tools_of(spec: ModelSpec) -> list[str]:
+    tools = list(_TOOLS[spec.task])
+    if spec.controlnets:
+        tools.append("controlnet_generate")
+    if spec.ip_adapter is not None:
+        tools.append("style_transfer")
+    return tools
 
 
 async def list_models(ctx: AppContext) -> ModelsReport:

@@ -29,7 +29,7 @@ from pixelmcp.backends import GeneratedImages, ImageRequest
 from pixelmcp.config import Settings
 from pixelmcp.errors import StoreError
 from pixelmcp.media.images import encode_preview
-from pixelmcp.media.store import ImageRef, StoredImage
+from pixelmcp.media.store import URI_PREFIX, ImageRef, StoredImage
 from pixelmcp.tools.jobs import current_job
 from pixelmcp.tools.rewriting import RewriteOutcome
 from pixelmcp.tools.state import AppContext, AppState
@@ -84,13 +84,13 @@ class GenerateImageResult(BaseModel):
 def store_images(app: AppState, tool: str, request: ImageRequest, made: GeneratedImages,
                  extra: dict[str, Any]) -> list[StoredImage]:
     """Store every image with everything needed to make it again (in a worker thread)."""
-    params = dict(
+    params = {**dict(
         tool=tool, model=request.spec.alias, provider=request.spec.provider, source=request.spec.source,
         prompt=request.prompt, revised_prompt=made.revised_prompt or request.revised_prompt,
         negative_prompt=request.negative_prompt, width=request.width, height=request.height, steps=request.steps,
         guidance_scale=request.guidance_scale, scheduler=made.scheduler, device=made.device, n=request.n,
-        pixelmcp_version=__version__, **extra,
-    )
+        pixelmcp_version=__version__,
+    ), **extra}  # (an edit's extra says its own size: the image's, not the size the model worked at)
     params["batch_size"] = made.batch_size  # >1: made in one pipeline call with other requests
     records: list[StoredImage] = []
     for index, (image, seed) in enumerate(zip(made.images, request.seeds, strict=True)):
@@ -102,6 +102,18 @@ def store_images(app: AppState, tool: str, request: ImageRequest, made: Generate
             saved = ", ".join(f"{r.uri} ({r.path})" for r in records)
             raise StoreError(f"{e} Saved before the failure: {saved}.") from e
     return records
+
+
+def store_reference(app: AppState, image: Image.Image, role: str, **params) -> StoredImage:
+    """Store an image a result used (a control map, a mask, a copy of an input), saying what it was."""
+    return app.store.save(image, {"role": role, **params})
+
+
+def reference_record(app: AppState, given: str, image: Image.Image, role: str) -> StoredImage:
+    """The stored record of an input image: itself if it came from the store, else a stored copy."""
+    if given.strip().startswith(URI_PREFIX):
+        return app.store.get(app.store.id_from_uri(given.strip()))
+    return store_reference(app, image, role)
 
 
 def result_fields(request: ImageRequest, rewrite: RewriteOutcome, made: GeneratedImages, records: list[StoredImage],
@@ -126,7 +138,7 @@ def result_fields(request: ImageRequest, rewrite: RewriteOutcome, made: Generate
 
 async def tool_result(app: AppState, result: GenerateImageResult, records: list[StoredImage],
                       images: list[Image.Image], *, lines: list[str] = (),
-                      links: list[tuple[StoredImage, str]] = ()) -> CallToolResult:
+                      links: list[tuple[StoredImage, str]] = (), verb: str = "Generated") -> CallToolResult:
     """Previews and links for the client, a short summary for the model, structured content for programs.
 
     `lines` add to the summary; `links` are the other stored images the result used (a control map,
@@ -140,7 +152,7 @@ async def tool_result(app: AppState, result: GenerateImageResult, records: list[
     if result.seed is not None:
         made.append(f"seed {result.seed}")
     where = f" ({result.provider})" if result.provider != "local" else ""
-    summary = [f"Generated {len(result.images)} image(s) with {result.model}{where}: {', '.join(made)}."]
+    summary = [f"{verb} {len(result.images)} image(s) with {result.model}{where}: {', '.join(made)}."]
     summary += [f"- {image.uri}" + (f" (seed {image.seed})" if image.seed is not None else "")
                 + f" saved at {image.path}" for image in result.images]
     summary += list(lines)

@@ -13,10 +13,11 @@ from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context
+from PIL import Image
 
 from pixelmcp.config import Settings
 from pixelmcp.engine.pool import ModelPool
-from pixelmcp.media.images import InputLimits
+from pixelmcp.media.images import InputLimits, load_image
 from pixelmcp.media.store import ImageStore
 from pixelmcp.router import Router
 from pixelmcp.tools.jobs import JobBoard
@@ -48,6 +49,13 @@ class AppState:
             allow_urls=self.settings.allow_urls,
             allow_private_urls=self.settings.allow_private_urls,
         )
+
+
+    async def load_image(self, value: str, argument: str) -> Image.Image:
+        """An image argument, resolved and decoded within the input limits (in a worker thread)."""
+        limits = self.input_limits
+        return await anyio.to_thread.run_sync(lambda: load_image(value, argument=argument, store=self.store,
+                                                                 limits=limits))
 
 
 #: The context every tool declares: MCP's request context, with this server's state as its lifespan context.

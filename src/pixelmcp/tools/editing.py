@@ -1,0 +1,475 @@
+"""edit_image, extend_image, upscale_image and remove_background: the tools that start from an image.
+
+Each takes any image argument (a pixelmcp:// uri, a data URI, base64, an allowed path, a URL when
+enabled), works on it at a size its model accepts, and answers at the image's own size (extend
+and upscale: exactly the size asked for). Where a mask keeps pixels, they are the original's
+exactly: the result is blended back over the original by the mask (media/editing.py), whichever
+backend made it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from typing import Annotated, Literal
+
+import anyio
+from mcp_types import CallToolResult, TextContent
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from pixelmcp.backends import EditRequest, GeneratedImages, ImageRequest
+from pixelmcp.catalog import ModelSpec
+from pixelmcp.errors import InvalidArgument
+from pixelmcp.media import editing
+from pixelmcp.media.store import ImageRef, StoredImage
+from pixelmcp.tools import arguments
+from pixelmcp.tools.arguments import (
+    GuidanceArg,
+    ImageArg,
+    ModelArg,
+    NArg,
+    NegativePromptArg,
+    OptionalNumber,
+    RewriteChoice,
+    SeedArg,
+    StepsArg,
+)
+from pixelmcp.tools.results import (
+    GenerateImageResult,
+    ProgressReporter,
+    Timings,
+    image_blocks,
+    reference_record,
+    result_fields,
+    store_images,
+    store_reference,
+    tool_result,
+)
+from pixelmcp.tools.rewriting import RewriteOutcome, SampledArg, rewrite_for_generation
+from pixelmcp.tools.state import AppContext, AppState, app_state
+
+UPSCALE_FACTORS = (2, 4)
+DEFAULT_UPSCALE_STRENGTH = 0.3
+#: What upscaling asks the model for when no prompt is given: detail that fits what is already there.
+DEFAULT_UPSCALE_PROMPT = "high quality, sharp focus, fine detail"
+#: A pixel belongs to a mask_prompt's area when the segmenter is at least this sure (0..1).
+MASK_PROMPT_LEVEL = 0.4
+#: remove_background keeps this when no subject is named.
+DEFAULT_SUBJECT = "the main subject"
+#: Cut-out alpha ramps from 0 to 1 over this band of segmenter scores (soft, but no haze far from the subject).
+CUTOUT_RAMP = (0.25, 0.75)
+
+EditPromptArg = Annotated[str, Field(description="What the edited image (or the repainted area) should show, e.g. "
+                                                 "'a stormy sky', 'a red brick wall'.")]
+EditRewriteArg = Annotated[
+    RewriteChoice,
+    Field(description="Expand the prompt with an LLM first: true, false (default: an edit is taken as written), "
+                      "or 'auto'."),
+]
+StrengthArg = Annotated[
+    OptionalNumber,
+    Field(description="How much may change, more than 0 and at most 1 (0.3: touch-ups; 1: repaint fully). Default: "
+                      "the model's (0.75) without a mask, 1 within a mask. Local models only."),
+]
+SideArg = Annotated[int, Field(description="Pixels to add on this side (0 or more).")]
+
+
+class EditImageResult(GenerateImageResult):
+    mode: Literal["image-to-image", "inpaint"]
+    strength: float | None = Field(description="how much could change (null: the provider decided)")
+    source_image: ImageRef = Field(description="the image that was edited")
+    mask: ImageRef | None = Field(None, description="the mask that was used (white = repainted), when inpainting")
+    mask_prompt: str | None = Field(None, description="the words the mask was made from")
+    mask_coverage: float | None = Field(None, description="share of the image's pixels the mask repainted")
+
+
+class ExtendImageResult(GenerateImageResult):
+    left: int
+    right: int
+    top: int
+    bottom: int
+    source_image: ImageRef = Field(description="the image that was extended (placed unchanged in the result)")
+    mask: ImageRef = Field(description="the new border that was generated (white)")
+
+
+class UpscaleImageResult(GenerateImageResult):
+    scale: int
+    strength: float = Field(description="how much the model could change each tile")
+    source_image: ImageRef = Field(description="the image that was upscaled")
+
+
+class RemoveBackgroundResult(BaseModel):
+    id: str
+    uri: str
+    path: str = Field(description="the RGBA PNG: the image's colours, the subject's mask as alpha")
+    width: int
+    height: int
+    model: str = Field(description="the segmenter that found the subject")
+    subject: str = Field(description="what was kept")
+    coverage: float = Field(description="share of the pixels that are mostly opaque (alpha at least 0.5)")
+    source_image: ImageRef
+    timings: Timings
+
+
+# --------------------------------------------------------------------------- tools
+
+
+async def edit_image(
+    image: ImageArg,
+    prompt: EditPromptArg,
+    ctx: AppContext,
+    mask: Annotated[
+        str | None, Field(description="Where to repaint: an image (same forms as `image`; any size, stretched to the "
+                                      "image's) that is white where to repaint and black where to keep; soft edges "
+                                      "allowed. An all-white mask repaints everything.")
+    ] = None,
+    mask_prompt: Annotated[
+        str | None, Field(description="Where to repaint, in words (e.g. 'the sky'): a mask is made from them, "
+                                      "stored and linked in the result. Instead of mask.")
+    ] = None,
+    strength: StrengthArg = None,
+    negative_prompt: NegativePromptArg = None,
+    model: ModelArg = None,
+    steps: StepsArg = None,
+    guidance_scale: GuidanceArg = None,
+    seed: SeedArg = None,
+    n: NArg = 1,
+    rewrite: EditRewriteArg = False,
+    sampled: SampledArg = None,
+) -> Annotated[CallToolResult, EditImageResult]:
+    """Edit an image: change all of it (image-to-image, `strength` says how much), or only the area of a mask
+    (inpainting; `mask` image or `mask_prompt` words). Pixels outside the mask stay exactly as they were, and
+    the result has the image's size. Returns previews, pixelmcp:// links and the mask used."""
+    app = app_state(ctx)
+    started = time.perf_counter()
+
+    # 1. Check every argument before any work.
+    spec, generator = await app.router.generator(model)
+    _check_edits(spec, "edit_image")
+    if mask is not None and mask_prompt is not None:
+        raise InvalidArgument("mask_prompt", mask_prompt, "was given together with mask (the area to repaint comes "
+                              "from one of them)", "Pass either mask (an image) or mask_prompt (words), not both.")
+    if mask_prompt is not None and not mask_prompt.strip():
+        raise InvalidArgument("mask_prompt", mask_prompt, "is empty",
+                              "Name the area to repaint, e.g. 'the sky', or omit mask_prompt to change the whole image.")
+    mask_prompt = arguments.check_text("mask_prompt", mask_prompt, app.settings, required=False)
+    inpaint = mask is not None or mask_prompt is not None
+    segmenter = app.router.segmenter() if mask_prompt is not None else None
+    source = await app.load_image(image, "image")
+    mask_image = _checked_mask(await app.load_image(mask, "mask"), source) if mask is not None else None
+    request = _edit_request(app, spec, source, mask_image, prompt=prompt, negative_prompt=negative_prompt,
+                            steps=steps, guidance_scale=guidance_scale, seed=seed, n=n,
+                            strength=_check_strength(strength, spec, inpaint))
+    progress = ProgressReporter(ctx)
+
+    # 2. The mask from words, then the rewrite and the edit.
+    if segmenter is not None:
+        segmenter_spec, backend = segmenter
+        (scores,) = await backend.segment(segmenter_spec, source, [mask_prompt], progress)
+        mask_image = _mask_from_scores(scores, mask_prompt)
+        request = replace(request, edit=replace(request.edit, mask=mask_image))
+    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled)
+    made = await generator.generate(request, progress)
+
+    # 3. Back to the image's size, the original kept outside the mask; store and answer.
+    def store() -> tuple[StoredImage, StoredImage | None, list[StoredImage]]:
+        _restore(made, source, mask_image)
+        source_record = reference_record(app, image, source, "source image")
+        mask_record = (store_reference(app, mask_image, "mask", mask_prompt=mask_prompt)
+                       if mask_image is not None else None)
+        records = store_images(app, "edit_image", request, made, dict(
+            width=source.width, height=source.height, strength=request.edit.strength, mask_prompt=mask_prompt,
+            source_image=source_record.uri, mask=mask_record.uri if mask_record else None,
+        ))
+        return source_record, mask_record, records
+
+    source_record, mask_record, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
+    result = EditImageResult(
+        **result_fields(request, rewritten, made, records, started), mode="inpaint" if inpaint else "image-to-image",
+        strength=request.edit.strength, source_image=source_record.ref(),
+        mask=mask_record.ref() if mask_record else None, mask_prompt=mask_prompt,
+        mask_coverage=editing.coverage(mask_image) if mask_image is not None else None,
+    )
+    lines = [f"Edited {source_record.uri}" + (f" within the mask {mask_record.uri}" if mask_record else "")
+             + (f" (made from {mask_prompt!r}, {result.mask_coverage:.0%} of the image)" if mask_prompt else "")
+             + (f"; strength {request.edit.strength}." if request.edit.strength is not None else ".")]
+    links = [(source_record, "source image")] + ([(mask_record, "mask")] if mask_record else [])
+    return await tool_result(app, result, records, made.images, lines=lines, links=links, verb="Edited")
+
+
+async def extend_image(
+    image: ImageArg,
+    prompt: Annotated[str, Field(description="What the whole, larger picture shows (the new border continues it).")],
+    ctx: AppContext,
+    left: SideArg = 0,
+    right: SideArg = 0,
+    top: SideArg = 0,
+    bottom: SideArg = 0,
+    negative_prompt: NegativePromptArg = None,
+    model: ModelArg = None,
+    steps: StepsArg = None,
+    guidance_scale: GuidanceArg = None,
+    seed: SeedArg = None,
+    n: NArg = 1,
+    rewrite: EditRewriteArg = False,
+    sampled: SampledArg = None,
+) -> Annotated[CallToolResult, ExtendImageResult]:
+    """Extend an image (outpainting): a larger canvas with the original placed unchanged and the new border
+    generated to continue it. The result is exactly (width + left + right) x (height + top + bottom)."""
+    app = app_state(ctx)
+    started = time.perf_counter()
+
+    # 1. Check every argument before any work.
+    spec, generator = await app.router.generator(model)
+    _check_edits(spec, "extend_image")
+    sides = {"left": left, "right": right, "top": top, "bottom": bottom}
+    for name, value in sides.items():
+        if value < 0:
+            raise InvalidArgument(name, value, "is negative", f"Pass the pixels to add on the {name} (0 or more); "
+                                  "to cut the image down, crop it first.")
+    if not any(sides.values()):
+        raise InvalidArgument("left", left, "nothing to add: left, right, top and bottom are all 0",
+                              "Pass the pixels to add on at least one side, e.g. right=256.")
+    source = await app.load_image(image, "image")
+    size = (source.width + left + right, source.height + top + bottom)
+    widest = max(sides, key=sides.get)
+    _check_output_size(app, size, widest, sides[widest], "Add fewer pixels, or extend a smaller image")
+    canvas, border = editing.extended_canvas(source, left, right, top, bottom)
+    request = _edit_request(app, spec, canvas, border, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
+                            guidance_scale=guidance_scale, seed=seed, n=n, strength=None if spec.remote else 1.0)
+    progress = ProgressReporter(ctx)
+
+    # 2. Rewrite, then generate the border.
+    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled)
+    made = await generator.generate(request, progress)
+
+    # 3. The original back in place, exactly; store and answer.
+    def store() -> tuple[StoredImage, StoredImage, list[StoredImage]]:
+        _restore(made, canvas, border)
+        source_record = reference_record(app, image, source, "source image")
+        mask_record = store_reference(app, border, "outpainting mask", **sides)
+        records = store_images(app, "extend_image", request, made, dict(
+            width=size[0], height=size[1], **sides, source_image=source_record.uri, mask=mask_record.uri,
+        ))
+        return source_record, mask_record, records
+
+    source_record, mask_record, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
+    result = ExtendImageResult(**result_fields(request, rewritten, made, records, started), **sides,
+                               source_image=source_record.ref(), mask=mask_record.ref())
+    added = ", ".join(f"{name} +{value}" for name, value in sides.items() if value)
+    lines = [f"Extended {source_record.uri} ({source.width}x{source.height}; {added}); new border: {mask_record.uri}"]
+    return await tool_result(app, result, records, made.images, lines=lines, verb="Extended",
+                             links=[(source_record, "source image"), (mask_record, "outpainting mask")])
+
+
+async def upscale_image(
+    image: ImageArg,
+    ctx: AppContext,
+    scale: Annotated[int, Field(description="2 or 4: the result is exactly this many times the image's size.")] = 2,
+    prompt: Annotated[
+        str | None, Field(description="What the image shows, to guide the added detail; default: a neutral "
+                                      f"'{DEFAULT_UPSCALE_PROMPT}'.")
+    ] = None,
+    strength: Annotated[
+        OptionalNumber, Field(description="How much the model may redraw each tile, more than 0 and at most 1 "
+                                          f"(default {DEFAULT_UPSCALE_STRENGTH}; higher invents more detail).")
+    ] = None,
+    negative_prompt: NegativePromptArg = None,
+    model: ModelArg = None,
+    steps: StepsArg = None,
+    guidance_scale: GuidanceArg = None,
+    seed: SeedArg = None,
+) -> Annotated[CallToolResult, UpscaleImageResult]:
+    """Upscale an image 2x or 4x: enlarged, then refined tile by tile by a local diffusion model (image-to-image
+    at low strength, overlapping tiles with feathered seams), so memory stays bounded at any size. The result is
+    exactly `scale` times the image's width and height."""
+    app = app_state(ctx)
+    started = time.perf_counter()
+
+    # 1. Check every argument before any work.
+    spec, generator = await app.router.generator(model)
+    if spec.remote:
+        local = sorted(a for a, s in app.settings.catalog.items() if s.task == "generate")
+        raise InvalidArgument("model", spec.alias, "upscaling runs on local diffusion models (tiled image-to-image)",
+                              f"Omit model, or use one of: {', '.join(local)}.")
+    if scale not in UPSCALE_FACTORS:
+        raise InvalidArgument("scale", scale, "is not an upscaling factor this tool makes; accepted: 2 or 4",
+                              "Pass scale=2 or scale=4 (call twice with 2 and 4 for 8x).")
+    strength = DEFAULT_UPSCALE_STRENGTH if strength is None else strength
+    _check_strength(strength, spec, inpaint=False)
+    source = await app.load_image(image, "image")
+    size = (source.width * scale, source.height * scale)
+    _check_output_size(app, size, "scale", scale, "Use scale=2, or upscale a smaller image")
+    enlarged = source.resize(size, Image.Resampling.LANCZOS)
+    request = _edit_request(app, spec, enlarged, None, prompt=prompt or DEFAULT_UPSCALE_PROMPT,
+                            negative_prompt=negative_prompt, steps=steps, guidance_scale=guidance_scale, seed=seed,
+                            n=1, strength=strength, tile=spec.default_width)
+
+    # 2. Refine, tile by tile.
+    made = await generator.generate(request, ProgressReporter(ctx))
+
+    # 3. Store and answer.
+    def store() -> tuple[StoredImage, list[StoredImage]]:
+        _restore(made, enlarged, None)
+        source_record = reference_record(app, image, source, "source image")
+        records = store_images(app, "upscale_image", request, made, dict(
+            width=size[0], height=size[1], scale=scale, strength=strength, source_image=source_record.uri,
+        ))
+        return source_record, records
+
+    source_record, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
+    result = UpscaleImageResult(**result_fields(request, RewriteOutcome(), made, records, started), scale=scale,
+                                strength=strength, source_image=source_record.ref())
+    lines = [f"Upscaled {source_record.uri} {scale}x ({source.width}x{source.height} -> {size[0]}x{size[1]}), "
+             f"strength {strength}."]
+    return await tool_result(app, result, records, made.images, lines=lines, verb="Upscaled",
+                             links=[(source_record, "source image")])
+
+
+async def remove_background(
+    image: ImageArg,
+    ctx: AppContext,
+    subject: Annotated[
+        str | None, Field(description=f"What to keep, in words (default: '{DEFAULT_SUBJECT}'), e.g. 'the dog'.")
+    ] = None,
+) -> Annotated[CallToolResult, RemoveBackgroundResult]:
+    """Cut the subject out of an image: an RGBA PNG whose alpha is the subject's mask (found by a local
+    segmentation model), at the image's size. The preview shows it over a checkerboard."""
+    app = app_state(ctx)
+    started = time.perf_counter()
+    if subject is not None and not subject.strip():
+        raise InvalidArgument("subject", subject, "is empty", f"Name what to keep, or omit subject ('{DEFAULT_SUBJECT}').")
+    subject = arguments.check_text("subject", subject, app.settings, required=False) or DEFAULT_SUBJECT
+    spec, segmenter = app.router.segmenter()
+    source = await app.load_image(image, "image")
+    app.store.check_writable(source.width * source.height * 4 + 65536)
+    (scores,) = await segmenter.segment(spec, source, [subject], ProgressReporter(ctx))
+    low, high = (round(level * 255) for level in CUTOUT_RAMP)
+    alpha = scores.point(lambda v: 0 if v <= low else 255 if v >= high else round((v - low) * 255 / (high - low)))
+    if alpha.getextrema()[1] < editing.MASK_LEVEL:
+        raise InvalidArgument("subject", subject, f"was not found in the image (the segmenter's highest score was "
+                              f"{scores.getextrema()[1] / 255:.2f}; {CUTOUT_RAMP[1]} is sure)",
+                              "Name the subject to keep in other words, e.g. subject='the cat on the sofa'.")
+
+    def store() -> tuple[StoredImage, StoredImage, Image.Image]:
+        rgba = editing.cutout(source, alpha)
+        source_record = reference_record(app, image, source, "source image")
+        record = app.store.save(rgba, dict(tool="remove_background", model=spec.alias, subject=subject,
+                                           prompt=subject, width=source.width, height=source.height,
+                                           source_image=source_record.uri))
+        return record, source_record, editing.on_checkerboard(rgba)
+
+    record, source_record, preview = await anyio.to_thread.run_sync(store, limiter=app.encoders)
+    result = RemoveBackgroundResult(
+        **record.ref().model_dump(), model=spec.alias, subject=subject, coverage=editing.coverage(alpha),
+        source_image=source_record.ref(), timings=Timings(total_s=time.perf_counter() - started),
+    )
+    blocks = await anyio.to_thread.run_sync(image_blocks, [record], [preview], app.settings, limiter=app.encoders)
+    text = (f"Cut out {subject!r} from {source_record.uri} with {spec.alias}: {record.uri} saved at {record.path} "
+            f"({record.width}x{record.height} RGBA, {result.coverage:.0%} opaque; the preview shows it over a "
+            "checkerboard).")
+    return CallToolResult(content=[*blocks, TextContent(type="text", text=text)],
+                          structured_content=result.model_dump(mode="json"))
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_edits(spec: ModelSpec, tool: str) -> None:
+    """Local diffusion models all edit; of the providers' models, those that edit given images."""
+    if spec.remote and not spec.takes_reference:
+        raise InvalidArgument("model", spec.alias, f"does not edit images, which {tool} needs",
+                              "Use a local model (list_models), openai:gpt-image-1, or a gemini image model "
+                              "(e.g. gemini:gemini-2.5-flash-image).")
+
+
+def _check_strength(value: float | None, spec: ModelSpec, inpaint: bool) -> float | None:
+    """`strength` as given (or the default), in (0, 1]; providers decide it themselves."""
+    if spec.remote:
+        if value is not None:
+            raise InvalidArgument("strength", value, f"model {spec.alias!r} decides itself how much changes",
+                                  "Omit strength; say in the prompt how much to change.")
+        return None
+    if value is None:
+        return 1.0 if inpaint else spec.default_strength
+    if not 0.0 < value <= 1.0:
+        raise InvalidArgument("strength", value, "out of range; accepted: more than 0 and at most 1",
+                              "Use e.g. 0.3 for touch-ups, 0.75 for a new take on the image, 1 to repaint fully.")
+    return value
+
+
+def _check_steps_run(request: ImageRequest) -> None:
+    """Image-to-image runs steps x strength steps: at least one must run."""
+    edit = request.edit
+    if request.steps is None or edit.strength is None or int(request.steps * edit.strength) >= 1:
+        return
+    raise InvalidArgument(
+        "strength", edit.strength, f"with steps={request.steps} runs no denoising step (steps x strength is below 1)",
+        f"Raise strength to at least {math.ceil(100 / request.steps) / 100} or steps to at least "
+        f"{math.ceil(1 / edit.strength)}.",
+    )
+
+
+def _check_output_size(app: AppState, size: tuple[int, int], argument: str, value: int, fix: str) -> None:
+    limit = app.settings.max_output_pixels
+    if size[0] * size[1] > limit:
+        raise InvalidArgument(argument, value, f"would make a {size[0]}x{size[1]} image ({size[0] * size[1]:,} "
+                              f"pixels), over this server's limit of {limit:,}",
+                              f"{fix} (or raise PIXELMCP_MAX_OUTPUT_PIXELS).")
+
+
+def _checked_mask(mask: Image.Image, source: Image.Image) -> Image.Image:
+    """The mask at the image's size (luminance; white = repaint); an empty one is refused."""
+    fitted = editing.mask_at(mask, source.size)
+    if fitted.getextrema()[1] < editing.MASK_LEVEL:
+        raise InvalidArgument(
+            "mask", f"<{mask.width}x{mask.height} image>",
+            f"is empty: no pixel is light enough to repaint (white, or at least {editing.MASK_LEVEL} of 255)",
+            "Paint the area to change white and the rest black, or omit mask to change the whole image.",
+        )
+    return fitted
+
+
+def _mask_from_scores(scores: Image.Image, mask_prompt: str) -> Image.Image:
+    """The segmenter's scores as a mask: where it is at least MASK_PROMPT_LEVEL sure, grown by the feather width
+    so the repainted area covers the thing's edges."""
+    level = round(MASK_PROMPT_LEVEL * 255)
+    hard = scores.point(lambda v: 255 if v >= level else 0)
+    if hard.getextrema()[1] == 0:
+        raise InvalidArgument(
+            "mask_prompt", mask_prompt, f"matched nothing in the image (the segmenter's highest score was "
+            f"{scores.getextrema()[1] / 255:.2f}; {MASK_PROMPT_LEVEL} is needed)",
+            "Name the area in other words (e.g. 'the sky', 'the red car'), or pass a mask image.",
+        )
+    return editing.model_mask(hard, hard.size, editing.feather_radius(hard.size))
+
+
+# --------------------------------------------------------------------------- the request and the result
+
+
+def _edit_request(app: AppState, spec: ModelSpec, image: Image.Image, mask: Image.Image | None, *, prompt: str,
+                  negative_prompt: str | None, steps: int | None, guidance_scale: float | None, seed: int | None,
+                  n: int, strength: float | None, tile: int | None = None) -> ImageRequest:
+    """The ImageRequest of an edit of `image`: the size the model works at follows the image (tiles: the image's
+    own size), and every shared argument is checked as generate_image checks it."""
+    if tile is not None:
+        work = image.size
+    elif spec.sizes:
+        work = image.size  # a provider's listed size nearest the image's aspect ratio (check_size picks it)
+    else:
+        work = arguments.size_following(image, None, None, spec, "image")
+    request = arguments.check_image_request(
+        app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=None, height=None,
+        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n, default_size=work,
+    )
+    request = replace(request, edit=EditRequest(image=image, mask=mask, strength=strength, tile=tile))
+    _check_steps_run(request)
+    return request
+
+
+def _restore(made: GeneratedImages, original: Image.Image, mask: Image.Image | None) -> None:
+    """Each image back at the original's size, the original kept exactly where `mask` is black (in place)."""
+    radius = editing.feather_radius(original.size)
+    made.images = [editing.composite(original, image, mask, radius) for image in made.images]
