@@ -190,3 +190,28 @@ async def test_the_gemini_rewriter_feeds_generation(gemini_settings, api):
 def test_the_fake_images_are_real_pngs():
     image = Image.open(io.BytesIO(base64.b64decode(png_b64("x"))))
     assert image.format == "PNG"
+
+
+async def test_edit_and_extend_send_the_image_and_the_mask_as_parts_and_keep_the_original(gemini_settings, api):
+    import numpy as np
+    from helpers import shapes
+
+    source = shapes((64, 36))
+    buffer = io.BytesIO()
+    source.save(buffer, format="PNG")
+    image = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    async with Client(build_server(gemini_settings())) as client:
+        edited = ok(await client.call_tool("edit_image", {"image": image, "prompt": "make it snowy",
+                                                          "model": "gemini:gemini-2.5-flash-image"}))
+        extended = ok(await client.call_tool("extend_image", {"image": image, "prompt": "a wide street", "right": 30,
+                                                              "model": "gemini:gemini-2.5-flash-image"}))
+    plain, outpaint = (request.body for request in api.to(":generateContent"))
+    parts = plain["contents"][0]["parts"]
+    assert sum(1 for part in parts if "inlineData" in part) == 1 and "make it snowy" in parts[0]["text"]
+    assert plain["generationConfig"]["imageConfig"]["aspectRatio"] == "16:9"  # the image's own shape
+    parts = outpaint["contents"][0]["parts"]
+    assert sum(1 for part in parts if "inlineData" in part) == 2 and "white in the second image" in parts[0]["text"]
+    assert (edited["width"], edited["height"]) == (64, 36)
+    with Image.open(extended["path"]) as result:
+        out = np.asarray(result.convert("RGB"))
+    assert out.shape == (36, 94, 3) and np.array_equal(out[:, :64], np.asarray(source))

@@ -282,3 +282,45 @@ def _tiny_png(colour=(255, 0, 0)) -> str:
     buffer = io.BytesIO()
     Image.new("RGB", (32, 32), colour).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _multipart_file(body: bytes, filename: str) -> bytes:
+    """The bytes of one uploaded file in a multipart body."""
+    part = body.split(f'filename="{filename}"'.encode())[1]
+    return part.split(b"\r\n\r\n", 1)[1].split(b"\r\n--", 1)[0]
+
+
+async def test_edit_image_on_gpt_image_sends_the_image_and_an_alpha_mask_and_keeps_the_rest(openai_settings, api):
+    import io
+
+    import numpy as np
+    from helpers import data_uri, shapes
+    from PIL import Image
+
+    source = shapes((64, 48))
+    mask = Image.new("L", (64, 48), 0)
+    mask.paste(255, (0, 0, 32, 48))
+    async with Client(build_server(openai_settings())) as client:
+        data = ok(await client.call_tool("edit_image", {"image": data_uri(source), "prompt": "a red wall",
+                                                        "mask": data_uri(mask), "model": "openai:gpt-image-1"}))
+        whole = ok(await client.call_tool("edit_image", {"image": data_uri(source), "prompt": "as a watercolour",
+                                                         "model": "openai:gpt-image-1"}))
+        strength = error_text(await client.call_tool("edit_image", {"image": data_uri(source), "prompt": "x",
+                                                                    "strength": 0.5, "model": "openai:gpt-image-1"}))
+        dall_e = error_text(await client.call_tool("edit_image", {"image": data_uri(source), "prompt": "x",
+                                                                  "model": "openai:dall-e-3"}))
+    first, second = api.to("/images/edits")
+    sent_mask = Image.open(io.BytesIO(_multipart_file(first.body, "mask.png")))
+    sent_image = Image.open(io.BytesIO(_multipart_file(first.body, "image.png")))
+    assert sent_mask.mode == "RGBA" and sent_mask.size == sent_image.size == (1536, 1024)  # nearest aspect ratio
+    alpha = np.asarray(sent_mask)[..., 3]
+    assert alpha[:, :700].max() == 0 and alpha[:, 800:].min() == 255  # OpenAI's convention: transparent = edit
+    assert b'name="prompt"' in first.body and b"a red wall" in first.body
+    assert b'filename="mask.png"' not in second.body
+    with Image.open(data["path"]) as edited:
+        out = np.asarray(edited.convert("RGB"))
+    assert out.shape == (48, 64, 3) and np.array_equal(out[:, 32:], np.asarray(source)[:, 32:])
+    assert (data["provider"], data["strength"], data["mode"]) == ("openai", None, "inpaint")
+    assert whole["mode"] == "image-to-image" and (whole["width"], whole["height"]) == (64, 48)
+    assert "strength=0.5" in strength and "decides itself" in strength
+    assert "does not edit images" in dall_e

@@ -65,6 +65,21 @@ REPOS = {
                        "sdxl_models/image_encoder/config.json": 600, "models/ip-adapter_sd15.bin": 44 * MB,
                        "README.md": 6_000},
     "depth-anything/Depth-Anything-V2-Small-hf": transformers_repo({"model.safetensors": 99 * MB}),
+    # Dedicated inpainting checkpoints: whole pipelines, of which only the UNet loads.
+    "stable-diffusion-v1-5/stable-diffusion-inpainting": {
+        **CONFIGS, "sd-v1-5-inpainting.ckpt": 4_270 * MB, **twins("unet", "diffusion_pytorch_model", 3_440 * MB),
+        **twins("text_encoder", "model", 492 * MB), **twins("vae", "diffusion_pytorch_model", 335 * MB),
+        **component_configs("unet", "vae", "text_encoder"), "tokenizer/vocab.json": 1_000_000},
+    "diffusers/stable-diffusion-xl-1.0-inpainting-0.1": {
+        **CONFIGS, **twins("unet", "diffusion_pytorch_model", 10_270 * MB),
+        **twins("text_encoder", "model", 492 * MB), **twins("text_encoder_2", "model", 2_780 * MB),
+        **twins("vae", "diffusion_pytorch_model", 335 * MB),
+        **component_configs("unet", "vae", "text_encoder", "text_encoder_2")},
+    # CLIPSeg: the main branch has only a .bin.
+    "CIDAS/clipseg-rd64-refined": {"config.json": 8_920, "pytorch_model.bin": 603 * MB, "merges.txt": 525_000,
+                                   "vocab.json": 1_060_000, "preprocessor_config.json": 368,
+                                   "special_tokens_map.json": 472, "tokenizer_config.json": 974,
+                                   ".gitattributes": 1_430},
     "openai/clip-vit-large-patch14": transformers_repo(
         {"model.safetensors": 1_710 * MB, "pytorch_model.bin": 1_710 * MB, "flax_model.msgpack": 1_710 * MB,
          "tf_model.h5": 1_710 * MB}, {"vocab.json": 961_000, "merges.txt": 525_000}),
@@ -171,6 +186,9 @@ EXPECTED_WEIGHTS = {
         "lllyasviel/control_v11p_sd15_openpose", "diffusers/controlnet-canny-sdxl-1.0",
         "diffusers/controlnet-depth-sdxl-1.0")},
     "thibaud/controlnet-openpose-sdxl-1.0": {"diffusion_pytorch_model.bin"},
+    **{repo: {"unet/diffusion_pytorch_model.fp16.safetensors"} for repo in (
+        "stable-diffusion-v1-5/stable-diffusion-inpainting", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1")},
+    "CIDAS/clipseg-rd64-refined": {"pytorch_model.bin"},
     "h94/IP-Adapter": {"models/ip-adapter_sd15.safetensors", "models/image_encoder/model.safetensors",
                        "sdxl_models/ip-adapter_sdxl.safetensors", "sdxl_models/image_encoder/model.safetensors"},
     "Qwen/Qwen2.5-3B-Instruct": sharded(2), "Qwen/Qwen2.5-VL-3B-Instruct": sharded(2),
@@ -218,6 +236,10 @@ def test_pull_fetches_exactly_what_sd15_its_controlnets_adapter_and_depth_estima
                                               "models/image_encoder/model.safetensors"}
     assert hub.files_of("depth-anything/Depth-Anything-V2-Small-hf") == set(
         REPOS["depth-anything/Depth-Anything-V2-Small-hf"])  # every file is needed (and small)
+    # Inpainting: the dedicated checkpoint's UNet alone, and the segmenter mask_prompt uses.
+    assert hub.files_of("stable-diffusion-v1-5/stable-diffusion-inpainting") == {
+        "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors"}
+    assert hub.files_of("CIDAS/clipseg-rd64-refined") == set(REPOS["CIDAS/clipseg-rd64-refined"]) - {".gitattributes"}
     assert "sd15: stable-diffusion-v1-5/stable-diffusion-v1-5 ready (13 files" in out.stdout
 
 
@@ -245,7 +267,8 @@ def test_dry_run_prints_the_files_and_bytes_and_downloads_no_weights(hub, pixelm
     assert "diffusion_pytorch_model.bin" in listed and "control-lora-openposeXL2-rank256.safetensors" not in listed
     total = next(line for line in lines if line.startswith("total: "))
     gigabytes = float(total.split()[1])
-    expected = (5_135 + 246 + 1_390 + 167 + 2 * 2_500 + 5_000 + 703 + 3_690 + 99) / 1000  # about 21.4 GB
+    # SDXL, its ControlNets, IP-Adapter and depth estimator, its inpainting UNet and CLIPSeg: about 27.2 GB.
+    expected = (5_135 + 246 + 1_390 + 167 + 2 * 2_500 + 5_000 + 703 + 3_690 + 99 + 5_135 + 603) / 1000
     assert gigabytes == pytest.approx(expected, abs=0.3)
 
 

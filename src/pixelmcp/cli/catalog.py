@@ -27,7 +27,8 @@ def add_commands(sub) -> None:
 
 def pulled_specs(spec, pool) -> list:
     """Every entry a model's tools load, as the server would load it: the model, its ControlNets and
-    IP-Adapter, the depth estimator when it has a depth ControlNet, CLIP for a VLM (compare_images)."""
+    IP-Adapter, the depth estimator when it has a depth ControlNet, its inpainting UNet and the segmenter
+    (edit_image's mask_prompt) for a local image model, CLIP for a VLM (compare_images)."""
     from pixelmcp.router import Router
 
     router = Router(pool.settings, pool)
@@ -37,6 +38,10 @@ def pulled_specs(spec, pool) -> list:
         found.append(router.ip_adapter(spec))
     if "depth" in spec.controlnets:
         found.append(router.depth_estimator())
+    if spec.inpaint:
+        found.append(spec.inpaint_entry())
+    if spec.task == "generate" and not spec.remote:
+        found.append(router.segmenter()[0])
     if spec.task == "answer":
         found.append(router.classifier(None)[0])
     return found

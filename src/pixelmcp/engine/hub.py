@@ -85,7 +85,7 @@ def fetch(source: str, *, preferred_variant: str | None = None, paths: tuple[str
         return fetch(str(cached), preferred_variant=preferred_variant, paths=paths)
     listing = {sibling.rfilename: sibling.size for sibling in info.siblings or ()}
     index = None
-    if "model_index.json" in listing:
+    if "model_index.json" in listing and paths is None:  # (named paths need no pipeline index)
         index = json.loads(Path(hf_hub_download(source, "model_index.json")).read_text())
     found = weights.plan(listing, model_index=index, preferred_variant=preferred_variant, paths=paths)
     if not download:
