@@ -218,3 +218,29 @@ async def test_models_shows_what_a_running_server_has_loaded(cli, tiny_cache, tm
         process.terminate()
         process.wait(timeout=30)
     assert rows["tiny-sd15"]["loaded"]["device"] == "cpu" and rows["tiny-sdxl"]["loaded"] is None
+
+
+def test_edit_extend_upscale_and_cutout_commands_chain_and_reproduce(cli, tmp_path):
+    cli("generate", "a cat", "--seed", "1", "--no-rewrite", "-o", "cat.png")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))
+    mask.save(tmp_path / "mask.png")
+    edited = json.loads(cli("edit", "cat.png", "a dog", "--mask", "mask.png", "--seed", "2", "-o", "dog.png",
+                            "--json").stdout)
+    words = json.loads(cli("edit", edited["uri"], "a fox", "--mask-prompt", "the dog", "--seed", "3",
+                           "--json").stdout)
+    wider = json.loads(cli("extend", words["uri"], "a garden", "--right", "24", "--seed", "4", "-o", "wide.png",
+                           "--json").stdout)
+    bigger = json.loads(cli("upscale", wider["uri"], "--seed", "5", "--steps", "4", "-o", "big.png", "--json").stdout)
+    cut = cli("cutout", bigger["uri"], "--subject", "the fox", "-o", "fox.png")
+    assert edited["mode"] == "inpaint" and words["mask_prompt"] == "the dog"
+    assert (wider["width"], wider["height"]) == (88, 64) and (bigger["width"], bigger["height"]) == (176, 128)
+    with Image.open(tmp_path / "fox.png") as fox:
+        assert fox.mode == "RGBA" and fox.size == (176, 128)
+    assert "saved fox.png" in cut.stdout and "RGBA" in cut.stdout
+    # Each edit is made again from its stored parameters: the stored input, the mask used, the seed.
+    for saved in ("dog.png", "wide.png", "big.png"):
+        again = json.loads(cli("generate", "--from", saved, "--json").stdout)
+        assert pixels(Path(again["path"])) == pixels(tmp_path / saved), saved
+    refused = cli("edit", "cat.png", "x", "--strength", "2", check=False)
+    assert refused.returncode != 0 and "strength" in refused.stderr

@@ -154,3 +154,36 @@ async def test_every_model_tool_publishes_a_schema_that_admits_the_job_answer(ma
             jsonschema.validate(job, schema)
             with pytest.raises(jsonschema.ValidationError):
                 jsonschema.validate({"something": "else"}, schema)
+
+
+async def test_an_upscale_past_its_budget_is_a_job_whose_tiles_show_and_whose_result_is_the_tools(make_settings):
+    server = build_server(make_settings(call_budget_s=0.3))
+    image = data_uri(shapes((128, 128)))
+    async with Client(server, read_timeout_seconds=5) as client:
+        with anyio.fail_after(20):
+            started = await client.call_tool("upscale_image", {"image": image, "seed": 1, "steps": 12,
+                                                               "strength": 0.9})
+        job_id = started.structured_content["job"]["id"]
+        messages = []
+        with anyio.fail_after(300):
+            while True:
+                status = (await client.call_tool("check_job", {"job_id": job_id, "wait_s": 0.2})).structured_content
+                if "job" not in status:
+                    break
+                messages.append(status["job"]["message"] or "")
+        result = await collect(client, job_id)
+    data = ok(result)
+    assert (data["width"], data["height"], data["scale"]) == (256, 256, 2)
+    assert any(message.startswith("tile ") for message in messages), messages
+
+
+async def test_cancel_stops_an_edit_and_stores_nothing(make_settings):
+    server = build_server(make_settings(call_budget_s=0.3))
+    async with Client(server, read_timeout_seconds=5) as client:
+        job_id = (await client.call_tool("edit_image", {"image": data_uri(shapes((256, 256))), "prompt": "x",
+                                                        "steps": 40, "strength": 1.0, "seed": 1})
+                  ).structured_content["job"]["id"]
+        await client.call_tool("check_job", {"job_id": job_id, "cancel": True})
+        final = await collect(client, job_id)
+    assert final.structured_content["job"]["status"] == "cancelled"
+    assert not [name for name in stored_files(make_settings()) if name.endswith(".png")]  # not even the input

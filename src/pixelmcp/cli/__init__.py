@@ -1,7 +1,8 @@
 """The `pixelmcp` command.
 
     serve        run the MCP server (stdio, or streamable HTTP)
-    generate     control  style  ask  classify  compare   the tools, from a terminal
+    generate     control  style  edit  extend  upscale  cutout
+    ask          classify compare                         the tools, from a terminal
     models       pull     doctor  config                  set-up and housekeeping
 
 Logs go to stderr only: on stdio, stdout belongs to the protocol.

@@ -1,4 +1,4 @@
-"""generate, control, style, ask, classify, compare: the MCP tools, from a terminal.
+"""generate, control, style, edit, extend, upscale, cutout, ask, classify, compare: the MCP tools, from a terminal.
 
 Each command builds the same server the MCP transports serve and calls its tool through an
 in-memory MCP client, so validation, defaults, storage and results are exactly the tools'. On a
@@ -50,6 +50,41 @@ def add_commands(sub) -> None:
     _generation_flags(style)
     style.set_defaults(run=_style)
 
+    edit = sub.add_parser("edit", help="edit an image, all of it or within a mask (edit_image)")
+    edit.add_argument("image", help="image path, pixelmcp:// uri or data URI")
+    edit.add_argument("prompt", help="what the edited image (or the repainted area) should show")
+    where = edit.add_mutually_exclusive_group()
+    where.add_argument("--mask", help="mask image: white = repaint, black = keep")
+    where.add_argument("--mask-prompt", help="the area to repaint, in words (e.g. 'the sky')")
+    edit.add_argument("--strength", type=float, help="how much may change, (0, 1]")
+    _edit_flags(edit)
+    edit.add_argument("--n", type=int, default=1)
+    edit.set_defaults(run=_edit)
+
+    extend = sub.add_parser("extend", help="extend an image's canvas, generating the new border (extend_image)")
+    extend.add_argument("image")
+    extend.add_argument("prompt", help="what the whole, larger picture shows")
+    for side in ("left", "right", "top", "bottom"):
+        extend.add_argument(f"--{side}", type=int, default=0, metavar="PX", help=f"pixels to add on the {side}")
+    _edit_flags(extend)
+    extend.add_argument("--n", type=int, default=1)
+    extend.set_defaults(run=_extend)
+
+    upscale = sub.add_parser("upscale", help="upscale an image 2x or 4x (upscale_image)")
+    upscale.add_argument("image")
+    upscale.add_argument("--scale", type=int, default=2, help="2 (default) or 4")
+    upscale.add_argument("--prompt", help="what the image shows, to guide the added detail")
+    upscale.add_argument("--strength", type=float, help="how much each tile may be redrawn (default 0.3)")
+    _edit_flags(upscale, rewrite=False)
+    upscale.set_defaults(run=_upscale)
+
+    cutout = sub.add_parser("cutout", help="cut the subject out: an RGBA PNG (remove_background)")
+    cutout.add_argument("image")
+    cutout.add_argument("--subject", help="what to keep, in words (default: the main subject)")
+    _common_flags(cutout)
+    cutout.add_argument("-o", "--output", metavar="PATH", help="also save the PNG here")
+    cutout.set_defaults(run=_cutout)
+
     ask = sub.add_parser("ask", help="ask a vision-language model about an image (ask_about_image)")
     ask.add_argument("image")
     ask.add_argument("question")
@@ -100,6 +135,26 @@ def _generation_flags(parser: argparse.ArgumentParser) -> None:
                          help="never rewrite (default: short prompts are rewritten)")
 
 
+def _edit_flags(parser: argparse.ArgumentParser, rewrite: bool = True) -> None:
+    """The flags of the tools that start from an image (their size follows the image)."""
+    _common_flags(parser)
+    parser.add_argument("-o", "--output", metavar="PATH",
+                        help="also save the image here (several images: PATH-1.png, PATH-2.png, ...)")
+    parser.add_argument("--model")
+    parser.add_argument("--negative-prompt")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--guidance-scale", "--guidance", dest="guidance_scale", type=float)
+    parser.add_argument("--seed", type=int)
+    if rewrite:
+        parser.add_argument("--rewrite", action="store_true", help="expand the prompt with the LLM first")
+
+
+def _edit_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    return _present(image=_image(args.image), negative_prompt=args.negative_prompt, model=args.model,
+                    steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed,
+                    rewrite=getattr(args, "rewrite", None) or None, n=getattr(args, "n", None))
+
+
 def _generation_arguments(args: argparse.Namespace) -> dict[str, Any]:
     return _present(prompt=args.prompt, negative_prompt=args.negative_prompt, model=args.model, width=args.width,
                     height=args.height, steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed,
@@ -145,6 +200,25 @@ def _style(args: argparse.Namespace) -> None:
         **_generation_arguments(args), "style_image": _image(args.style_image), "mode": args.mode,
         **_present(image=_image(args.image) if args.image else None, scale=args.scale),
     })
+
+
+def _edit(args: argparse.Namespace) -> None:
+    _call(args, "edit_image", {**_edit_arguments(args), "prompt": args.prompt, **_present(
+        mask=_image(args.mask) if args.mask else None, mask_prompt=args.mask_prompt, strength=args.strength)})
+
+
+def _extend(args: argparse.Namespace) -> None:
+    _call(args, "extend_image", {**_edit_arguments(args), "prompt": args.prompt, "left": args.left,
+                                 "right": args.right, "top": args.top, "bottom": args.bottom})
+
+
+def _upscale(args: argparse.Namespace) -> None:
+    _call(args, "upscale_image", {**_edit_arguments(args), "scale": args.scale,
+                                  **_present(prompt=args.prompt, strength=args.strength)})
+
+
+def _cutout(args: argparse.Namespace) -> None:
+    _call(args, "remove_background", _present(image=_image(args.image), subject=args.subject))
 
 
 def _ask(args: argparse.Namespace) -> None:
@@ -222,7 +296,7 @@ async def _run_tool(settings, tool: str, arguments: dict[str, Any]):
 
 
 def _save_outputs(data: dict[str, Any], output: str, pick: int | None = None) -> list[str]:
-    images = data.get("images") or []
+    images = data.get("images") or ([data] if "path" in data else [])  # (a cut-out is one image, no list)
     if pick is not None:
         images = [images[pick]]
     target = Path(output).expanduser()
