@@ -48,11 +48,18 @@ def hostile_images(tmp_path) -> list[tuple[str, str]]:
     ]
 
 
+_PLAIN = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+
 TOOLS = [
     ("classify_image", lambda image: {"image": image, "labels": ["a", "b"]}),
     ("ask_about_image", lambda image: {"image": image, "question": "what?"}),
     ("controlnet_generate", lambda image: {"prompt": "a", "image": image, "rewrite": False}),
     ("style_transfer", lambda image: {"prompt": "a", "style_image": image, "rewrite": False}),
+    ("edit_image", lambda image: {"image": image, "prompt": "a"}),
+    ("edit_image mask", lambda image: {"image": _PLAIN, "prompt": "a", "mask": image}),
+    ("extend_image", lambda image: {"image": image, "prompt": "a", "right": 8}),
+    ("upscale_image", lambda image: {"image": image}),
+    ("remove_background", lambda image: {"image": image}),
 ]
 
 
@@ -67,7 +74,7 @@ async def test_every_image_taking_tool_refuses_hostile_images_and_keeps_answerin
     before = sorted(p.name for p in tmp_path.iterdir())
     async with Client(build_server(settings)) as client:
         for value, expected in inputs:
-            message = error_text(await client.call_tool(tool, arguments(value)))
+            message = error_text(await client.call_tool(tool.split()[0], arguments(value)))
             assert "Invalid " in message and expected in message, (value[:60], message)
             assert "root:" not in message  # never a file's contents
         ok(await client.call_tool("list_models", {}))  # still answering
@@ -86,6 +93,12 @@ NUMBERS_AND_STRINGS = [
     ("controlnet_generate", {"prompt": "a", "image": "IMG", "conditioning_scale": "-inf"}, "Invalid conditioning_scale="),
     ("controlnet_generate", {"prompt": "a", "image": "IMG", "low_threshold": -5}, "Invalid low_threshold="),
     ("style_transfer", {"prompt": "a", "style_image": "IMG", "scale": "NaN"}, "Invalid scale="),
+    ("edit_image", {"image": "IMG", "prompt": "a", "strength": "NaN"}, "Invalid strength="),
+    ("edit_image", {"image": "IMG", "prompt": "a", "mask_prompt": "m" * 3000}, "Invalid mask_prompt="),
+    ("extend_image", {"image": "IMG", "prompt": "a", "top": 10**9}, "Invalid top="),
+    ("upscale_image", {"image": "IMG", "scale": 10**6}, "Invalid scale="),
+    ("upscale_image", {"image": "IMG", "strength": "-inf"}, "Invalid strength="),
+    ("remove_background", {"image": "IMG", "subject": "s" * 3000}, "Invalid subject="),
     ("classify_image", {"image": "IMG", "labels": ["x"] * 1000}, "Invalid labels="),
     ("classify_image", {"image": "IMG", "labels": ["a", "z" * 500]}, "Invalid labels="),
     ("classify_image", {"images": ["IMG"] * 100, "labels": ["a", "b"]}, "Invalid images="),

@@ -70,6 +70,9 @@ async def test_image_to_image_from_a_stored_uri_chains_and_strength_sets_how_muc
     assert np.abs(rgb(weak["path"]) - original).mean() != np.abs(rgb(strong["path"]) - original).mean()
     assert (chained["width"], chained["height"]) == (first["width"], first["height"])
     assert chained["strength"] == 0.75  # the model's default without a mask
+    with Image.open(weak["path"]) as png:  # A1111's parameters, with the edit's strength and its own size
+        parameters = png.text["parameters"]
+    assert "Denoising strength: 0.25" in parameters and f"Size: {first['width']}x{first['height']}" in parameters
 
 
 async def test_edit_from_base64_and_with_n_images(server):

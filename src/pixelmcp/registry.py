@@ -49,7 +49,7 @@ class ProviderRow:
 BUILTIN: tuple[ProviderRow, ...] = (
     ProviderRow(
         name="openai", client="openai", key_env=("OPENAI_API_KEY",), key_required=True,
-        serves=("generate_image", *CHAT_TOOLS),
+        serves=("generate_image", "style_transfer", "edit_image", "extend_image", *CHAT_TOOLS),
         examples=("openai:gpt-image-1", "openai:dall-e-3", "openai:gpt-4o", "openai:gpt-4.1-mini"),
         base_url_setting="openai_base_url", rewrite_model="gpt-4.1-mini", official=True,
         image_fix="Use openai:gpt-image-1, openai:dall-e-3 or openai:dall-e-2 (for chat models use "
@@ -57,7 +57,7 @@ BUILTIN: tuple[ProviderRow, ...] = (
     ),
     ProviderRow(
         name="gemini", client="gemini", key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"), key_required=True,
-        serves=("generate_image", "style_transfer", *CHAT_TOOLS),
+        serves=("generate_image", "style_transfer", "edit_image", "extend_image", *CHAT_TOOLS),
         examples=("gemini:gemini-2.5-flash-image", "gemini:gemini-2.5-flash"),
         base_url_setting="gemini_base_url", rewrite_model="gemini-2.5-flash", official=True,
         image_fix="Use an image-output model such as gemini:gemini-2.5-flash-image (for chat models use "

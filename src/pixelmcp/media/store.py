@@ -111,6 +111,7 @@ def a1111_parameters(params: dict[str, Any]) -> str:
         "Seed": params.get("seed"),
         "Size": f"{params.get('width')}x{params.get('height')}",
         "Model": params.get("model"),
+        "Denoising strength": params.get("strength"),  # an edit: how much could change
     }
     lines.append(", ".join(f"{k}: {clean_text(v)}" for k, v in fields.items() if v is not None))
     return "\n".join(lines)
