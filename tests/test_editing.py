@@ -280,3 +280,34 @@ def test_tiles_cover_the_canvas_and_blend_back_a_flat_image_exactly():
     for tile in boxes:
         blender.add(tile, Image.new("RGB", (64, 64), (10, 200, 30)))
     assert set(map(tuple, np.asarray(blender.image()).reshape(-1, 3))) == {(10, 200, 30)}
+
+
+@pytest.mark.parametrize("model", ["tiny-sd3", "tiny-flux"])
+async def test_transformer_families_edit_and_inpaint_through_their_own_pipelines(server, model):
+    source = shapes((64, 48))
+    mask = left_half_mask((64, 48))
+    async with Client(server) as client:
+        whole = ok(await client.call_tool("edit_image", {"image": data_uri(source), "prompt": "x", "model": model,
+                                                         "strength": 0.5, "seed": 1}))
+        masked = ok(await client.call_tool("edit_image", {"image": data_uri(source), "prompt": "x", "model": model,
+                                                          "mask": data_uri(mask), "seed": 1}))
+    assert rgb(whole["path"]).shape == (48, 64, 3)
+    keep = np.asarray(mask) == 0
+    assert np.array_equal(rgb(masked["path"])[keep], np.asarray(source)[keep])
+    assert not np.array_equal(rgb(masked["path"])[~keep], np.asarray(source)[~keep])
+
+
+async def test_an_agent_chains_generate_edit_extend_upscale_and_cutout_by_uri(server):
+    async with Client(server) as client:
+        made = await generated(client, width=48, height=48)
+        edited = ok(await client.call_tool("edit_image", {"image": made["uri"], "prompt": "snow",
+                                                          "mask_prompt": "the roof", "seed": 2}))
+        wider = ok(await client.call_tool("extend_image", {"image": edited["uri"], "prompt": "a village",
+                                                           "left": 8, "bottom": 16, "seed": 3}))
+        bigger = ok(await client.call_tool("upscale_image", {"image": wider["uri"], "scale": 2, "seed": 4}))
+        cut = ok(await client.call_tool("remove_background", {"image": bigger["uri"]}))
+    assert [step["source_image"]["uri"] for step in (edited, wider, bigger, cut)] == [
+        made["uri"], edited["uri"], wider["uri"], bigger["uri"]]
+    assert (wider["width"], wider["height"]) == (56, 64) and (cut["width"], cut["height"]) == (112, 128)
+    # The extended image holds the edited one unchanged at its offset.
+    assert np.array_equal(rgb(wider["path"])[0:48, 8:56], rgb(edited["path"]))

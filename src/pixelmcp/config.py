@@ -53,7 +53,7 @@ ModelOverride = create_model(
     "ModelOverride",
     __config__=ConfigDict(extra="forbid"),
     **{name: (field.annotation | None, None) for name, field in ModelSpec.model_fields.items()
-       if name not in ("alias", "part_of", *REMOTE_ONLY)},
+       if name not in ("alias", "part_of", "component", *REMOTE_ONLY)},
 )
 
 

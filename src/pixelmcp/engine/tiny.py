@@ -24,7 +24,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 #: Bump when a builder changes so stale caches are rebuilt instead of reused.
-TINY_VERSION = "3"
+TINY_VERSION = "4"
 
 _SEED = 0
 _CLIP_MAX_LENGTH = 77
@@ -270,19 +270,19 @@ def build_sd3(path: Path) -> None:
     transformer = SD3Transformer2DModel(
         sample_size=32,
         patch_size=2,
-        in_channels=4,
+        in_channels=16,  # 16-channel latents, as SD3 Medium (its inpainting pipeline checks)
         num_layers=1,
         attention_head_dim=8,
         num_attention_heads=4,
         caption_projection_dim=32,
         joint_attention_dim=32,
         pooled_projection_dim=64,
-        out_channels=4,
+        out_channels=16,
     ).eval()
     pipe = StableDiffusion3Pipeline(
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=_sd_vae(flow=True),
+        vae=_sd_vae(latent_channels=16, flow=True),
         text_encoder=CLIPTextModelWithProjection(_clip_text_config(clip_tok)).eval(),
         tokenizer=clip_tok,
         text_encoder_2=CLIPTextModelWithProjection(_clip_text_config(clip_tok)).eval(),
