@@ -48,7 +48,8 @@ def hostile_images(tmp_path) -> list[tuple[str, str]]:
     ]
 
 
-_PLAIN = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+_PLAIN = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElF"
+          "TkSuQmCC")  # one red pixel
 
 TOOLS = [
     ("classify_image", lambda image: {"image": image, "labels": ["a", "b"]}),

@@ -32,7 +32,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
 #: Pipeline kinds that make images.
 IMAGE_KINDS: frozenset[str] = frozenset(FAMILIES)
 _TASKS: dict[str, Task] = {"chat-llm": "rewrite", "depth": "preprocess", "clip": "classify", "siglip": "classify",
-                           "vlm": "answer", "segmenter": "segment", "remote-image": "generate", "remote-chat": "rewrite",
+                           "vlm": "answer", "segmenter": "segment", "remote-image": "generate",
+                           "remote-chat": "rewrite",
                            "remote-vision": "answer"}
 
 class IPAdapterSpec(BaseModel):

@@ -229,7 +229,8 @@ def build_sd15_inpaint(path: Path) -> None:
     unet = UNet2DConditionModel(**{**_TINY_UNET, "in_channels": 9}, cross_attention_dim=32).eval()
     base = StableDiffusionInpaintPipeline.from_pretrained(path, local_files_only=True, safety_checker=None,
                                                           requires_safety_checker=False)
-    StableDiffusionInpaintPipeline(**{**base.components, "unet": unet}, requires_safety_checker=False).save_pretrained(path)
+    inpainting = StableDiffusionInpaintPipeline(**{**base.components, "unet": unet}, requires_safety_checker=False)
+    inpainting.save_pretrained(path)
 
 
 def build_sdxl(path: Path) -> None:

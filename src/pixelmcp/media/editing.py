@@ -70,7 +70,8 @@ def composite(original: Image.Image, edited: Image.Image, mask: Image.Image | No
 # --------------------------------------------------------------------------- outpainting
 
 
-def extended_canvas(image: Image.Image, left: int, right: int, top: int, bottom: int) -> tuple[Image.Image, Image.Image]:
+def extended_canvas(image: Image.Image, left: int, right: int, top: int,
+                    bottom: int) -> tuple[Image.Image, Image.Image]:
     """The larger canvas with `image` placed unchanged, its border filled by stretching the image's edge pixels
     (a start the model continues better than a flat colour), and the mask of the new border (white)."""
     pixels = np.asarray(image.convert("RGB"))

@@ -152,8 +152,8 @@ async def edit_image(
         raise InvalidArgument("mask_prompt", mask_prompt, "was given together with mask (the area to repaint comes "
                               "from one of them)", "Pass either mask (an image) or mask_prompt (words), not both.")
     if mask_prompt is not None and not mask_prompt.strip():
-        raise InvalidArgument("mask_prompt", mask_prompt, "is empty",
-                              "Name the area to repaint, e.g. 'the sky', or omit mask_prompt to change the whole image.")
+        raise InvalidArgument("mask_prompt", mask_prompt, "is empty", "Name the area to repaint, e.g. 'the sky', "
+                              "or omit mask_prompt to change the whole image.")
     mask_prompt = arguments.check_text("mask_prompt", mask_prompt, app.settings, required=False)
     inpaint = mask is not None or mask_prompt is not None
     segmenter = app.router.segmenter() if mask_prompt is not None else None
@@ -340,7 +340,8 @@ async def remove_background(
     app = app_state(ctx)
     started = time.perf_counter()
     if subject is not None and not subject.strip():
-        raise InvalidArgument("subject", subject, "is empty", f"Name what to keep, or omit subject ('{DEFAULT_SUBJECT}').")
+        raise InvalidArgument("subject", subject, "is empty",
+                              f"Name what to keep, or omit subject ('{DEFAULT_SUBJECT}').")
     subject = arguments.check_text("subject", subject, app.settings, required=False) or DEFAULT_SUBJECT
     spec, segmenter = app.router.segmenter()
     source = await app.load_image(image, "image")
