@@ -311,3 +311,19 @@ async def test_an_agent_chains_generate_edit_extend_upscale_and_cutout_by_uri(se
     assert (wider["width"], wider["height"]) == (56, 64) and (cut["width"], cut["height"]) == (112, 128)
     # The extended image holds the edited one unchanged at its offset.
     assert np.array_equal(rgb(wider["path"])[0:48, 8:56], rgb(edited["path"]))
+
+
+async def test_words_that_match_nothing_are_a_clear_error_for_mask_prompt_and_subject(server, monkeypatch):
+    from pixelmcp.engine import segment
+
+    def unsure(segmenter, image, prompts, job):  # a segmenter that finds nothing anywhere
+        return [Image.new("L", image.size, 40) for _ in prompts]
+
+    monkeypatch.setattr(segment, "segment", unsure)
+    async with Client(server) as client:
+        edit = error_text(await client.call_tool("edit_image", {"image": data_uri(shapes()), "prompt": "x",
+                                                                "mask_prompt": "a unicorn"}))
+        cut = error_text(await client.call_tool("remove_background", {"image": data_uri(shapes()),
+                                                                      "subject": "a unicorn"}))
+    assert "mask_prompt" in edit and "a unicorn" in edit and "matched nothing" in edit and "0.16" in edit
+    assert "subject" in cut and "was not found" in cut and "0.16" in cut
