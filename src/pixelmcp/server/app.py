@@ -28,6 +28,7 @@ from pixelmcp.prompts import templates
 from pixelmcp.registry import provider_infos
 from pixelmcp.router import Router
 from pixelmcp.server import tasks
+from pixelmcp.server.schemas import portable_schema
 from pixelmcp.tools import check, control, editing, generate, jobs, models, understanding
 from pixelmcp.tools.jobs import JobBoard
 from pixelmcp.tools.state import AppContext, AppState
@@ -165,6 +166,7 @@ def build_server(settings: Settings) -> MCPServer:
     registered = []
     for fn, title, hints in tools:
         tool = Tool.from_function(fn, annotations=ToolAnnotations(title=title, **hints))
+        tool.parameters = portable_schema(tool.parameters)  # accepted by OpenAI strict, Gemini, Anthropic alike
         if tool.name in jobs.SLOW_TOOLS and tool.fn_metadata.output_schema is not None:
             # A call past its budget answers with a job instead: the published schema admits both shapes.
             tool.fn_metadata.output_schema = jobs.job_schema(tool.fn_metadata.output_schema)

@@ -163,8 +163,9 @@ async def tool_result(app: AppState, result: GenerateImageResult, records: list[
     if result.rewrite_error:
         summary.append(f"Prompt not rewritten: {result.rewrite_error}")
     blocks = await anyio.to_thread.run_sync(image_blocks, records, images, app.settings, limiter=app.encoders)
-    blocks += [image_link(r, f"{title} ({r.width}x{r.height})", f"The {title} used for this result.")
-               for r, title in links]
+    if app.settings.resource_links:
+        blocks += [image_link(r, f"{title} ({r.width}x{r.height})", f"The {title} used for this result.")
+                   for r, title in links]
     return CallToolResult(
         content=[*blocks, TextContent(type="text", text="\n".join(summary))],
         structured_content=result.model_dump(mode="json"),
@@ -184,10 +185,11 @@ def image_blocks(records: list[StoredImage], images: list[Image.Image], settings
             image, max_side=settings.preview_max_side, max_bytes=per_image, fmt=settings.preview_format
         )
         blocks.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))
-        blocks.append(image_link(
-            record, f"{record.width}x{record.height} PNG (seed {record.params.get('seed')})",
-            "Full-resolution PNG; pass this uri as an image argument to other tools.", size=_file_size(record.path),
-        ))
+        if settings.resource_links:
+            blocks.append(image_link(
+                record, f"{record.width}x{record.height} PNG (seed {record.params.get('seed')})",
+                "Full-resolution PNG; pass this uri as an image argument to other tools.", size=_file_size(record.path),
+            ))
     return blocks
 
 

@@ -200,7 +200,8 @@ async def compare_images(
         images=[_shown(value) for value in images], pairs=pairs,
         timings=Timings(**answer.timings, total_s=time.perf_counter() - started),
     )
-    return CallToolResult(content=_compare_content(result), structured_content=result.model_dump(mode="json"))
+    return CallToolResult(content=_compare_content(result, app.settings.resource_links),
+                          structured_content=result.model_dump(mode="json"))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -310,7 +311,7 @@ def _shown(value: str) -> str:
     return text if len(text) <= 200 and not text.startswith("data:") else f"<{len(text)} characters of image data>"
 
 
-def _compare_content(result: CompareResult) -> list:
+def _compare_content(result: CompareResult, links: bool) -> list:
     lines = [result.answer or "(the model gave no answer)", "", "Measured:"]
     for pair in result.pairs:
         line = f"- images {pair.a + 1} and {pair.b + 1}: CLIP similarity {pair.clip_similarity:.3f}"
@@ -322,10 +323,12 @@ def _compare_content(result: CompareResult) -> list:
             line += f" (no pixel metrics: {pair.note})"
         if pair.pixel_metrics and pair.note:
             line += f" ({pair.note})"
+        if pair.heatmap is not None:
+            line += f"; difference heat-map: {pair.heatmap.uri}"
         lines.append(line)
     content: list = [TextContent(type="text", text="\n".join(lines))]
     for pair in result.pairs:
-        if pair.heatmap is not None:
+        if pair.heatmap is not None and links:
             content.append(image_link(pair.heatmap, f"difference heat-map, images {pair.a + 1} and {pair.b + 1}",
                                       "Blue: unchanged; red: most changed."))
     return content

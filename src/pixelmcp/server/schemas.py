@@ -1,0 +1,45 @@
+"""Tool input schemas in the shape every major function-calling dialect accepts.
+
+The SDK derives each tool's input schema from its signature with pydantic. Three of pydantic's
+habits are outside what some dialects take:
+- `const` (a one-value Literal such as rewrite's "auto"): Gemini's `Schema` has no `const`, and
+  google-genai's MCP conversion silently drops it. `enum` with one value says the same everywhere.
+- an object without `additionalProperties: false` (list_models' empty argument object): OpenAI's
+  strict function schemas require it on every object.
+- non-null `default` values: outside the strict subset some OpenAI-compatible endpoints enforce.
+  The default moves into the description ("Default: 1."); the server still applies it when the
+  argument is left out, so clients that omit an argument see no change.
+Only the published schema changes: arguments are still validated against the signature.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def portable_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a tool's input schema in the portable shape (see the module docstring)."""
+    return _portable(json.loads(json.dumps(schema)))
+
+
+def _portable(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_portable(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _portable(value) if key != "default" else value for key, value in node.items()}
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    if node.get("type") == "object" and "additionalProperties" not in node:
+        node["additionalProperties"] = False
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        for prop in properties.values():
+            if isinstance(prop, dict) and prop.get("default") is not None:
+                value = prop.pop("default")
+                shown = json.dumps(value)
+                text = prop.get("description", "").rstrip()
+                if f"default {shown}" not in text.lower() and f"default: {shown}" not in text.lower():
+                    prop["description"] = f"{text} Default: {shown}.".strip()
+    return node

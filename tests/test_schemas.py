@@ -1,0 +1,106 @@
+"""Every tool's input schema is accepted by the major function-calling dialects, and results can leave out
+resource_link blocks for frameworks that fail on them."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from helpers import data_uri, ok, shapes
+from mcp import Client
+
+from pixelmcp.server.app import build_server
+from pixelmcp.server.schemas import portable_schema
+
+pytestmark = pytest.mark.anyio
+
+#: The JSON Schema keywords OpenAI's strict function calling accepts (Structured Outputs' supported subset).
+OPENAI_STRICT_KEYWORDS = {
+    "type", "properties", "required", "additionalProperties", "description", "title", "enum", "anyOf", "items",
+    "$defs", "$ref", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "pattern",
+    "format", "minItems", "maxItems", "default",
+}
+
+
+def openai_strict_problems(schema, path="$") -> list[str]:
+    """Where `schema` breaks OpenAI's strict rules once a client marks every property required (as the agent
+    frameworks' strict conversions do): every object closed, only supported keywords, no non-null default."""
+    problems = []
+    if isinstance(schema, dict):
+        for key in schema:
+            if key not in OPENAI_STRICT_KEYWORDS:
+                problems.append(f"{path}: keyword {key!r}")
+        if schema.get("default") is not None:
+            problems.append(f"{path}: non-null default {schema['default']!r}")
+        if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
+            problems.append(f"{path}: object without additionalProperties: false")
+        for key, value in schema.items():
+            if key == "properties":
+                problems += [p for name, sub in value.items() for p in openai_strict_problems(sub, f"{path}.{name}")]
+            elif key in ("items", "anyOf", "$defs"):
+                subs = value.items() if isinstance(value, dict) else enumerate(value if isinstance(value, list)
+                                                                                else [value])
+                problems += [p for name, sub in subs for p in openai_strict_problems(sub, f"{path}.{key}[{name}]")]
+    return problems
+
+
+@pytest.fixture
+async def tools(server):
+    async with Client(server) as client:
+        return (await client.list_tools()).tools
+
+
+async def test_every_tool_schema_fits_openai_strict_rules(tools):
+    problems = {tool.name: openai_strict_problems(tool.input_schema) for tool in tools}
+    assert not any(problems.values()), {name: found for name, found in problems.items() if found}
+
+
+async def test_every_tool_schema_converts_to_a_gemini_function_declaration(tools):
+    from google.genai import types
+
+    for tool in tools:
+        schema = types.Schema.from_json_schema(json_schema=types.JSONSchema(**tool.input_schema),
+                                               api_option="GEMINI_API")
+        assert schema.type == types.Type.OBJECT
+        types.FunctionDeclaration(name=tool.name, description=tool.description, parameters_json_schema=tool.input_schema)
+    rewrite = next(t for t in tools if t.name == "generate_image").input_schema["properties"]["rewrite"]
+    assert {"type": "string", "enum": ["auto"]} in rewrite["anyOf"]  # kept, not dropped, where const was
+
+
+async def test_every_tool_fits_anthropics_tool_rules(tools):
+    for tool in tools:
+        assert re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", tool.name)
+        assert tool.input_schema["type"] == "object" and tool.description
+        assert not set(tool.input_schema) & {"oneOf", "allOf", "anyOf"}  # no combinators at the top level
+
+
+async def test_defaults_move_into_the_description_and_still_apply(server, tools):
+    n = next(t for t in tools if t.name == "generate_image").input_schema["properties"]["n"]
+    assert "default" not in n and n["description"].endswith("Default: 1.")
+    async with Client(server) as client:
+        data = ok(await client.call_tool("generate_image", {"prompt": "a kite", "seed": 1, "rewrite": False}))
+    assert len(data["images"]) == 1
+
+
+def test_portable_schema_rewrites_const_closes_objects_and_keeps_null_defaults():
+    schema = {"type": "object", "properties": {
+        "mode": {"const": "auto", "type": "string", "default": "auto", "description": "How."},
+        "maybe": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+        "nested": {"type": "object", "properties": {}}}}
+    portable = portable_schema(schema)
+    assert portable["properties"]["mode"] == {"enum": ["auto"], "type": "string", "description": 'How. Default: "auto".'}
+    assert portable["properties"]["maybe"]["default"] is None
+    assert portable["additionalProperties"] is False and portable["properties"]["nested"]["additionalProperties"] is False
+    assert schema["properties"]["mode"]["const"] == "auto"  # the input is left as it was
+
+
+async def test_resource_links_can_be_left_out_keeping_the_uri_in_text_and_structured_content(make_settings):
+    server = build_server(make_settings(resource_links=False))
+    async with Client(server) as client:
+        made = await client.call_tool("generate_image", {"prompt": "a kite", "seed": 1, "rewrite": False})
+        edited = await client.call_tool("edit_image", {"image": data_uri(shapes()), "prompt": "x", "seed": 1})
+        compared = await client.call_tool("compare_images", {"images": [ok(made)["uri"], ok(edited)["uri"]]})
+    for result in (made, edited, compared):
+        assert "resource_link" not in [block.type for block in result.content]
+    assert ok(made)["uri"] in made.content[-1].text and [b.type for b in made.content] == ["image", "text"]
+    assert "pixelmcp://images/" in compared.content[0].text
