@@ -23,8 +23,10 @@ OPENAI_STRICT_KEYWORDS = {
 
 
 def openai_strict_problems(schema, path="$") -> list[str]:
-    """Where `schema` breaks OpenAI's strict rules once a client marks every property required (as the agent
-    frameworks' strict conversions do): every object closed, only supported keywords, no non-null default."""
+    """Where `schema` breaks OpenAI's strict rules once a client's strict conversion has marked every property
+    required and closed every object (as openai-agents, langchain and pydantic-ai do): only supported keywords,
+    no non-null default, no object that asks to stay open, no `additionalProperties` other than false (google-genai
+    fails on a boolean there, so none is written)."""
     problems = []
     if isinstance(schema, dict):
         for key in schema:
@@ -32,8 +34,8 @@ def openai_strict_problems(schema, path="$") -> list[str]:
                 problems.append(f"{path}: keyword {key!r}")
         if schema.get("default") is not None:
             problems.append(f"{path}: non-null default {schema['default']!r}")
-        if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
-            problems.append(f"{path}: object without additionalProperties: false")
+        if "additionalProperties" in schema:
+            problems.append(f"{path}: additionalProperties {schema['additionalProperties']!r}")
         for key, value in schema.items():
             if key == "properties":
                 problems += [p for name, sub in value.items() for p in openai_strict_problems(sub, f"{path}.{name}")]
@@ -82,7 +84,7 @@ async def test_defaults_move_into_the_description_and_still_apply(server, tools)
     assert len(data["images"]) == 1
 
 
-def test_portable_schema_rewrites_const_closes_objects_and_keeps_null_defaults():
+def test_portable_schema_rewrites_const_and_non_null_defaults_and_keeps_null_ones():
     schema = {"type": "object", "properties": {
         "mode": {"const": "auto", "type": "string", "default": "auto", "description": "How."},
         "maybe": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
@@ -90,7 +92,7 @@ def test_portable_schema_rewrites_const_closes_objects_and_keeps_null_defaults()
     portable = portable_schema(schema)
     assert portable["properties"]["mode"] == {"enum": ["auto"], "type": "string", "description": 'How. Default: "auto".'}
     assert portable["properties"]["maybe"]["default"] is None
-    assert portable["additionalProperties"] is False and portable["properties"]["nested"]["additionalProperties"] is False
+    assert "additionalProperties" not in portable["properties"]["nested"]
     assert schema["properties"]["mode"]["const"] == "auto"  # the input is left as it was
 
 
@@ -104,3 +106,12 @@ async def test_resource_links_can_be_left_out_keeping_the_uri_in_text_and_struct
         assert "resource_link" not in [block.type for block in result.content]
     assert ok(made)["uri"] in made.content[-1].text and [b.type for b in made.content] == ["image", "text"]
     assert "pixelmcp://images/" in compared.content[0].text
+
+
+async def test_list_models_filters_by_task_so_no_tool_has_an_argument_free_open_object(server, tools):
+    assert all(tool.input_schema.get("properties") for tool in tools)  # (openai-agents refuses those in strict mode)
+    async with Client(server) as client:
+        segmenters = ok(await client.call_tool("list_models", {"task": "segment"}))
+        everything = ok(await client.call_tool("list_models", {}))
+    assert [entry["alias"] for entry in segmenters["catalog"]] == ["tiny-clipseg"]
+    assert len(everything["catalog"]) > 10

@@ -1,14 +1,16 @@
 """Tool input schemas in the shape every major function-calling dialect accepts.
 
-The SDK derives each tool's input schema from its signature with pydantic. Three of pydantic's
+The SDK derives each tool's input schema from its signature with pydantic. Two of pydantic's
 habits are outside what some dialects take:
 - `const` (a one-value Literal such as rewrite's "auto"): Gemini's `Schema` has no `const`, and
   google-genai's MCP conversion silently drops it. `enum` with one value says the same everywhere.
-- an object without `additionalProperties: false` (list_models' empty argument object): OpenAI's
-  strict function schemas require it on every object.
 - non-null `default` values: outside the strict subset some OpenAI-compatible endpoints enforce.
   The default moves into the description ("Default: 1."); the server still applies it when the
   argument is left out, so clients that omit an argument see no change.
+`additionalProperties: false`, which OpenAI's strict mode wants on every object, is deliberately
+not written: google-genai's MCP conversion fails on any boolean `additionalProperties` (it expects
+a schema there), which would take every tool of the session down with it, while every strict
+converter tested (openai-agents, langchain, pydantic-ai) adds it itself.
 Only the published schema changes: arguments are still validated against the signature.
 """
 
@@ -31,8 +33,6 @@ def _portable(node: Any) -> Any:
     node = {key: _portable(value) if key != "default" else value for key, value in node.items()}
     if "const" in node:
         node["enum"] = [node.pop("const")]
-    if node.get("type") == "object" and "additionalProperties" not in node:
-        node["additionalProperties"] = False
     properties = node.get("properties")
     if isinstance(properties, dict):
         for prop in properties.values():

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from pixelmcp.catalog import IMAGE_KINDS, ModelSpec
+from pixelmcp.catalog import IMAGE_KINDS, ModelSpec, Task
 from pixelmcp.registry import ProviderInfo, provider_infos
 from pixelmcp.tools.state import AppContext, AppState, app_state
 
@@ -61,7 +61,7 @@ class ModelsReport(BaseModel):
     providers: list[ProviderInfo] = Field(description="remote providers, used as provider:model in `model` arguments")
 
 
-def models_report(app: AppState) -> ModelsReport:
+def models_report(app: AppState, task: str | None = None) -> ModelsReport:
     snapshot: dict[str, Any] = app.pool.snapshot()
     resident = {m["alias"] for m in snapshot["loaded"] if m["tier"] == "device"}
     catalog = [
@@ -70,7 +70,7 @@ def models_report(app: AppState) -> ModelsReport:
                      loaded=s.alias in resident, controlnets=sorted(s.controlnets), ip_adapter=s.ip_adapter is not None,
                      inpaint=("dedicated" if s.inpaint else "base") if s.kind in IMAGE_KINDS else None,
                      tools=tools_of(s))
-        for s in app.settings.catalog.values()
+        for s in app.settings.catalog.values() if task is None or s.task == task
     ]
     return ModelsReport(profile=app.settings.profile, device=snapshot["device"], budget_bytes=snapshot["budget_bytes"],
                         used_bytes=snapshot["used_bytes"], queued=snapshot["queued"], stats=snapshot["stats"],
@@ -95,8 +95,14 @@ def tools_of(spec: ModelSpec) -> list[str]:
     return tools
 
 
-async def list_models(ctx: AppContext) -> ModelsReport:
+async def list_models(
+    ctx: AppContext,
+    task: Annotated[
+        Task | None, Field(description="Only the catalog entries for this task (generate: image models; rewrite, "
+                                       "preprocess, classify, answer, segment); omit for all.")
+    ] = None,
+) -> ModelsReport:
     """List the models this server can use (aliases for the `model` argument of other tools, and the remote
     providers usable as provider:model), which are loaded on which device, the memory they use, and
     load/hit/eviction counters."""
-    return models_report(app_state(ctx))
+    return models_report(app_state(ctx), task)
