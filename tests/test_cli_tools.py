@@ -154,7 +154,8 @@ def test_doctor_on_a_machine_without_gpu_or_keys(cli):
     assert checks["provider gemini"]["status"] == "info" and "GEMINI_API_KEY" in checks["provider gemini"]["fix"]
     assert checks["key huggingface"]["status"] == "info"
     human = cli("doctor")
-    assert "fix:" in human.stdout and "warnings" in human.stdout
+    assert "fix:" in human.stdout and "1 warning, 0 failures" in human.stdout
+    assert "PIXELMCP_PROFILE=tiny" not in human.stdout  # (it is the tiny profile already)
 
 
 def test_doctor_fails_when_the_config_names_a_provider_that_is_not_ready(cli):
@@ -213,11 +214,15 @@ async def test_models_shows_what_a_running_server_has_loaded(cli, tiny_cache, tm
     try:
         async with Client(url) as client:
             await client.call_tool("generate_image", {"prompt": "a", "rewrite": False})
-        rows = {r["alias"]: r for r in json.loads(cli("models", "--json", "--server", url).stdout)}
+        # This machine's profile is not the server's: the server's catalog is what is listed.
+        report = json.loads(cli("models", "--json", "--server", url, "--profile", "default").stdout)
+        text = cli("--profile", "default", "models", "--server", url).stdout
     finally:
         process.terminate()
         process.wait(timeout=30)
-    assert rows["tiny-sd15"]["loaded"]["device"] == "cpu" and rows["tiny-sdxl"]["loaded"] is None
+    assert report["profile"] == "tiny" and "tiny-sdxl" in {entry["alias"] for entry in report["catalog"]}
+    assert [entry["alias"] for entry in report["loaded"]] == ["tiny-sd15"]
+    assert "profile tiny" in text and "loaded on cpu" in text and "sdxl-turbo" not in text
 
 
 def test_edit_extend_upscale_and_cutout_commands_chain_and_reproduce(cli, tmp_path):

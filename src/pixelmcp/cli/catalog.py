@@ -83,30 +83,52 @@ def _folder_bytes(folder: Path) -> int:
 
 def _models(args: argparse.Namespace) -> None:
     settings = load(args)
-    loaded = _loaded_on(args.server) if args.server else {}
+    if args.server:
+        _served_models(args)
+        return
     rows = []
     for spec in settings.catalog.values():
         cached, size = disk_state(spec.source, settings)
         rows.append(dict(alias=spec.alias, task=spec.task, kind=spec.kind, source=spec.source, cached=cached,
                          bytes_on_disk=size, description=spec.description, licence=spec.licence, tiny=spec.tiny,
-                         controlnets=sorted(spec.controlnets), ip_adapter=spec.ip_adapter is not None,
-                         **({"loaded": loaded.get(spec.alias)} if args.server else {})))
+                         controlnets=sorted(spec.controlnets), ip_adapter=spec.ip_adapter is not None))
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"profile: {settings.profile}   (cached = on this machine; `pixelmcp pull ALIAS` fetches one)")
+    where = ("tiny models are built on first use, in PIXELMCP_CACHE_DIR" if settings.profile == "tiny"
+             else "cached = on this machine; `pixelmcp pull ALIAS` fetches one")
+    print(f"profile: {settings.profile}   ({where})")
     for row in rows:
-        state = f"cached {row['bytes_on_disk'] / 1e9:6.2f} GB" if row["cached"] else "not downloaded"
+        if row["tiny"]:
+            state = f"built {_size(row['bytes_on_disk'])}" if row["cached"] else "built on first use"
+        else:
+            state = f"cached {_size(row['bytes_on_disk'])}" if row["cached"] else "not downloaded"
         source = "(built locally)" if row["tiny"] else row["source"]
-        now = ""
-        if row.get("loaded"):
-            now = f"  [loaded on {row['loaded']['device']}, {row['loaded']['bytes'] / 1e9:.2f} GB]"
         licence = f"  [{row['licence']}]" if row["licence"] else ""
-        print(f"  {row['alias']:24} {row['task']:10} {state:22} {source}{licence}{now}")
+        print(f"  {row['alias']:24} {row['task']:10} {state:22} {source}{licence}")
 
 
-def _loaded_on(url: str) -> dict[str, dict]:
-    """What a running server has loaded, from its pixelmcp://models resource."""
+def _served_models(args: argparse.Namespace) -> None:
+    """The catalog of the server at `args.server` (its profile, not this machine's), and what it has loaded."""
+    report = _report_of(args.server)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    loaded = {entry["alias"]: entry for entry in report["loaded"]}
+    print(f"server {args.server}: profile {report['profile']} on {report['device']}")
+    for entry in report["catalog"]:
+        now = loaded.get(entry["alias"])
+        state = f"loaded on {now['device']}, {_size(now['bytes'])}" if now else "not loaded"
+        licence = f"  [{entry['licence']}]" if entry["licence"] else ""
+        print(f"  {entry['alias']:24} {entry['task']:10} {state:30} {entry['source']}{licence}")
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e9:.2f} GB" if count >= 1e8 else f"{count / 1e6:.1f} MB"
+
+
+def _report_of(url: str) -> dict:
+    """A running server's list_models report, from its pixelmcp://models resource."""
     import anyio
     from mcp import Client
 
@@ -119,7 +141,7 @@ def _loaded_on(url: str) -> dict[str, dict]:
         report = anyio.run(read)
     except (OSError, RuntimeError) as e:
         fail(f"could not read {url} ({e}); is `pixelmcp serve --transport http` running there?")
-    return {entry["alias"]: entry for entry in report["loaded"]}
+    return report
 
 
 def _pull(args: argparse.Namespace) -> None:

@@ -9,11 +9,17 @@ import sys
 from pydantic import ValidationError
 
 
-def add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", choices=["default", "tiny"], help="model profile (env PIXELMCP_PROFILE)")
-    parser.add_argument("--config", metavar="TOML", help="settings file (env PIXELMCP_CONFIG)")
-    parser.add_argument("--output-dir", metavar="DIR", help="where images are saved (env PIXELMCP_OUTPUT_DIR)")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="env PIXELMCP_LOG_LEVEL")
+def add_settings_flags(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """The settings flags, which work before the command (`pixelmcp --profile tiny generate ...`, `top`) and after
+    it: a command's own flags leave the value alone unless given, so either place counts."""
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("--profile", choices=["default", "tiny"], default=default,
+                        help="model profile (env PIXELMCP_PROFILE)")
+    parser.add_argument("--config", metavar="TOML", default=default, help="settings file (env PIXELMCP_CONFIG)")
+    parser.add_argument("--output-dir", metavar="DIR", default=default,
+                        help="where images are saved (env PIXELMCP_OUTPUT_DIR)")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=default,
+                        help="env PIXELMCP_LOG_LEVEL")
 
 
 def load(args: argparse.Namespace, **overrides):

@@ -31,7 +31,7 @@ def add_commands(sub) -> None:
 
 
 def run_checks(settings) -> list[Check]:
-    checks = [_python(), *_torch(), _output(settings), _disk(settings), *_keys(settings), *_models(settings)]
+    checks = [_python(), *_torch(settings.profile), _output(settings), _disk(settings), *_keys(settings), *_models(settings)]
     return checks
 
 
@@ -42,7 +42,7 @@ def _python() -> Check:
                  "" if ok else "Install Python 3.11 or newer.")
 
 
-def _torch() -> list[Check]:
+def _torch(profile: str) -> list[Check]:
     try:
         import torch
     except ImportError:
@@ -62,7 +62,8 @@ def _torch() -> list[Check]:
         checks.append(Check(
             "gpu", "warn", "no CUDA or MPS device: models run on the CPU (minutes per image for real models)",
             "Use a machine with an NVIDIA GPU and a CUDA build of torch" + (
-                "" if cuda_build else " (this torch is a CPU-only build)") + ", or try PIXELMCP_PROFILE=tiny.",
+                "" if cuda_build else " (this torch is a CPU-only build)")
+            + (", or try PIXELMCP_PROFILE=tiny." if profile != "tiny" else "."),
         ))
     return checks
 
@@ -155,7 +156,11 @@ def _doctor(args: argparse.Namespace) -> None:
             print(f"[{marks[check.status]}] {check.name}: {check.detail}")
             if check.fix:
                 print(f"       fix: {check.fix}")
-        print(f"\n{sum(c.status == 'ok' for c in checks)} ok, {sum(c.status == 'warn' for c in checks)} warnings, "
-              f"{sum(c.status == 'fail' for c in checks)} failures")
+        counts = {status: sum(c.status == status for c in checks) for status in ("ok", "warn", "fail")}
+        print(f"\n{counts['ok']} ok, {_count(counts['warn'], 'warning')}, {_count(counts['fail'], 'failure')}")
     if any(c.status == "fail" for c in checks):
         sys.exit(1)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")

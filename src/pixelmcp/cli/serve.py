@@ -66,5 +66,6 @@ def _serve(args: argparse.Namespace) -> None:
         gated = isinstance(app, BearerTokenGate)
         logger.info("pixelmcp listening on http://%s:%d/mcp (%s)", args.host, args.port,
                     "bearer token required" if gated else "no token: loopback only" if not remote else "NO TOKEN")
-        uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+        # log_config=None: uvicorn's access and error lines go through pixelmcp's stderr handler, not to stdout.
+        uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
                                       log_level=settings.log_level.lower())).run()

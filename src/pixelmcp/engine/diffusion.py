@@ -195,11 +195,15 @@ def denoise(
     # 2. One CPU generator per image: image i is reproducible alone from seeds[i].
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in call.seeds]
 
-    # 3. Step callback: progress out, cancellation in.
+    # 3. Step callback: progress out, cancellation in. Counted in the steps asked for (from an image: the share
+    # `strength` runs), which PNDM's extra warm-up evaluation would otherwise exceed by one.
+    asked = call.steps if call.image is None else max(1, int(call.steps * call.strength))
+
     def on_step_end(pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
         if job.cancel.is_set():
             raise GenerationCancelled()
-        on_step(step + 1, getattr(pipeline, "num_timesteps", call.steps))
+        total = min(getattr(pipeline, "num_timesteps", asked), asked)
+        on_step(min(step + 1, total), total)
         return callback_kwargs
 
     # 4. Arguments.

@@ -26,6 +26,7 @@ from pixelmcp.catalog import TINY_PREFIX, ModelSpec
 from pixelmcp.config import Settings
 from pixelmcp.engine import devices, memory, weights
 from pixelmcp.engine.downloads import Downloads
+from pixelmcp.engine.loading import quiet_libraries
 from pixelmcp.engine.queue import DeviceQueue, Job, QueueStats
 from pixelmcp.errors import ModelLoadError, OutOfMemory
 
@@ -158,6 +159,7 @@ class ModelPool:
                     or int(spec.min_memory_gb * _GIB))
         self._make_room(estimate, spec)
         logger.info("loading %s from %s on %s (%s)", spec.alias, source, device, dtype)
+        quiet_libraries()  # before the loader's first import, whose fallbacks would warn on stderr
         value = loader(source, device, dtype)
         loaded = LoadedModel(spec, value, device, str(dtype).removeprefix("torch."), 0.0, self._measure(value))
         self._models[spec.alias] = loaded

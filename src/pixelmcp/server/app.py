@@ -28,6 +28,7 @@ from pixelmcp.prompts import templates
 from pixelmcp.registry import provider_infos
 from pixelmcp.router import Router
 from pixelmcp.server import tasks
+from pixelmcp.server.logs import configure_logging
 from pixelmcp.server.schemas import portable_schema
 from pixelmcp.tools import check, control, editing, generate, jobs, models, understanding
 from pixelmcp.tools.jobs import JobBoard
@@ -118,6 +119,7 @@ async def _stop(state: AppState) -> None:
 def build_server(settings: Settings) -> MCPServer:
     """The pixelmcp MCP server for `settings` (nothing is loaded until a tool needs it)."""
 
+    configure_logging(settings.log_level)  # (before MCPServer, whose own set-up then leaves it as it is)
     resources = _Resources(settings)
 
     @asynccontextmanager
