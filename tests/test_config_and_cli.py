@@ -117,3 +117,25 @@ def test_the_working_directory_is_not_readable_when_it_is_root_or_home(monkeypat
 def test_a_project_working_directory_is_readable(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert tmp_path.resolve() in load_settings(output_dir=tmp_path / "out").read_roots()
+
+
+def test_settings_flags_work_before_or_after_the_command_and_abbreviations_are_refused():
+    before = run_cli("--profile", "tiny", "models", "--json")
+    after = run_cli("models", "--json", "--profile", "tiny")
+    assert before.returncode == after.returncode == 0 and before.stdout == after.stdout
+    assert "tiny-sd15" in before.stdout
+    abbreviated = run_cli("generate", "a", "--guid", "5", "--profile", "tiny")
+    assert abbreviated.returncode == 2
+    assert abbreviated.stderr.startswith("usage: pixelmcp generate") and "unrecognized arguments: --guid 5" in \
+        abbreviated.stderr
+
+
+def test_logs_off_a_terminal_are_one_plain_line_per_record():
+    import logging
+
+    from pixelmcp.server.logs import OneLine
+
+    record = logging.LogRecord("pixelmcp.x", logging.WARNING, __file__, 1, "first line\nsecond line %s", ("x" * 200,),
+                               None)
+    line = OneLine().format(record)
+    assert "\n" not in line and "WARNING pixelmcp.x: first line\\nsecond line " + "x" * 200 in line

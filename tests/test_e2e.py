@@ -54,8 +54,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_http_server_generates_an_image(tiny_cache, tmp_path):
-    process, port = await start_http(tiny_cache, tmp_path)
+async def test_http_server_generates_an_image_and_logs_on_stderr_only_one_line_each(tiny_cache, tmp_path):
+    process, port = await start_http(tiny_cache, tmp_path, separate_stdout=True)
     try:
         with anyio.fail_after(180):
             async with Client(f"http://127.0.0.1:{port}/mcp") as client:
@@ -64,18 +64,24 @@ async def test_http_server_generates_an_image(tiny_cache, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+    assert (tmp_path / f"server-{port}.out").read_text() == ""  # uvicorn's access lines included
+    lines = (tmp_path / f"server-{port}.log").read_text().splitlines()
+    assert any("INFO uvicorn.access:" in line and '"POST /mcp HTTP/1.1" 200' in line for line in lines), lines
+    assert all(line[:4].isdigit() and line[4] == "-" for line in lines), lines  # each record on one dated line
 
 
-async def start_http(tiny_cache, tmp_path, *args: str, **env: str):
+async def start_http(tiny_cache, tmp_path, *args: str, separate_stdout: bool = False, **env: str):
     """`pixelmcp serve --transport http` on a free port; returns (process, port) once it accepts connections.
 
-    Its output goes to a file: a pipe nobody reads would fill up and stall the server.
+    Its output goes to a file: a pipe nobody reads would fill up and stall the server. With
+    `separate_stdout`, stdout goes to server-PORT.out and stderr alone to server-PORT.log.
     """
     port = free_port()
     log = open(tmp_path / f"server-{port}.log", "w")  # noqa: SIM115 (closed with the process)
+    out = open(tmp_path / f"server-{port}.out", "w") if separate_stdout else log  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "pixelmcp.cli", "serve", "--transport", "http", "--port", str(port), *args],
-        env={**server_env(tiny_cache, tmp_path), "COLUMNS": "200", **env}, stdout=log, stderr=subprocess.STDOUT,
+        env={**server_env(tiny_cache, tmp_path), "COLUMNS": "200", **env}, stdout=out, stderr=log,
     )
     with anyio.fail_after(120):
         while True:
