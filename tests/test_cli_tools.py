@@ -51,7 +51,8 @@ def test_generate_from_a_png_or_an_id_gives_the_same_pixels(cli, tmp_path):
     by_id = json.loads(cli("generate", "--from", first["uri"], "--json").stdout)
     for again in (by_png, by_id):
         assert pixels(Path(again["path"])) == pixels(tmp_path / "first.png")
-        assert again["prompt"] == first["revised_prompt"] and again["seed"] == 9
+        assert again["prompt"] == first["prompt"] and again["revised_prompt"] == first["revised_prompt"]
+        assert again["seed"] == 9 and again["rewriter"] == "given"  # the user's words kept, the model's prompt reused
 
 
 def test_from_remakes_image_i_of_an_n_image_call_exactly_by_replaying_the_call(cli, tmp_path):
@@ -125,6 +126,13 @@ def test_control_and_style_commands_and_their_reproduction(cli, tmp_path):
     for saved in ("dog.png", "fox.png"):
         again = json.loads(cli("generate", "--from", saved, "--json").stdout)
         assert pixels(Path(again["path"])) == pixels(tmp_path / saved)
+
+
+def test_models_table_shows_tiny_models_as_built_with_their_size(cli):
+    cli("generate", "a", "--steps", "1", "--no-rewrite")
+    lines = {line.split()[0]: line for line in cli("models").stdout.splitlines() if line.startswith("  ")}
+    assert " built " in lines["tiny-sd15"] and " MB" in lines["tiny-sd15"]
+    assert "not downloaded" not in "".join(lines.values())
 
 
 def test_models_lists_cache_state_as_json(cli):
@@ -243,6 +251,7 @@ def test_edit_extend_upscale_and_cutout_commands_chain_and_reproduce(cli, tmp_pa
     with Image.open(tmp_path / "fox.png") as fox:
         assert fox.mode == "RGBA" and fox.size == (176, 128)
     assert "saved fox.png" in cut.stdout and "RGBA" in cut.stdout
+    assert "torchvision" not in cut.stderr and "warn" not in cut.stderr.lower()  # the libraries stay quiet
     # Each edit is made again from its stored parameters: the stored input, the mask used, the seed.
     for saved in ("dog.png", "big.png"):
         again = json.loads(cli("generate", "--from", saved, "--json").stdout)

@@ -106,3 +106,13 @@ def test_clean_rewrite_strips_preambles_quotes_markdown_and_notes(reply, expecte
 def test_clean_rewrite_bounds_length_at_a_word_boundary():
     text = clean_rewrite("word " * 500, 100)
     assert len(text) <= 100 and text.endswith("word")
+
+
+async def test_a_given_revised_prompt_is_used_as_is_and_the_prompt_is_kept(server):
+    async with Client(server) as client:
+        data = ok(await client.call_tool("generate_image", {"prompt": "a cat", "revised_prompt": "a tabby cat asleep",
+                                                            "seed": 1}))
+        both = error_text(await client.call_tool("generate_image", {"prompt": "a cat", "revised_prompt": "x",
+                                                                    "rewrite": True}))
+    assert (data["prompt"], data["revised_prompt"], data["rewriter"]) == ("a cat", "a tabby cat asleep", "given")
+    assert "rewrite" in both and "not both" in both

@@ -1,8 +1,9 @@
 """`pixelmcp generate --from ID_OR_PNG`: the tool call that makes a stored image again.
 
 Parameters come from the image's JSON sidecar (by id or pixelmcp:// uri) or from the `pixelmcp`
-text chunk of a PNG the server wrote. The revised prompt is used as given, without rewriting, so
-the same pixels come back even where the rewriter is not available.
+text chunk of a PNG the server wrote. The revised prompt is passed as `revised_prompt` and used as
+given, without rewriting (the prompt as asked stays `prompt`), so the same pixels come back even
+where the rewriter is not available.
 
 Image i of an n-image call is made again by re-running the whole n-image call and keeping image
 i: batched and single pipeline calls may round differently, so only the same batch is exact by
@@ -88,7 +89,9 @@ def replay_of(source: str, settings) -> Replay:
                               "Pass an image a generation tool made.")
     try:
         arguments = {key: params[key] for key in _SHARED if params.get(key) is not None}
-        arguments["prompt"] = params.get("revised_prompt") or params["prompt"]
+        arguments["prompt"] = params["prompt"]  # as asked; the prompt the model received goes as revised_prompt
+        if params.get("revised_prompt") and tool != "upscale_image":
+            arguments["revised_prompt"] = params["revised_prompt"]
         if tool != "upscale_image":  # (upscaling makes one image and rewrites nothing)
             arguments.update(rewrite=False, n=1)
         if tool in _EDITS:  # the stored copy of the image, and the mask that was used (even one made from words)

@@ -39,7 +39,7 @@ from pixelmcp.tools.results import (
     store_reference,
     tool_result,
 )
-from pixelmcp.tools.rewriting import SampledArg, rewrite_for_generation
+from pixelmcp.tools.rewriting import RevisedPromptArg, SampledArg, rewrite_for_generation
 from pixelmcp.tools.state import AppContext, app_state
 
 PREPROCESSORS = ("canny", "depth")
@@ -91,6 +91,7 @@ async def controlnet_generate(
     rewrite: RewriteArg = "auto",
     low_threshold: Annotated[int, Field(description="Canny lower hysteresis threshold (canny only).")] = 100,
     high_threshold: Annotated[int, Field(description="Canny upper hysteresis threshold (canny only).")] = 200,
+    revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, ControlNetResult]:
     """Generate images that keep the structure of `image` (its edges, depth or pose) while the prompt sets the
@@ -118,7 +119,8 @@ async def controlnet_generate(
     progress = ProgressReporter(ctx)
 
     # 2. Rewrite, then generate.
-    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled)
+    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled,
+                                                      revised_prompt)
     made = await generator.generate(request, progress)
 
     # 3. Store the control map and the images (in a worker thread: encoding must not stall the event loop).
@@ -165,6 +167,7 @@ async def style_transfer(
     seed: SeedArg = None,
     n: NArg = 1,
     rewrite: RewriteArg = "auto",
+    revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, StyleTransferResult]:
     """Generate images in the style of a reference image (mode='style'), or keeping its subject (mode='subject'),
@@ -207,7 +210,8 @@ async def style_transfer(
     progress = ProgressReporter(ctx)
 
     # 2. Rewrite, then generate.
-    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled)
+    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled,
+                                                      revised_prompt)
     made = await generator.generate(request, progress)
 
     # 3. Store the reference (and control map) with the images, in a worker thread; answer.

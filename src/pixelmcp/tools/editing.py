@@ -47,7 +47,7 @@ from pixelmcp.tools.results import (
     store_reference,
     tool_result,
 )
-from pixelmcp.tools.rewriting import RewriteOutcome, SampledArg, rewrite_for_generation
+from pixelmcp.tools.rewriting import RevisedPromptArg, RewriteOutcome, SampledArg, rewrite_for_generation
 from pixelmcp.tools.state import AppContext, AppState, app_state
 
 UPSCALE_FACTORS = (2, 4)
@@ -137,6 +137,7 @@ async def edit_image(
     seed: SeedArg = None,
     n: NArg = 1,
     rewrite: EditRewriteArg = False,
+    revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, EditImageResult]:
     """Edit an image: change all of it (image-to-image, `strength` says how much), or only the area of a mask
@@ -170,7 +171,8 @@ async def edit_image(
         (scores,) = await backend.segment(segmenter_spec, source, [mask_prompt], progress)
         mask_image = _mask_from_scores(scores, mask_prompt)
         request = replace(request, edit=replace(request.edit, mask=mask_image))
-    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled)
+    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled,
+                                                      revised_prompt)
     made = await generator.generate(request, progress)
 
     # 3. Back to the image's size, the original kept outside the mask; store and answer.
@@ -214,6 +216,7 @@ async def extend_image(
     seed: SeedArg = None,
     n: NArg = 1,
     rewrite: EditRewriteArg = False,
+    revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, ExtendImageResult]:
     """Extend an image (outpainting): a larger canvas with the original placed unchanged and the new border
@@ -242,7 +245,8 @@ async def extend_image(
     progress = ProgressReporter(ctx)
 
     # 2. Rewrite, then generate the border.
-    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled)
+    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled,
+                                                      revised_prompt)
     made = await generator.generate(request, progress)
 
     # 3. The original back in place, exactly; store and answer.

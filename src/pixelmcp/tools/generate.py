@@ -33,6 +33,7 @@ from pixelmcp.tools.results import (
     tool_result,
 )
 from pixelmcp.tools.rewriting import (
+    RevisedPromptArg,
     SampledArg,
     rewrite_for_generation,
     run_rewriter,
@@ -60,6 +61,7 @@ async def generate_image(
     seed: SeedArg = None,
     n: NArg = 1,
     rewrite: RewriteArg = "auto",
+    revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, GenerateImageResult]:
     """Generate images from a text prompt on the server's GPU (or a provider's model, e.g. openai:gpt-image-1).
@@ -77,7 +79,8 @@ async def generate_image(
     progress = ProgressReporter(ctx)
 
     # 2. Rewrite the prompt, if asked; a failed rewrite falls back to the prompt as given.
-    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled)
+    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled,
+                                                      revised_prompt)
 
     # 3. Generate.
     made = await generator.generate(request, progress)

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from mcp.server.mcpserver.resolve import Resolve, Sample
 from mcp_types import CreateMessageResult
+from pydantic import Field
 
 from pixelmcp.backends import (
     ImageRequest,
@@ -60,10 +61,10 @@ def wants_rewrite(rewrite: RewriteChoice, prompt: str, app: AppState, spec: Mode
 
 
 async def sample_for_generation(ctx: AppContext, prompt: str, rewrite: RewriteChoice,
-                                model: str | None) -> Sample | None:
+                                model: str | None, revised_prompt: str | None = None) -> Sample | None:
     """Resolver: ask the client's LLM for the rewrite, when the rewriter is `sampling` and the client can sample."""
     app = app_state(ctx)
-    if app.settings.rewriter != "sampling" or not client_can_sample(ctx):
+    if revised_prompt is not None or app.settings.rewriter != "sampling" or not client_can_sample(ctx):
         return None  # (a misconfigured rewriter must not fail the call here: the rewrite reports it)
     spec, _ = await app.router.generator(model)
     if not wants_rewrite(rewrite, prompt.strip(), app, spec):
@@ -82,6 +83,13 @@ async def sample_rewrite(ctx: AppContext, prompt: str, style: str | None, model:
     return rewriter.sampling_request(prompt, arguments.check_text("style", style, app.settings, required=False))
 
 
+#: The prompt the model receives, given instead of a rewrite (an earlier result's revised_prompt, rewrite_prompt's).
+RevisedPromptArg = Annotated[
+    str | None,
+    Field(description="Optional: the prompt the model receives, e.g. the revised_prompt of an earlier result or of "
+                      "rewrite_prompt; no rewrite runs, and `prompt` is kept in the result as what was asked for."),
+]
+
 #: The parameter every image tool declares: the client's LLM's rewrite, when rewriting by MCP
 #: sampling (filled by the framework before the tool body runs; None otherwise). Not in the schema.
 SampledArg = Annotated[CreateMessageResult | None, Resolve(sample_for_generation)]
@@ -97,9 +105,16 @@ async def run_rewriter(rewriter: PromptRewriter | None, prompt: str, style: str 
 
 
 async def rewrite_for_generation(app: AppState, request: ImageRequest, rewrite: RewriteChoice, progress: Progress,
-                                 sampled: CreateMessageResult | None = None) -> tuple[ImageRequest, RewriteOutcome]:
-    """`request` with its revised prompt, if a rewrite was asked for; a failure is reported, never raised: the
-    original prompt is used."""
+                                 sampled: CreateMessageResult | None = None,
+                                 revised: str | None = None) -> tuple[ImageRequest, RewriteOutcome]:
+    """`request` with its revised prompt: the one given (`revised`), or a rewrite's if one was asked for; a failed
+    rewrite is reported, never raised: the original prompt is used."""
+    if revised is not None:
+        if rewrite is True:
+            raise InvalidArgument("rewrite", rewrite, "was given with revised_prompt, which the model receives as it is",
+                                  "Pass rewrite=true to have the prompt rewritten, or revised_prompt, not both.")
+        text = arguments.check_text("revised_prompt", revised, app.settings, required=True)
+        return replace(request, revised_prompt=text), RewriteOutcome(rewriter="given")  # (by the caller, as is)
     if not wants_rewrite(rewrite, request.prompt, app, request.spec):
         return request, RewriteOutcome()
     started = time.perf_counter()
