@@ -47,7 +47,8 @@ def serve(tiny_cache, tmp_path):
 
     @contextmanager
     def start(transport: str, **settings: str) -> Iterator[Served]:
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("PIXELMCP_", "OPENAI_", "GEMINI_"))}
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith(("PIXELMCP_", "OPENAI_", "GEMINI_"))}
         env.update(PIXELMCP_PROFILE="tiny", PIXELMCP_CACHE_DIR=tiny_cache, PIXELMCP_OUTPUT_DIR=str(tmp_path / "out"),
                    HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="",
                    **{f"PIXELMCP_{key.upper()}": value for key, value in settings.items()})

@@ -73,7 +73,8 @@ async def test_langchain_mcp_adapters_in_one_session_with_links_left_out(serve, 
     blocks = output if isinstance(output, list) else [output]
     shown = json.dumps(blocks, default=str)
     assert "pixelmcp://images/" in shown and second
-    urls = [block.get("url") or block.get("image_url", {}).get("url", "") for block in blocks if isinstance(block, dict)]
+    urls = [block.get("url") or block.get("image_url", {}).get("url", "")
+            for block in blocks if isinstance(block, dict)]
     assert not any(str(url).startswith("pixelmcp://") for url in urls), blocks
 
 

@@ -64,7 +64,8 @@ async def test_every_tool_schema_converts_to_a_gemini_function_declaration(tools
         schema = types.Schema.from_json_schema(json_schema=types.JSONSchema(**tool.input_schema),
                                                api_option="GEMINI_API")
         assert schema.type == types.Type.OBJECT
-        types.FunctionDeclaration(name=tool.name, description=tool.description, parameters_json_schema=tool.input_schema)
+        types.FunctionDeclaration(name=tool.name, description=tool.description,
+                                  parameters_json_schema=tool.input_schema)
     rewrite = next(t for t in tools if t.name == "generate_image").input_schema["properties"]["rewrite"]
     assert {"type": "string", "enum": ["auto"]} in rewrite["anyOf"]  # kept, not dropped, where const was
 
@@ -90,7 +91,8 @@ def test_portable_schema_rewrites_const_and_non_null_defaults_and_keeps_null_one
         "maybe": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
         "nested": {"type": "object", "properties": {}}}}
     portable = portable_schema(schema)
-    assert portable["properties"]["mode"] == {"enum": ["auto"], "type": "string", "description": 'How. Default: "auto".'}
+    assert portable["properties"]["mode"] == {"enum": ["auto"], "type": "string",
+                                              "description": 'How. Default: "auto".'}
     assert portable["properties"]["maybe"]["default"] is None
     assert "additionalProperties" not in portable["properties"]["nested"]
     assert schema["properties"]["mode"]["const"] == "auto"  # the input is left as it was

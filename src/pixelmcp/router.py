@@ -99,7 +99,8 @@ class Router:
         if spec is None:
             choices = ", ".join(sorted(a for a, s in catalog.items() if s.task == task))
             raise InvalidArgument(
-                argument, model, f"not a model for {_TASK_NAMES[task]} in the {self.settings.profile} profile's catalog",
+                argument, model,
+                f"not a model for {_TASK_NAMES[task]} in the {self.settings.profile} profile's catalog",
                 f"Use one of: {choices} (or add it under [models.{model}] in the config file).",
             )
         if spec.task != task:

@@ -31,7 +31,8 @@ def add_commands(sub) -> None:
 
 
 def run_checks(settings) -> list[Check]:
-    checks = [_python(), *_torch(settings.profile), _output(settings), _disk(settings), *_keys(settings), *_models(settings)]
+    checks = [_python(), *_torch(settings.profile),
+              _output(settings), _disk(settings), *_keys(settings), *_models(settings)]
     return checks
 
 

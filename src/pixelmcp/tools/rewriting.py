@@ -111,7 +111,8 @@ async def rewrite_for_generation(app: AppState, request: ImageRequest, rewrite: 
     rewrite is reported, never raised: the original prompt is used."""
     if revised is not None:
         if rewrite is True:
-            raise InvalidArgument("rewrite", rewrite, "was given with revised_prompt, which the model receives as it is",
+            raise InvalidArgument("rewrite", rewrite,
+                                  "was given with revised_prompt, which the model receives as it is",
                                   "Pass rewrite=true to have the prompt rewritten, or revised_prompt, not both.")
         text = arguments.check_text("revised_prompt", revised, app.settings, required=True)
         return replace(request, revised_prompt=text), RewriteOutcome(rewriter="given")  # (by the caller, as is)
