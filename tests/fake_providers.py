@@ -191,3 +191,28 @@ def fake_gemini() -> FakeAPI:
 
 def gemini_error(status: int, message: str, status_name: str, headers: dict | None = None) -> Reply:
     return Reply(status, {"error": {"code": status, "message": message, "status": status_name}}, headers or {})
+
+
+# --------------------------------------------------------------------------- Anthropic
+
+
+def anthropic_messages(record: Recorded) -> Reply:
+    """The Messages API: a rewrite when there is a system prompt, else a count of the images it was sent."""
+    body = record.body
+    content = body["messages"][-1]["content"]
+    parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+    images = sum(1 for part in parts if part.get("type") == "image")
+    text = next(part["text"] for part in parts if part.get("type") == "text")
+    reply = (f"A richly detailed scene: {text.removeprefix('Request: ')}, warm light" if body.get("system")
+             else f"I see {images} image(s). Question was {len(text)} characters.")
+    return Reply(200, {"id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
+                       "content": [{"type": "text", "text": reply}], "stop_reason": "end_turn",
+                       "stop_sequence": None, "usage": {"input_tokens": 10, "output_tokens": 9}})
+
+
+def fake_anthropic() -> FakeAPI:
+    return FakeAPI({"/v1/messages": anthropic_messages})
+
+
+def anthropic_error(status: int, kind: str, message: str, headers: dict | None = None) -> Reply:
+    return Reply(status, {"type": "error", "error": {"type": kind, "message": message}}, headers or {})

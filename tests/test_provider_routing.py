@@ -26,7 +26,7 @@ async def test_model_arguments_that_name_no_known_provider_or_model_are_explaine
                                                                         "model": "openai:gpt-4o"}))
         unset = error_text(await client.call_tool("ask_about_image", {"image": "x", "question": "?",
                                                                       "model": "openai-compatible:m"}))
-    assert "'acme' is not a provider" in unknown and "openai, gemini, openai-compatible" in unknown
+    assert "'acme' is not a provider" in unknown and "openai, gemini, anthropic, openai-compatible" in unknown
     assert "names no model" in empty and "openai:gpt-image-1" in empty
     assert "not an image model" in chat and "openai:dall-e-3" in chat
     assert "local CLIP or SigLIP" in classify and "tiny-clip" in classify

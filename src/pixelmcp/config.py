@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # registry.py names, or each endpoint's api_key_env), never from here.
     openai_base_url: str | None = Field(None, description="OpenAI API base URL (proxies, gateways); default the API's")
     gemini_base_url: str | None = Field(None, description="Gemini API base URL; default the API's")
+    anthropic_base_url: str | None = Field(
+        None, description="Anthropic API base URL (gateways); default the SDK's (its ANTHROPIC_BASE_URL, or the API)"
+    )
     openai_compatible_base_url: str | None = Field(
         None, description="base URL of the `openai-compatible` provider, e.g. http://gpu-box:8000/v1 (vLLM)"
     )

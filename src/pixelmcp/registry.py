@@ -23,7 +23,7 @@ class ProviderRow:
     """One remote provider."""
 
     name: str  # the prefix of provider:model
-    client: Literal["openai", "gemini"]  # the API it speaks (the client class that calls it)
+    client: Literal["openai", "gemini", "anthropic"]  # the API it speaks (the client class that calls it)
     key_env: tuple[str, ...]  # environment variables its key is read from, first set wins
     key_required: bool
     serves: tuple[str, ...]  # tools it can serve
@@ -62,6 +62,14 @@ BUILTIN: tuple[ProviderRow, ...] = (
         base_url_setting="gemini_base_url", rewrite_model="gemini-2.5-flash", official=True,
         image_fix="Use an image-output model such as gemini:gemini-2.5-flash-image (for chat models use "
                   "ask_about_image).",
+    ),
+    ProviderRow(
+        name="anthropic", client="anthropic", key_env=("ANTHROPIC_API_KEY",), key_required=True,
+        serves=CHAT_TOOLS,
+        examples=("anthropic:claude-sonnet-4-5", "anthropic:claude-haiku-4-5"),
+        base_url_setting="anthropic_base_url", rewrite_model="claude-haiku-4-5", official=True,
+        image_fix="Claude models read images here (ask_about_image, compare_images) but do not make them: use "
+                  "openai:gpt-image-1, gemini:gemini-2.5-flash-image or a local model.",
     ),
     ProviderRow(
         name="openai-compatible", client="openai", key_env=("OPENAI_COMPATIBLE_API_KEY",), key_required=False,

@@ -27,7 +27,7 @@ from pixelmcp.engine.local import (
 )
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import InvalidArgument, PixelError
-from pixelmcp.providers import gemini, openai
+from pixelmcp.providers import anthropic, gemini, openai
 from pixelmcp.providers.common import RemoteRewriter
 from pixelmcp.providers.sampling import SamplingRewriter
 from pixelmcp.registry import ProviderRow, provider_rows, split_model
@@ -39,8 +39,9 @@ _TASK_NAMES = {"generate": "image generation", "rewrite": "prompt rewriting", "p
 
 #: The client for each API a provider speaks (`ProviderRow.client`): made as CLIENT(row, settings), with
 #: CLIENT.image_spec(row, model) naming the image models it makes.
-CLIENTS = {"openai": openai.OpenAIProvider, "gemini": gemini.GeminiProvider}
-Provider = openai.OpenAIProvider | gemini.GeminiProvider
+CLIENTS = {"openai": openai.OpenAIProvider, "gemini": gemini.GeminiProvider,
+           "anthropic": anthropic.AnthropicProvider}
+Provider = openai.OpenAIProvider | gemini.GeminiProvider | anthropic.AnthropicProvider
 
 
 class Router:
