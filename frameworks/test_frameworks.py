@@ -128,7 +128,7 @@ async def test_google_genai_passes_the_mcp_session_as_a_tool(serve, transport):
     from google.genai import types
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
-    from mcp.client.streamable_http import streamablehttp_client
+    from mcp.client.streamable_http import streamable_http_client
 
     gemini = ThreadingHTTPServer(("127.0.0.1", 0), _FakeGemini)
     threading.Thread(target=gemini.serve_forever, daemon=True).start()
@@ -142,7 +142,7 @@ async def test_google_genai_passes_the_mcp_session_as_a_tool(serve, transport):
             if transport == "stdio":
                 streams = stdio_client(StdioServerParameters(command=served.command, args=served.args, env=served.env))
             else:
-                streams = streamablehttp_client(served.url, timeout=TIMEOUT_S)
+                streams = streamable_http_client(served.url)
             async with streams as opened:
                 async with ClientSession(opened[0], opened[1]) as session:
                     await session.initialize()

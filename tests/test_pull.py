@@ -145,6 +145,11 @@ REPOS.update({
                                                      {"chat_template.json": 1_000}),
     "Qwen/Qwen2.5-VL-7B-Instruct": transformers_repo(shards("", "model", [3_900 * MB] * 4 + [1_090 * MB])),
     "Qwen/Qwen2-VL-2B-Instruct": transformers_repo(shards("", "model", [3_990 * MB, 429 * MB])),
+    "OpenGVLab/InternVL3-1B-hf": transformers_repo({"model.safetensors": 1_880 * MB},
+                                                   {"chat_template.jinja": 481, "added_tokens.json": 811}),
+    "OpenGVLab/InternVL3-8B-hf": transformers_repo(
+        shards("", "model", [4_880 * MB, 4_990 * MB, 4_930 * MB, 1_090 * MB]),
+        {"chat_template.jinja": 481, "added_tokens.json": 811}),
     "llava-hf/llava-1.5-7b-hf": transformers_repo({
         **shards("", "model", [4_980 * MB, 4_960 * MB, 4_180 * MB]),
         **{f"pytorch_model-{i:05d}-of-00003.bin": 4_900 * MB for i in (1, 2, 3)}}),
@@ -193,6 +198,7 @@ EXPECTED_WEIGHTS = {
                        "sdxl_models/ip-adapter_sdxl.safetensors", "sdxl_models/image_encoder/model.safetensors"},
     "Qwen/Qwen2.5-3B-Instruct": sharded(2), "Qwen/Qwen2.5-VL-3B-Instruct": sharded(2),
     "Qwen/Qwen2.5-VL-7B-Instruct": sharded(5), "Qwen/Qwen2-VL-2B-Instruct": sharded(2),
+    "OpenGVLab/InternVL3-8B-hf": sharded(4),
     "llava-hf/llava-1.5-7b-hf": sharded(3), "llava-hf/llava-v1.6-mistral-7b-hf": sharded(4),
 }
 

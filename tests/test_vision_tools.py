@@ -131,7 +131,7 @@ async def test_classify_argument_errors_are_clear(server, extra, start, hint):
 
 
 @pytest.mark.parametrize("model", ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-llava", "tiny-llava-next",
-                                   "tiny-idefics3"])
+                                   "tiny-idefics3", "tiny-internvl"])
 async def test_ask_about_image_answers_with_each_vlm_family(server, model):
     async with Client(server) as client:
         data = ok(await client.call_tool("ask_about_image", {"image": data_uri(noise()), "question": "What is it?",
@@ -303,3 +303,10 @@ async def test_detail_bounds_the_pixels_a_vlm_sees_and_keeps_the_aspect(server, 
     width, height = data["image_size"]
     assert width * height <= budget and width * height > budget * 0.98
     assert abs(width / height - 1.5) < 0.01
+
+
+async def test_internvl_compares_several_images_in_one_prompt(server):
+    async with Client(server) as client:
+        data = ok(await client.call_tool("compare_images", {
+            "images": [data_uri(noise()), data_uri(noise(seed=7)), data_uri(noise(seed=9))], "model": "tiny-internvl"}))
+    assert data["model"] == "tiny-internvl" and len(data["pairs"]) == 3 and isinstance(data["answer"], str)

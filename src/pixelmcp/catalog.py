@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth", "clip", "siglip", "vlm", "segmenter",
                     "remote-image", "remote-chat", "remote-vision"]
 Task = Literal["generate", "rewrite", "preprocess", "classify", "answer", "segment"]
-VLMFamily = Literal["qwen2-vl", "qwen2.5-vl", "llava", "llava-next", "idefics3"]
+VLMFamily = Literal["qwen2-vl", "qwen2.5-vl", "llava", "llava-next", "idefics3", "internvl"]
 
 #: Sources with this prefix are built locally with tiny random weights (engine/tiny.py).
 TINY_PREFIX = "tiny:"
@@ -242,6 +242,10 @@ DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
     _sd("llava-next-mistral-7b", "llava-hf/llava-v1.6-mistral-7b-hf", kind="vlm", family="llava-next",
         licence="Apache-2.0",
         description="LLaVA-NeXT (1.6) Mistral 7B: dynamic high resolution."),
+    _sd("internvl3-1b", "OpenGVLab/InternVL3-1B-hf", kind="vlm", family="internvl", licence="Qwen License",
+        description="InternVL3 1B (transformers-native -hf checkpoint): small, multi-image, documents and charts."),
+    _sd("internvl3-8b", "OpenGVLab/InternVL3-8B-hf", kind="vlm", family="internvl", licence="Qwen License",
+        description="InternVL3 8B (-hf): strong open VLM for documents, charts and multi-image; ~16 GB in bf16."),
     _sd("smolvlm", "HuggingFaceTB/SmolVLM-Instruct", kind="vlm", family="idefics3", licence="Apache-2.0",
         description="SmolVLM 2B (Idefics3 architecture): small, multi-image."),
 )
@@ -280,6 +284,8 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
     _sd("tiny-llava", "tiny:llava", kind="vlm", family="llava", description="Tiny random-weight LLaVA 1.5."),
     _sd("tiny-llava-next", "tiny:llava-next", kind="vlm", family="llava-next",
         description="Tiny random-weight LLaVA-NeXT (dynamic high resolution)."),
+    _sd("tiny-internvl", "tiny:internvl", kind="vlm", family="internvl",
+        description="Tiny random-weight InternVL (the -hf architecture: InternViT, pixel shuffle, Qwen2)."),
     _sd("tiny-idefics3", "tiny:idefics3", kind="vlm", family="idefics3",
         description="Tiny random-weight Idefics3 (SmolVLM's architecture)."),
 )

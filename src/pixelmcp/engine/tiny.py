@@ -668,6 +668,47 @@ def build_idefics3(path: Path) -> None:
     processor.save_pretrained(path)
 
 
+def build_internvl(path: Path) -> None:
+    """InternVL (the transformers-native `-hf` layout): InternViT, pixel shuffle by 0.5, a Qwen2 LM; images as
+    <img><IMG_CONTEXT>...</img>, cropped into tiles like the published processor does."""
+    import tempfile
+
+    from transformers import GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration, Qwen2Config
+
+    from pixelmcp.engine.vision import ImageOnlyInternVLProcessor
+
+    _seeded()
+    specials = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+                "video_token": "<video>"}
+    with tempfile.TemporaryDirectory() as staging:  # the named image tokens are tokenizer attributes, as published
+        _vlm_tokenizer(list(specials.values())).save_pretrained(staging)
+        tokenizer = type(chat_tokenizer()).from_pretrained(staging, extra_special_tokens=specials)
+    config = InternVLConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=[32, 32], patch_size=[8, 8]),
+        text_config=_text_config(tokenizer, Qwen2Config).to_dict(),
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"), downsample_ratio=0.5,
+    )
+    _finish_vlm(InternVLForConditionalGeneration(config), tokenizer, path)
+    processor = ImageOnlyInternVLProcessor(
+        image_processor=GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=True,
+                                                 min_patches=1, max_patches=4),
+        tokenizer=tokenizer, image_seq_length=4,  # (32 / 8)^2 patches, pixel-shuffled by 0.5
+        chat_template=_VLM_TEMPLATE.replace("{{ IMAGE }}", "<IMG_CONTEXT>"),
+    )
+    processor.save_pretrained(path)
+    _published_processor_name(path, ImageOnlyInternVLProcessor)
+
+
+def _published_processor_name(path: Path, processor_class) -> None:
+    """The published repos name the library's processor class; pixelmcp's image-only subclass reads them as is."""
+    published = processor_class.__mro__[1].__name__
+    for name in ("processor_config.json", "tokenizer_config.json"):
+        file = path / name
+        if file.is_file():
+            file.write_text(file.read_text().replace(f'"{processor_class.__name__}"', f'"{published}"'))
+
+
 def build_qwen2_vl(path: Path) -> None:
     """Qwen2-VL: ViT with 2x2 patch merging and M-RoPE; images as <|vision_start|><|image_pad|>...<|vision_end|>."""
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
@@ -717,12 +758,7 @@ def _build_qwen_vl(path: Path, config_class, model_class, processor_class, visio
         chat_template=_VLM_TEMPLATE.replace("{{ IMAGE }}", "<|vision_start|><|image_pad|><|vision_end|>"),
     )
     processor.save_pretrained(path)
-    # The published repos name the library's processor class; pixelmcp's image-only subclass reads them as is.
-    published = processor_class.__mro__[1].__name__
-    for name in ("processor_config.json", "tokenizer_config.json"):
-        file = path / name
-        if file.is_file():
-            file.write_text(file.read_text().replace(f'"{processor_class.__name__}"', f'"{published}"'))
+    _published_processor_name(path, processor_class)
 
 
 BUILDERS: dict[str, Callable[[Path], None]] = {
@@ -741,6 +777,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "qwen2.5-vl": build_qwen2_5_vl,
     "llava-next": build_llava_next,
     "idefics3": build_idefics3,
+    "internvl": build_internvl,
     "sd15-ip-adapter": lambda p: _build_ip_adapter(p, sd15_unet, "models", "ip-adapter_sd15.safetensors"),
     "sdxl-ip-adapter": lambda p: _build_ip_adapter(p, sdxl_unet, "sdxl_models", "ip-adapter_sdxl.safetensors"),
 }

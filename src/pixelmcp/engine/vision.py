@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
-from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
+from transformers import InternVLProcessor, Qwen2_5_VLProcessor, Qwen2VLProcessor
 
 from pixelmcp.catalog import ModelSpec
 from pixelmcp.engine.loading import loading
@@ -40,7 +40,21 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):  # noqa: N801 (the mode
         super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
 
 
-_IMAGE_ONLY_PROCESSORS = {"qwen2-vl": ImageOnlyQwen2VLProcessor, "qwen2.5-vl": ImageOnlyQwen2_5_VLProcessor}
+class ImageOnlyInternVLProcessor(InternVLProcessor):
+    """InternVL's processor (the `-hf` checkpoints) without its video processor."""
+
+    @classmethod
+    def get_attributes(cls) -> list[str]:
+        return ["image_processor", "tokenizer"]
+
+    def __init__(self, image_processor=None, tokenizer=None, image_seq_length: int = 256, chat_template=None,
+                 **kwargs):
+        super().__init__(image_processor, tokenizer, video_processor=None, image_seq_length=image_seq_length,
+                         chat_template=chat_template, **kwargs)
+
+
+_IMAGE_ONLY_PROCESSORS = {"qwen2-vl": ImageOnlyQwen2VLProcessor, "qwen2.5-vl": ImageOnlyQwen2_5_VLProcessor,
+                          "internvl": ImageOnlyInternVLProcessor}
 
 
 # --------------------------------------------------------------------------- CLIP / SigLIP
