@@ -243,3 +243,23 @@ async def test_style_mode_needs_a_style_block_map_and_structure_needs_canny(make
     assert "Invalid mode='style'" in style and "mode='subject'" in style
     assert "Invalid image=" in structure and "canny ControlNet" in structure
     assert subject["mode"] == "subject"
+
+
+async def test_segmentation_control_makes_an_ade20k_coloured_map_from_a_photo(server):
+    from pixelmcp.engine.control import ADE20K_PALETTE
+
+    async with Client(server) as client:
+        result = await client.call_tool("controlnet_generate", {"prompt": "a street", "image": data_uri(shapes()),
+                                                                "control_type": "segmentation", "seed": 2, **QUIET})
+        given = await client.call_tool("controlnet_generate", {"prompt": "a street", "image": data_uri(shapes()),
+                                                               "control_type": "segmentation", "preprocess": False,
+                                                               "seed": 2, **QUIET})
+        models = ok(await client.call_tool("list_models", {"task": "preprocess"}))
+    data = ok(result)
+    assert data["control_type"] == "segmentation" and data["control_map"]["uri"] in [
+        b.uri for b in result.content if b.type == "resource_link"]
+    with Image.open(data["control_map"]["path"]) as stored:
+        colours = {tuple(c) for c in np.asarray(stored.convert("RGB")).reshape(-1, 3)}
+    assert colours and colours <= set(ADE20K_PALETTE)  # class colours only, never blended
+    assert ok(given)["preprocess"] is False
+    assert "tiny-upernet" in {entry["alias"] for entry in models["catalog"]}

@@ -57,6 +57,9 @@ REPOS = {
     "lllyasviel/control_v11p_sd15_canny": controlnet(1_445 * MB),
     "lllyasviel/control_v11f1p_sd15_depth": controlnet(1_445 * MB),
     "lllyasviel/control_v11p_sd15_openpose": controlnet(1_445 * MB),
+    "lllyasviel/control_v11p_sd15_seg": controlnet(1_445 * MB),
+    "openmmlab/upernet-convnext-small": transformers_repo({"model.safetensors": 328 * MB,
+                                                          "pytorch_model.bin": 328 * MB}),
     "diffusers/controlnet-canny-sdxl-1.0": controlnet(5_000 * MB),
     "diffusers/controlnet-depth-sdxl-1.0": controlnet(5_000 * MB),
     "thibaud/controlnet-openpose-sdxl-1.0": {**controlnet(5_000 * MB, bins_only=True),
@@ -188,7 +191,8 @@ EXPECTED_WEIGHTS = {
     "black-forest-labs/FLUX.1-dev": FLUX_WEIGHTS,
     **{repo: {"diffusion_pytorch_model.fp16.safetensors"} for repo in (
         "lllyasviel/control_v11p_sd15_canny", "lllyasviel/control_v11f1p_sd15_depth",
-        "lllyasviel/control_v11p_sd15_openpose", "diffusers/controlnet-canny-sdxl-1.0",
+        "lllyasviel/control_v11p_sd15_openpose", "lllyasviel/control_v11p_sd15_seg",
+        "diffusers/controlnet-canny-sdxl-1.0",
         "diffusers/controlnet-depth-sdxl-1.0")},
     "thibaud/controlnet-openpose-sdxl-1.0": {"diffusion_pytorch_model.bin"},
     **{repo: {"unet/diffusion_pytorch_model.fp16.safetensors"} for repo in (

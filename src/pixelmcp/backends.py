@@ -33,7 +33,7 @@ class ControlRequest:
     conditioning_scale: float
     low_threshold: int = 100
     high_threshold: int = 200
-    depth_model: ModelSpec | None = None  # for control_type "depth" with preprocess
+    preprocessor: ModelSpec | None = None  # the model that makes the map (depth, segmentation) with preprocess
 
 
 @dataclass(frozen=True)

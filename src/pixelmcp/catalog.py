@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth", "clip", "siglip", "vlm", "segmenter",
+ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth", "semantic", "clip", "siglip", "vlm",
+                    "segmenter",
                     "remote-image", "remote-chat", "remote-vision"]
 Task = Literal["generate", "rewrite", "preprocess", "classify", "answer", "segment"]
 VLMFamily = Literal["qwen2-vl", "qwen2.5-vl", "llava", "llava-next", "idefics3", "internvl"]
@@ -31,7 +32,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 #: Pipeline kinds that make images.
 IMAGE_KINDS: frozenset[str] = frozenset(FAMILIES)
-_TASKS: dict[str, Task] = {"chat-llm": "rewrite", "depth": "preprocess", "clip": "classify", "siglip": "classify",
+_TASKS: dict[str, Task] = {"chat-llm": "rewrite", "depth": "preprocess", "semantic": "preprocess",
+                           "clip": "classify", "siglip": "classify",
                            "vlm": "answer", "segmenter": "segment", "remote-image": "generate",
                            "remote-chat": "rewrite",
                            "remote-vision": "answer"}
@@ -182,7 +184,8 @@ DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
         default_width=512, default_height=512, min_side=256, max_side=1024,
         default_steps=30, default_guidance=7.5, min_memory_gb=3,
         controlnets={"canny": "lllyasviel/control_v11p_sd15_canny", "depth": "lllyasviel/control_v11f1p_sd15_depth",
-                     "pose": "lllyasviel/control_v11p_sd15_openpose"},
+                     "pose": "lllyasviel/control_v11p_sd15_openpose",
+                     "segmentation": "lllyasviel/control_v11p_sd15_seg"},
         ip_adapter=IPAdapterSpec(source="h94/IP-Adapter", subfolder="models", weight_name="ip-adapter_sd15.safetensors"),
         inpaint="stable-diffusion-v1-5/stable-diffusion-inpainting",
         # SD 1.5's lowest-resolution cross-attention up block, the counterpart of SDXL's up_blocks.0.
@@ -221,6 +224,8 @@ DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
         description="Larger rewriter for GPUs with memory to spare."),
     _sd("depth-anything-v2-small", "depth-anything/Depth-Anything-V2-Small-hf", kind="depth", licence="Apache-2.0",
         description="Monocular depth estimator that makes depth maps for ControlNet."),
+    _sd("upernet-convnext-small", "openmmlab/upernet-convnext-small", kind="semantic", licence="MIT",
+        description="UperNet (ConvNeXt-S) on ADE20K: segmentation maps for segmentation ControlNets."),
     _sd("clip-vit-large", "openai/clip-vit-large-patch14", kind="clip", licence="MIT",
         description="CLIP ViT-L/14: zero-shot labels (softmax over the labels) and image similarity."),
     _sd("clip-vit-base", "openai/clip-vit-base-patch32", kind="clip", licence="MIT",
@@ -254,7 +259,7 @@ _TINY_IMAGE = dict(default_width=64, default_height=64, min_side=16, max_side=51
 
 
 def _tiny_controlnets(family: str) -> dict[str, str]:
-    return {control: f"tiny:{family}-controlnet-{control}" for control in ("canny", "depth", "pose")}
+    return {control: f"tiny:{family}-controlnet-{control}" for control in ("canny", "depth", "pose", "segmentation")}
 
 
 TINY_CATALOG: tuple[ModelSpec, ...] = (
@@ -275,6 +280,8 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
     _sd("tiny-llm", "tiny:chat-llm", kind="chat-llm",
         description="Tiny random-weight Qwen2 chat LM (rewrites into gibberish; for tests)."),
     _sd("tiny-depth", "tiny:depth-anything", kind="depth", description="Tiny random-weight Depth Anything."),
+    _sd("tiny-upernet", "tiny:upernet", kind="semantic",
+        description="Tiny random-weight UperNet (ConvNeXt backbone, 150 ADE20K classes)."),
     _sd("tiny-clip", "tiny:clip", kind="clip", description="Tiny random-weight CLIP."),
     _sd("tiny-siglip", "tiny:siglip", kind="siglip", description="Tiny random-weight SigLIP."),
     _sd("tiny-clipseg", "tiny:clipseg", kind="segmenter", description="Tiny random-weight CLIPSeg."),
@@ -294,8 +301,10 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
 #: by accelerator memory, from AUTO_GENERATORS).
 DEFAULT_MODELS: dict[str, dict[str, str]] = {
     "default": {"rewrite": "qwen2.5-1.5b-instruct", "preprocess": "depth-anything-v2-small",
+                "segmentation": "upernet-convnext-small",
                 "classify": "clip-vit-large", "answer": "qwen2.5-vl-3b", "segment": "clipseg"},
-    "tiny": {"generate": "tiny-sd15", "rewrite": "tiny-llm", "preprocess": "tiny-depth", "classify": "tiny-clip",
+    "tiny": {"generate": "tiny-sd15", "rewrite": "tiny-llm", "preprocess": "tiny-depth",
+             "segmentation": "tiny-upernet", "classify": "tiny-clip",
              "answer": "tiny-qwen2-vl", "segment": "tiny-clipseg"},
 }
 #: Default-profile generator chosen by accelerator memory (GiB), best first.

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
                           "(defaults: openai gpt-4.1-mini, gemini gemini-2.5-flash), a model hint for `sampling`",
     )
     depth_model: str | None = Field(None, description="depth estimator for control_type='depth' (alias)")
+    segmentation_model: str | None = Field(
+        None, description="ADE20K semantic segmenter for control_type='segmentation' (alias)"
+    )
     classify_model: str | None = Field(None, description="default CLIP/SigLIP for classify_image and similarity")
     vision_model: str | None = Field(None, description="default VLM for ask_about_image and compare_images")
     segment_model: str | None = Field(
@@ -233,7 +236,7 @@ class Settings(BaseSettings):
             raise ValueError(f"endpoints may not be named {', '.join(sorted(reserved))} (reserved names)")
         checked = [("generate_model", self.generate_model), ("depth_model", self.depth_model),
                    ("classify_model", self.classify_model), ("vision_model", self.vision_model),
-                   ("segment_model", self.segment_model)]
+                   ("segment_model", self.segment_model), ("segmentation_model", self.segmentation_model)]
         if self.rewriter == "local":
             checked.append(("rewrite_model", self.rewrite_model))
         for name, value in checked:

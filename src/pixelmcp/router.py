@@ -211,6 +211,16 @@ class Router:
     def depth_estimator(self) -> ModelSpec:
         return self._spec(self.settings.depth_model or self._default("preprocess"), "preprocess", "depth_model")
 
+    def segmentation_estimator(self) -> ModelSpec:
+        """The ADE20K semantic segmenter that makes segmentation control maps."""
+        return self._spec(self.settings.segmentation_model or self._default("segmentation"), "preprocess",
+                          "segmentation_model")
+
+    def map_maker(self, control_type: str) -> ModelSpec | None:
+        """The model that makes `control_type`'s map from an image (None: canny, made with OpenCV)."""
+        makers = {"depth": self.depth_estimator, "segmentation": self.segmentation_estimator}
+        return makers[control_type]() if control_type in makers else None
+
     def segmenter(self) -> tuple[ModelSpec, Segmenter]:
         """The local model that makes masks from words (mask_prompt, remove_background)."""
         spec = self._spec(self.settings.segment_model or self._default("segment"), "segment", "segment_model")

@@ -38,6 +38,8 @@ def pulled_specs(spec, pool) -> list:
         found.append(router.ip_adapter(spec))
     if "depth" in spec.controlnets:
         found.append(router.depth_estimator())
+    if "segmentation" in spec.controlnets:
+        found.append(router.segmentation_estimator())
     if spec.inpaint:
         found.append(spec.inpaint_entry())
     if spec.task == "generate" and not spec.remote:

@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from pixelmcp.catalog import IPAdapterSpec, ModelSpec
-from pixelmcp.engine.loading import loading
+from pixelmcp.engine.loading import loading, pretrained_pair
 from pixelmcp.engine.queue import Job
 
 
@@ -114,15 +114,85 @@ class DepthEstimator:
     model: Any
 
 
-def load_depth_estimator(spec: ModelSpec) -> Callable[[str, str, Any], DepthEstimator]:
-    def load(source: str, device: str, dtype) -> DepthEstimator:
-        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+#: ADE20K's 150 class colours, in class order: the colours segmentation ControlNets were trained on.
+ADE20K_PALETTE: tuple[tuple[int, int, int], ...] = tuple(tuple(colour) for colour in (
+    [120, 120, 120], [180, 120, 120], [6, 230, 230], [80, 50, 50],
+    [4, 200, 3], [120, 120, 80], [140, 140, 140], [204, 5, 255],
+    [230, 230, 230], [4, 250, 7], [224, 5, 255], [235, 255, 7],
+    [150, 5, 61], [120, 120, 70], [8, 255, 51], [255, 6, 82],
+    [143, 255, 140], [204, 255, 4], [255, 51, 7], [204, 70, 3],
+    [0, 102, 200], [61, 230, 250], [255, 6, 51], [11, 102, 255],
+    [255, 7, 71], [255, 9, 224], [9, 7, 230], [220, 220, 220],
+    [255, 9, 92], [112, 9, 255], [8, 255, 214], [7, 255, 224],
+    [255, 184, 6], [10, 255, 71], [255, 41, 10], [7, 255, 255],
+    [224, 255, 8], [102, 8, 255], [255, 61, 6], [255, 194, 7],
+    [255, 122, 8], [0, 255, 20], [255, 8, 41], [255, 5, 153],
+    [6, 51, 255], [235, 12, 255], [160, 150, 20], [0, 163, 255],
+    [140, 140, 140], [250, 10, 15], [20, 255, 0], [31, 255, 0],
+    [255, 31, 0], [255, 224, 0], [153, 255, 0], [0, 0, 255],
+    [255, 71, 0], [0, 235, 255], [0, 173, 255], [31, 0, 255],
+    [11, 200, 200], [255, 82, 0], [0, 255, 245], [0, 61, 255],
+    [0, 255, 112], [0, 255, 133], [255, 0, 0], [255, 163, 0],
+    [255, 102, 0], [194, 255, 0], [0, 143, 255], [51, 255, 0],
+    [0, 82, 255], [0, 255, 41], [0, 255, 173], [10, 0, 255],
+    [173, 255, 0], [0, 255, 153], [255, 92, 0], [255, 0, 255],
+    [255, 0, 245], [255, 0, 102], [255, 173, 0], [255, 0, 20],
+    [255, 184, 184], [0, 31, 255], [0, 255, 61], [0, 71, 255],
+    [255, 0, 204], [0, 255, 194], [0, 255, 82], [0, 10, 255],
+    [0, 112, 255], [51, 0, 255], [0, 194, 255], [0, 122, 255],
+    [0, 255, 163], [255, 153, 0], [0, 255, 10], [255, 112, 0],
+    [143, 255, 0], [82, 0, 255], [163, 255, 0], [255, 235, 0],
+    [8, 184, 170], [133, 0, 255], [0, 255, 92], [184, 0, 255],
+    [255, 0, 31], [0, 184, 255], [0, 214, 255], [255, 0, 112],
+    [92, 255, 0], [0, 224, 255], [112, 224, 255], [70, 184, 160],
+    [163, 0, 255], [153, 0, 255], [71, 255, 0], [255, 0, 163],
+    [255, 204, 0], [255, 0, 143], [0, 255, 235], [133, 255, 0],
+    [255, 0, 235], [245, 0, 255], [255, 0, 122], [255, 245, 0],
+    [10, 190, 212], [214, 255, 0], [0, 204, 255], [20, 0, 255],
+    [255, 255, 0], [0, 153, 255], [0, 41, 255], [0, 255, 204],
+    [41, 0, 255], [41, 255, 0], [173, 0, 255], [0, 245, 255],
+    [71, 0, 255], [122, 0, 255], [0, 255, 184], [0, 92, 255],
+    [184, 255, 0], [0, 133, 255], [255, 214, 0], [25, 194, 194],
+    [102, 255, 0], [92, 0, 255],
+))
 
-        with loading(spec, source, dtype) as fetched:
-            processor = AutoImageProcessor.from_pretrained(fetched.folder, local_files_only=True)
-            model = AutoModelForDepthEstimation.from_pretrained(fetched.folder, dtype=dtype,
-                                                                local_files_only=True).to(device).eval()
-        return DepthEstimator(processor, model)
+
+@dataclass
+class SemanticSegmenter:
+    """An ADE20K semantic segmentation model (UperNet, SegFormer, ...) and its image processor."""
+
+    processor: Any
+    model: Any
+
+
+def load_semantic_segmenter(spec: ModelSpec) -> Callable[[str, str, Any], SemanticSegmenter]:
+    return _image_model_loader(spec, SemanticSegmenter, "AutoModelForSemanticSegmentation")
+
+
+def segmentation_map(segmenter: SemanticSegmenter, image: Image.Image, job: Job) -> Image.Image:
+    """Each pixel coloured by its ADE20K class, at the image's size (the map segmentation ControlNets read)."""
+    import numpy as np
+    import torch
+
+    logits = torch.nn.functional.interpolate(_predict(segmenter, image, job).logits.float(),
+                                             size=(image.height, image.width), mode="bilinear", align_corners=False)
+    classes = logits.argmax(dim=1)[0].cpu().numpy()
+    palette = np.asarray(ADE20K_PALETTE, dtype=np.uint8)
+    return Image.fromarray(palette[classes % len(palette)], mode="RGB")
+
+
+def load_depth_estimator(spec: ModelSpec) -> Callable[[str, str, Any], DepthEstimator]:
+    return _image_model_loader(spec, DepthEstimator, "AutoModelForDepthEstimation")
+
+
+def _image_model_loader(spec: ModelSpec, bundle: type, model_class: str) -> Callable[[str, str, Any], Any]:
+    """A pool loader for an image model and its image processor (transformers' `model_class` auto class)."""
+
+    def load(source: str, device: str, dtype) -> Any:
+        import transformers
+
+        return bundle(*pretrained_pair(spec, source, device, dtype, transformers.AutoImageProcessor,
+                                       getattr(transformers, model_class)))
 
     return load
 
@@ -131,11 +201,7 @@ def depth_map(estimator: DepthEstimator, image: Image.Image, job: Job) -> Image.
     """Relative depth as a grey image the size of `image` (near = bright), normalised to 0..255."""
     import torch
 
-    job.check()
-    inputs = estimator.processor(images=image, return_tensors="pt").to(estimator.model.device)
-    inputs["pixel_values"] = inputs["pixel_values"].to(estimator.model.dtype)
-    with torch.inference_mode():
-        depth = estimator.model(**inputs).predicted_depth
+    depth = _predict(estimator, image, job).predicted_depth
     depth = torch.nn.functional.interpolate(
         depth[:, None].float(), size=(image.height, image.width), mode="bicubic", align_corners=False
     )[0, 0]
@@ -146,3 +212,14 @@ def depth_map(estimator: DepthEstimator, image: Image.Image, job: Job) -> Image.
         scaled = ((depth - low) / (high - low) * 255.0).round().clamp(0, 255).to(torch.uint8)
     grey = Image.fromarray(scaled.cpu().numpy())
     return Image.merge("RGB", (grey, grey, grey))
+
+
+def _predict(estimator: DepthEstimator | SemanticSegmenter, image: Image.Image, job: Job) -> Any:
+    """One forward pass of an image model on `image` (its processor's size and normalisation)."""
+    import torch
+
+    job.check()
+    inputs = estimator.processor(images=image.convert("RGB"), return_tensors="pt").to(estimator.model.device)
+    inputs["pixel_values"] = inputs["pixel_values"].to(estimator.model.dtype)
+    with torch.inference_mode():
+        return estimator.model(**inputs)

@@ -17,6 +17,8 @@ def loader_for(settings: Settings, spec: ModelSpec) -> Loader:
         return diffusion.load_unet(spec)
     if spec.task == "generate":
         return pipeline_loader(settings, spec)
+    if spec.kind == "semantic":
+        return control.load_semantic_segmenter(spec)
     loaders = {"rewrite": text.load_chat_model, "preprocess": control.load_depth_estimator,
                "classify": vision.load_classifier, "answer": vision.load_vlm,
                "segment": segment.load_segmenter}

@@ -34,6 +34,16 @@ def loading(spec: ModelSpec, source: str, dtype: Any = None, *,
         raise ModelLoadError(load_advice(spec, source, e)) from e
 
 
+def pretrained_pair(spec: ModelSpec, source: str, device: str, dtype: Any, processor_class: Any,
+                    model_class: Any) -> tuple[Any, Any]:
+    """A transformers processor (or tokenizer) and model from `source`, fetched first if needed; the model on
+    `device`, in `dtype`, in eval mode."""
+    with loading(spec, source, dtype) as fetched:
+        processor = processor_class.from_pretrained(fetched.folder, local_files_only=True)
+        model = model_class.from_pretrained(fetched.folder, dtype=dtype, local_files_only=True)
+        return processor, model.to(device).eval()
+
+
 def import_advice(spec: ModelSpec, error: ImportError) -> str:
     """A library the model's code needs is missing: name it and the command that installs it."""
     module = (getattr(error, "name", None) or "").split(".")[0]

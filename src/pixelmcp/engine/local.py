@@ -39,7 +39,7 @@ class LocalImageGenerator:
 
     async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
         control, style = request.control, request.style
-        models = [request.spec, control and control.controlnet, control and control.depth_model,
+        models = [request.spec, control and control.controlnet, control and control.preprocessor,
                   style and style.adapter, _inpaint_unet(request)]
         if self.batcher.takes(request):
             await self.pool.ready(models, progress)  # each member's own download, before it joins a batch
@@ -131,9 +131,13 @@ class LocalImageGenerator:
         if wanted.control_type == "canny":
             source = wanted.image.resize((width, height), Image.Resampling.LANCZOS)
             return control.canny_map(source, wanted.low_threshold, wanted.high_threshold)
-        if wanted.control_type == "depth" and wanted.depth_model is not None:
-            estimator = self.pool.get(wanted.depth_model, control.load_depth_estimator(wanted.depth_model), job)
+        if wanted.control_type == "depth" and wanted.preprocessor is not None:
+            estimator = self.pool.get(wanted.preprocessor, control.load_depth_estimator(wanted.preprocessor), job)
             return control.depth_map(estimator, wanted.image, job).resize((width, height), Image.Resampling.BICUBIC)
+        if wanted.control_type == "segmentation" and wanted.preprocessor is not None:
+            segmenter = self.pool.get(wanted.preprocessor, control.load_semantic_segmenter(wanted.preprocessor), job)
+            source = wanted.image.resize((width, height), Image.Resampling.LANCZOS)
+            return control.segmentation_map(segmenter, source, job)  # (class colours: never interpolated)
         raise ValueError(f"no preprocessor for control_type {wanted.control_type!r}")  # the tool checks first
 
 

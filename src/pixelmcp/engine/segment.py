@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image
 
 from pixelmcp.catalog import ModelSpec
-from pixelmcp.engine.loading import loading
+from pixelmcp.engine.loading import pretrained_pair
 from pixelmcp.engine.queue import Job
 
 
@@ -30,10 +30,8 @@ def load_segmenter(spec: ModelSpec) -> Callable[[str, str, Any], SegmenterModel]
     def load(source: str, device: str, dtype) -> SegmenterModel:
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
-        with loading(spec, source, dtype) as fetched:
-            model = CLIPSegForImageSegmentation.from_pretrained(fetched.folder, dtype=dtype, local_files_only=True)
-            processor = CLIPSegProcessor.from_pretrained(fetched.folder, local_files_only=True)
-        return SegmenterModel(model.to(device).eval(), processor)
+        processor, model = pretrained_pair(spec, source, device, dtype, CLIPSegProcessor, CLIPSegForImageSegmentation)
+        return SegmenterModel(model, processor)
 
     return load
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixelmcp.catalog import ModelSpec
-from pixelmcp.engine.loading import loading
+from pixelmcp.engine.loading import pretrained_pair
 from pixelmcp.engine.queue import Job
 from pixelmcp.errors import GenerationCancelled, ModelLoadError
 
@@ -24,10 +24,7 @@ def load_chat_model(spec: ModelSpec) -> Callable[[str, str, Any], ChatModel]:
     def load(source: str, device: str, dtype) -> ChatModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        with loading(spec, source, dtype) as fetched:
-            tokenizer = AutoTokenizer.from_pretrained(fetched.folder, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(fetched.folder, dtype=dtype,
-                                                         local_files_only=True).to(device).eval()
+        tokenizer, model = pretrained_pair(spec, source, device, dtype, AutoTokenizer, AutoModelForCausalLM)
         if tokenizer.chat_template is None:
             raise ModelLoadError(f"Model {spec.alias!r} ({source}) has no chat template; use an instruct/chat model.")
         return ChatModel(model, tokenizer)

@@ -510,6 +510,19 @@ def _finish_vlm(model, tokenizer, path: Path) -> None:
     model.eval().save_pretrained(path)
 
 
+def build_upernet(path: Path) -> None:
+    """UperNet with a ConvNeXt backbone (openmmlab/upernet-convnext-small's architecture), 150 ADE20K classes."""
+    from transformers import ConvNextConfig, SegformerImageProcessorPil, UperNetConfig, UperNetForSemanticSegmentation
+
+    _seeded()
+    backbone = ConvNextConfig(num_channels=3, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
+                              out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = UperNetConfig(backbone_config=backbone, hidden_size=16, auxiliary_in_channels=32, auxiliary_channels=8,
+                           num_labels=150)
+    UperNetForSemanticSegmentation(config).eval().save_pretrained(path)
+    SegformerImageProcessorPil(size={"height": 64, "width": 64}, do_reduce_labels=True).save_pretrained(path)
+
+
 def build_clip(path: Path) -> None:
     """CLIP (text + vision towers, projections, logit scale) with its processor."""
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
@@ -770,6 +783,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "flux": build_flux,
     "chat-llm": build_chat_llm,
     "depth-anything": build_depth_anything,
+    "upernet": build_upernet,
     "clip": build_clip,
     "siglip": build_siglip,
     "llava": build_llava,
@@ -781,7 +795,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "sd15-ip-adapter": lambda p: _build_ip_adapter(p, sd15_unet, "models", "ip-adapter_sd15.safetensors"),
     "sdxl-ip-adapter": lambda p: _build_ip_adapter(p, sdxl_unet, "sdxl_models", "ip-adapter_sdxl.safetensors"),
 }
-for _index, _control in enumerate(("canny", "depth", "pose")):
+for _index, _control in enumerate(("canny", "depth", "pose", "segmentation")):
     BUILDERS[f"sd15-controlnet-{_control}"] = partial(_build_controlnet, unet_factory=sd15_unet, seed=100 + _index)
     BUILDERS[f"sdxl-controlnet-{_control}"] = partial(_build_controlnet, unet_factory=sdxl_unet, seed=200 + _index)
 

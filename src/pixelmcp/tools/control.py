@@ -42,7 +42,7 @@ from pixelmcp.tools.results import (
 from pixelmcp.tools.rewriting import RevisedPromptArg, SampledArg, rewrite_for_generation
 from pixelmcp.tools.state import AppContext, app_state
 
-PREPROCESSORS = ("canny", "depth")
+PREPROCESSORS = ("canny", "depth", "segmentation")
 MAX_CONDITIONING_SCALE = 2.0
 MAX_IP_SCALE = 2.0
 DEFAULT_IP_SCALE = 0.8
@@ -74,10 +74,12 @@ async def controlnet_generate(
     image: ImageArg,
     ctx: AppContext,
     control_type: Annotated[
-        str, Field(description="canny, depth or pose (or another type the model's catalog entry maps).")
+        str, Field(description="canny, depth, pose or segmentation (or another type the model's catalog entry "
+                                "maps).")
     ] = "canny",
     preprocess: Annotated[
-        bool, Field(description="Make the control map from the image (canny, depth); false: the image is the map.")
+        bool, Field(description="Make the control map from the image (canny, depth, segmentation); false: the image "
+                                "is the map.")
     ] = True,
     conditioning_scale: Annotated[Number, Field(description="How strongly the map steers, 0..2.")] = 1.0,
     negative_prompt: NegativePromptArg = None,
@@ -109,7 +111,7 @@ async def controlnet_generate(
     control = ControlRequest(
         control_type=control_type, controlnet=controlnet, image=source, preprocess=preprocess,
         conditioning_scale=conditioning_scale, low_threshold=low_threshold, high_threshold=high_threshold,
-        depth_model=app.router.depth_estimator() if preprocess and control_type == "depth" else None,
+        preprocessor=app.router.map_maker(control_type) if preprocess else None,
     )
     request = replace(arguments.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
