@@ -125,7 +125,7 @@ def _models(settings) -> list[Check]:
     defaults = {}
     for task, name in (("generate", settings.generate_model), ("rewrite", settings.rewrite_model),
                        ("classify", settings.classify_model), ("answer", settings.vision_model),
-                       ("segment", settings.segment_model)):
+                       ("segment", settings.segment_model), ("segmentation", settings.segmentation_model)):
         if name:
             defaults[task] = name
     from pixelmcp.catalog import AUTO_GENERATORS, DEFAULT_MODELS
@@ -134,7 +134,7 @@ def _models(settings) -> list[Check]:
     if settings.profile != "tiny":
         fallback = {**fallback, "generate": " / ".join(reversed([alias for _, alias in AUTO_GENERATORS]))}
     checks = []
-    for task in ("generate", "rewrite", "classify", "answer", "segment"):
+    for task in ("generate", "rewrite", "classify", "answer", "segment", "segmentation"):
         alias = defaults.get(task) or fallback[task]
         candidates = [a for a in alias.split(" / ") if a in settings.catalog]
         cached = [a for a in candidates if disk_state(settings.catalog[a].source, settings)[0]]
