@@ -116,17 +116,22 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the structured result as JSON")
 
 
-def _generation_flags(parser: argparse.ArgumentParser) -> None:
+def _image_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every image-making command shares."""
     _common_flags(parser)
     parser.add_argument("-o", "--output", metavar="PATH",
                         help="also save the image here (several images: PATH-1.png, PATH-2.png, ...)")
     parser.add_argument("--model")
     parser.add_argument("--negative-prompt")
-    parser.add_argument("--width", type=int)
-    parser.add_argument("--height", type=int)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--guidance-scale", "--guidance", dest="guidance_scale", type=float)
     parser.add_argument("--seed", type=int)
+
+
+def _generation_flags(parser: argparse.ArgumentParser) -> None:
+    _image_flags(parser)
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--height", type=int)
     parser.add_argument("--n", type=int, default=1)
     rewrite = parser.add_mutually_exclusive_group()
     rewrite.add_argument("--rewrite", dest="rewrite", action="store_const", const=True, default="auto",
@@ -137,14 +142,7 @@ def _generation_flags(parser: argparse.ArgumentParser) -> None:
 
 def _edit_flags(parser: argparse.ArgumentParser, rewrite: bool = True) -> None:
     """The flags of the tools that start from an image (their size follows the image)."""
-    _common_flags(parser)
-    parser.add_argument("-o", "--output", metavar="PATH",
-                        help="also save the image here (several images: PATH-1.png, PATH-2.png, ...)")
-    parser.add_argument("--model")
-    parser.add_argument("--negative-prompt")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--guidance-scale", "--guidance", dest="guidance_scale", type=float)
-    parser.add_argument("--seed", type=int)
+    _image_flags(parser)
     if rewrite:
         parser.add_argument("--rewrite", action="store_true", help="expand the prompt with the LLM first")
 

@@ -25,6 +25,7 @@ from pixelmcp.providers.common import (
     ProviderRefused,
     api_key,
     call_with_retries,
+    error_message,
     png_bytes,
     status_failure,
 )
@@ -116,7 +117,7 @@ class AnthropicProvider:
             return Failure(f"cannot connect to {where} ({error.__cause__ or error})", retryable=True,
                            hint="Check the network, or PIXELMCP_ANTHROPIC_BASE_URL if it is set.")
         if isinstance(error, anthropic.APIStatusError):
-            message = _error_message(error)
+            message = error_message(error)
             if error.status_code == 529:
                 return Failure(f"HTTP 529 (overloaded): {message}", retryable=True,
                                hint="Anthropic's service is overloaded; call again in a minute, or use another model.")
@@ -147,12 +148,3 @@ def _answer_of(response, what: str) -> tuple[str, int]:
     tokens = response.usage.output_tokens if response.usage is not None else 0
     return text, tokens or 0
 
-
-def _error_message(error) -> str:
-    """The provider's own words: `error.message` in its JSON body."""
-    body = error.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-    return str(getattr(error, "message", "") or error)

@@ -133,6 +133,19 @@ def status_failure(status: int, message: str, headers=None) -> Failure:
     return Failure(f"HTTP {status}: {message}", hint="Fix the request as the provider's message says.")
 
 
+def error_message(error) -> str:
+    """The provider's own words for a failed request (`error.message` in the JSON body of an OpenAI- or
+    Anthropic-style SDK's status error)."""
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+    return str(getattr(error, "message", "") or error)
+
+
 async def call_with_retries(
     call: Callable[[], Awaitable[T]],
     classify: Callable[[BaseException], Failure],

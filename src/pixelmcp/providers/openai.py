@@ -27,6 +27,7 @@ from pixelmcp.providers.common import (
     decode_image,
     edit_images,
     edit_instruction,
+    error_message,
     png_bytes,
     reference_instruction,
     status_failure,
@@ -193,7 +194,7 @@ class OpenAIProvider:
             return Failure(f"cannot connect to {self._where()} ({error.__cause__ or error})", retryable=True,
                            hint="Check that the server is running and its base URL is right.")
         if isinstance(error, openai.APIStatusError):
-            message = _error_message(error)
+            message = error_message(error)
             code = getattr(error, "code", None)
             if code in _REFUSAL_CODES:
                 return Failure(message, refusal=True,
@@ -204,14 +205,3 @@ class OpenAIProvider:
             return status_failure(error.status_code, message, error.response.headers)
         return Failure(str(error) or type(error).__name__)
 
-
-def _error_message(error) -> str:
-    """The provider's own words for a failed request (`error.message` in its JSON body)."""
-    body = error.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-        if isinstance(inner, str):
-            return inner
-    return str(getattr(error, "message", "") or error)
