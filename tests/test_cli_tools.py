@@ -162,12 +162,14 @@ def test_doctor_on_a_machine_without_gpu_or_keys(cli):
     assert "PIXELMCP_PROFILE=tiny" not in human.stdout  # (it is the tiny profile already)
 
 
-def test_doctor_fails_when_the_config_names_a_provider_that_is_not_ready(cli):
+def test_doctor_fails_when_the_config_names_a_provider_that_is_not_ready_or_a_model_of_the_wrong_kind(cli):
     out = cli("doctor", "--json", check=False, PIXELMCP_GENERATE_MODEL="gemini:gemini-2.5-flash-image",
-              GEMINI_API_KEY="", GOOGLE_API_KEY="")
+              GEMINI_API_KEY="", GOOGLE_API_KEY="", PIXELMCP_POSE_MODEL="tiny-depth")
     checks = {c["name"]: c for c in json.loads(out.stdout)}
     assert checks["config uses gemini"]["status"] == "fail"
     assert "GEMINI_API_KEY or GOOGLE_API_KEY" in checks["config uses gemini"]["fix"]
+    assert checks["model for pose"]["status"] == "fail" and "PIXELMCP_POSE_MODEL" in checks["model for pose"]["fix"]
+    assert checks["model for depth"]["status"] == checks["model for segmentation"]["status"] == "ok"
 
 
 def test_doctor_fails_on_an_unwritable_output_folder(cli, tmp_path):

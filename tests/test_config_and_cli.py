@@ -75,7 +75,7 @@ def test_models_command_lists_the_catalog_as_json():
     aliases = {entry["alias"]: entry["task"] for entry in json.loads(out.stdout)}
     assert aliases == {"tiny-sd15": "generate", "tiny-sdxl": "generate", "tiny-sd3": "generate",
                        "tiny-flux": "generate", "tiny-llm": "rewrite", "tiny-depth": "preprocess",
-                       "tiny-upernet": "preprocess",
+                       "tiny-upernet": "preprocess", "tiny-vitpose": "preprocess",
                        "tiny-clip": "classify", "tiny-siglip": "classify", "tiny-qwen2-vl": "answer",
                        "tiny-qwen2.5-vl": "answer", "tiny-llava": "answer", "tiny-llava-next": "answer",
                        "tiny-idefics3": "answer", "tiny-internvl": "answer", "tiny-clipseg": "segment"}

@@ -182,7 +182,6 @@ SOURCE = "data:image/png;base64," + base64.b64encode(
 CONTROL_ERRORS = [
     ({"control_type": "lineart"}, "Invalid control_type='lineart'", "has no ControlNet"),
     ({"model": "tiny-flux"}, "Invalid control_type='canny'", "tiny-sd15, tiny-sdxl"),
-    ({"control_type": "pose"}, "Invalid preprocess=True", "preprocess=false"),
     ({"image": "data:image/png;base64,aGVsbG8gd29ybGQ="}, "Invalid image=", "supported format"),
     ({"image": "pixelmcp://images/20200101-000000-00000000"}, "Invalid image=", "no stored image"),
     ({"conditioning_scale": 2.5}, "Invalid conditioning_scale=2.5", "0..2.0"),
@@ -263,3 +262,60 @@ async def test_segmentation_control_makes_an_ade20k_coloured_map_from_a_photo(se
     assert colours and colours <= set(ADE20K_PALETTE)  # class colours only, never blended
     assert ok(given)["preprocess"] is False
     assert "tiny-upernet" in {entry["alias"] for entry in models["catalog"]}
+
+
+async def test_pose_control_draws_openpose_skeletons_of_the_people_in_a_photo(server, settings):
+    from pixelmcp.engine.pose import LIMB_SHADE, OPENPOSE_COLOURS
+
+    photo = data_uri(shapes())
+    async with Client(server) as client:
+        result = await client.call_tool("controlnet_generate", {"prompt": "a dancer", "image": photo,
+                                                                "control_type": "pose", "seed": 2, **QUIET})
+        stricter = ok(await client.call_tool("controlnet_generate", {
+            "prompt": "a dancer", "image": photo, "control_type": "pose", "keypoint_threshold": 0.7, "seed": 2,
+            **QUIET}))
+        nobody = error_text(await client.call_tool("controlnet_generate", {
+            "prompt": "a dancer", "image": photo, "control_type": "pose", "person_threshold": 0.99, **QUIET}))
+        models = ok(await client.call_tool("list_models", {"task": "preprocess"}))
+    data = ok(result)
+    assert data["control_type"] == "pose" and data["people"] >= 1
+    assert f"({data['people']} {'person' if data['people'] == 1 else 'people'})" in result.content[-1].text
+    assert data["control_map"]["uri"] in [b.uri for b in result.content if b.type == "resource_link"]
+    palette = {(0, 0, 0), *OPENPOSE_COLOURS, *(tuple(int(c * LIMB_SHADE) for c in colour)
+                                                for colour in OPENPOSE_COLOURS)}
+    with Image.open(data["control_map"]["path"]) as stored:
+        drawn = np.asarray(stored.convert("RGB"))
+    colours = {tuple(c) for c in drawn.reshape(-1, 3)}
+    assert colours <= palette and len(colours) > 1  # a skeleton, in OpenPose's colours only
+    with Image.open(stricter["control_map"]["path"]) as fewer:  # fewer joints pass a higher threshold
+        assert np.count_nonzero(np.asarray(fewer.convert("RGB")).any(-1)) < np.count_nonzero(drawn.any(-1))
+    # Nobody sure enough to be a person: a clear error naming the best score, and nothing stored for it.
+    assert "Invalid person_threshold=0.99" in nobody and "scored 0." in nobody and "preprocess=false" in nobody
+    assert len(stored_files(settings)) == 2 * 2 * 2  # the calls that worked: an image and a map, PNG + JSON each
+    pose = next(entry for entry in models["catalog"] if entry["alias"] == "tiny-vitpose")
+    assert pose["kind"] == "pose" and pose["detector"] == "tiny:rtdetr"
+
+
+POSE_ERRORS = [
+    ({"person_threshold": 0.2}, "Invalid person_threshold=0.2", "only to pose maps made from a photo, not 'canny'"),
+    ({"control_type": "pose", "preprocess": False, "keypoint_threshold": 0.5}, "Invalid keypoint_threshold=0.5",
+     "not a ready map (preprocess=false)"),
+    ({"control_type": "pose", "person_threshold": 1.5}, "Invalid person_threshold=1.5", "0..1"),
+    ({"control_type": "pose", "keypoint_threshold": -0.1}, "Invalid keypoint_threshold=-0.1", "0..1"),
+]
+
+
+@pytest.mark.parametrize(("extra", "start", "hint"), POSE_ERRORS)
+async def test_pose_threshold_errors_are_clear(server, extra, start, hint):
+    async with Client(server) as client:
+        message = error_text(await client.call_tool("controlnet_generate",
+                                                    {"prompt": "a", "image": SOURCE, **QUIET, **extra}))
+    assert start in message and hint in message
+
+
+async def test_a_map_model_of_the_wrong_kind_is_named_with_the_ones_that_fit(make_settings):
+    async with Client(build_server(make_settings(pose_model="tiny-depth"))) as client:
+        message = error_text(await client.call_tool("controlnet_generate", {
+            "prompt": "a", "image": SOURCE, "control_type": "pose", **QUIET}))
+    assert "Invalid pose_model='tiny-depth'" in message and "a depth model, which cannot make pose maps" in message
+    assert "PIXELMCP_POSE_MODEL to one of: tiny-vitpose" in message

@@ -68,6 +68,9 @@ REPOS = {
                        "sdxl_models/image_encoder/config.json": 600, "models/ip-adapter_sd15.bin": 44 * MB,
                        "README.md": 6_000},
     "depth-anything/Depth-Anything-V2-Small-hf": transformers_repo({"model.safetensors": 99 * MB}),
+    "usyd-community/vitpose-base-simple": transformers_repo({"model.safetensors": 360 * MB}),
+    "PekingU/rtdetr_r50vd_coco_o365": transformers_repo({"model.safetensors": 172 * MB,
+                                                         "pytorch_model.bin": 172 * MB}),
     # Dedicated inpainting checkpoints: whole pipelines, of which only the UNet loads.
     "stable-diffusion-v1-5/stable-diffusion-inpainting": {
         **CONFIGS, "sd-v1-5-inpainting.ckpt": 4_270 * MB, **twins("unet", "diffusion_pytorch_model", 3_440 * MB),
@@ -246,6 +249,10 @@ def test_pull_fetches_exactly_what_sd15_its_controlnets_adapter_and_depth_estima
                                               "models/image_encoder/model.safetensors"}
     assert hub.files_of("depth-anything/Depth-Anything-V2-Small-hf") == set(
         REPOS["depth-anything/Depth-Anything-V2-Small-hf"])  # every file is needed (and small)
+    # Pose maps: the keypoint model and its person detector (safetensors only).
+    assert "model.safetensors" in hub.files_of("usyd-community/vitpose-base-simple")
+    assert hub.files_of("PekingU/rtdetr_r50vd_coco_o365") == set(REPOS["PekingU/rtdetr_r50vd_coco_o365"]) - {
+        "pytorch_model.bin"}
     # Inpainting: the dedicated checkpoint's UNet alone, and the segmenter mask_prompt uses.
     assert hub.files_of("stable-diffusion-v1-5/stable-diffusion-inpainting") == {
         "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors"}
@@ -277,8 +284,9 @@ def test_dry_run_prints_the_files_and_bytes_and_downloads_no_weights(hub, pixelm
     assert "diffusion_pytorch_model.bin" in listed and "control-lora-openposeXL2-rank256.safetensors" not in listed
     total = next(line for line in lines if line.startswith("total: "))
     gigabytes = float(total.split()[1])
-    # SDXL, its ControlNets, IP-Adapter and depth estimator, its inpainting UNet and CLIPSeg: about 27.2 GB.
-    expected = (5_135 + 246 + 1_390 + 167 + 2 * 2_500 + 5_000 + 703 + 3_690 + 99 + 5_135 + 603) / 1000
+    # SDXL, its ControlNets, IP-Adapter, depth estimator, pose model and person detector, its inpainting UNet and
+    # CLIPSeg: about 27.7 GB.
+    expected = (5_135 + 246 + 1_390 + 167 + 2 * 2_500 + 5_000 + 703 + 3_690 + 99 + 360 + 172 + 5_135 + 603) / 1000
     assert gigabytes == pytest.approx(expected, abs=0.3)
 
 

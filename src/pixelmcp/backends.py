@@ -29,11 +29,13 @@ class ControlRequest:
     control_type: str
     controlnet: ModelSpec | None  # the ControlNet, as a loadable catalog entry (None: a provider reads the image)
     image: Image.Image
-    preprocess: bool  # make the map from `image` (canny / depth), or use `image` as the map
+    preprocess: bool  # make the map from `image` (canny, depth, segmentation, pose), or use `image` as the map
     conditioning_scale: float
-    low_threshold: int = 100
+    low_threshold: int = 100  # canny
     high_threshold: int = 200
-    preprocessor: ModelSpec | None = None  # the model that makes the map (depth, segmentation) with preprocess
+    preprocessor: ModelSpec | None = None  # the model that makes the map (depth, segmentation, pose) with preprocess
+    person_threshold: float = 0.5  # pose: the detector's confidence that a box is a person
+    keypoint_threshold: float = 0.3  # pose: the keypoint model's confidence that draws a joint
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class GeneratedImages:
     device: str  # the accelerator, or the provider's address
     timings: dict[str, float] = field(default_factory=dict)
     control_map: Image.Image | None = None  # the map that steered the images, at their size
+    people: int | None = None  # a pose map made from a photo: how many people it shows
     batch_size: int = 1  # requests whose images were made in the same pipeline call
     revised_prompt: str | None = None  # the prompt a provider says it used instead (DALL-E 3)
 

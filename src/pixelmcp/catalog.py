@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth", "semantic", "clip", "siglip", "vlm",
-                    "segmenter",
+ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth", "semantic", "pose", "detector", "clip",
+                    "siglip", "vlm", "segmenter",
                     "remote-image", "remote-chat", "remote-vision"]
 Task = Literal["generate", "rewrite", "preprocess", "classify", "answer", "segment"]
 VLMFamily = Literal["qwen2-vl", "qwen2.5-vl", "llava", "llava-next", "idefics3", "internvl"]
@@ -32,7 +32,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 #: Pipeline kinds that make images.
 IMAGE_KINDS: frozenset[str] = frozenset(FAMILIES)
-_TASKS: dict[str, Task] = {"chat-llm": "rewrite", "depth": "preprocess", "semantic": "preprocess",
+_TASKS: dict[str, Task] = {"chat-llm": "rewrite", "depth": "preprocess", "semantic": "preprocess", "pose": "preprocess",
+                           "detector": "preprocess",
                            "clip": "classify", "siglip": "classify",
                            "vlm": "answer", "segmenter": "segment", "remote-image": "generate",
                            "remote-chat": "rewrite",
@@ -81,6 +82,9 @@ class ModelSpec(BaseModel):
                           "a mask is given; without one, the base model inpaints"
     )
     controlnets: dict[str, str] = Field(default_factory=dict, description="control type -> ControlNet source")
+    detector: str | None = Field(
+        None, description="for a pose model: the person detector (repo id or folder) whose boxes it reads joints in"
+    )
     ip_adapter: IPAdapterSpec | None = None
     style_blocks: dict | None = Field(
         None, description="InstantStyle per-block IP-Adapter scales for style-only transfer (1.0 = the scale argument)"
@@ -90,8 +94,8 @@ class ModelSpec(BaseModel):
         "none", description="diffusers CPU offload on an accelerator: whole models, or layer by layer (slowest)"
     )
     part_of: str | None = Field(
-        None, description="for a ControlNet, IP-Adapter or inpainting entry: the catalog alias whose config table "
-                          "holds it"
+        None, description="for a ControlNet, IP-Adapter, inpainting or person detector entry: the catalog alias whose "
+                          "config table holds it"
     )
     component: str | None = Field(
         None, description="for an entry that loads one part of a pipeline repo (an inpainting UNet): its folder"
@@ -137,6 +141,10 @@ class ModelSpec(BaseModel):
         UNet loads; the text encoders and VAE stay the base pipeline's own."""
         return ModelSpec(alias=f"{self.alias}+inpaint", kind=self.kind, source=self.inpaint, variant=self.variant,
                          component="unet", part_of=self.alias)
+
+    def detector_entry(self) -> ModelSpec:
+        """This pose model's person detector, as a loadable entry (the caller checks it has one)."""
+        return ModelSpec(alias=f"{self.alias}+detector", kind="detector", source=self.detector, part_of=self.alias)
 
     @property
     def weight_paths(self) -> tuple[str, ...] | None:
@@ -226,6 +234,9 @@ DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
         description="Monocular depth estimator that makes depth maps for ControlNet."),
     _sd("upernet-convnext-small", "openmmlab/upernet-convnext-small", kind="semantic", licence="MIT",
         description="UperNet (ConvNeXt-S) on ADE20K: segmentation maps for segmentation ControlNets."),
+    _sd("vitpose-base", "usyd-community/vitpose-base-simple", kind="pose", licence="Apache-2.0",
+        detector="PekingU/rtdetr_r50vd_coco_o365",
+        description="ViTPose-B (COCO keypoints) on RT-DETR person boxes: OpenPose skeleton maps for pose ControlNets."),
     _sd("clip-vit-large", "openai/clip-vit-large-patch14", kind="clip", licence="MIT",
         description="CLIP ViT-L/14: zero-shot labels (softmax over the labels) and image similarity."),
     _sd("clip-vit-base", "openai/clip-vit-base-patch32", kind="clip", licence="MIT",
@@ -280,6 +291,8 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
     _sd("tiny-llm", "tiny:chat-llm", kind="chat-llm",
         description="Tiny random-weight Qwen2 chat LM (rewrites into gibberish; for tests)."),
     _sd("tiny-depth", "tiny:depth-anything", kind="depth", description="Tiny random-weight Depth Anything."),
+    _sd("tiny-vitpose", "tiny:vitpose", kind="pose", detector="tiny:rtdetr",
+        description="Tiny random-weight ViTPose with a tiny RT-DETR person detector."),
     _sd("tiny-upernet", "tiny:upernet", kind="semantic",
         description="Tiny random-weight UperNet (ConvNeXt backbone, 150 ADE20K classes)."),
     _sd("tiny-clip", "tiny:clip", kind="clip", description="Tiny random-weight CLIP."),
@@ -300,11 +313,11 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
 #: Each profile's model for each task when the settings name none (the default profile's generator is chosen
 #: by accelerator memory, from AUTO_GENERATORS).
 DEFAULT_MODELS: dict[str, dict[str, str]] = {
-    "default": {"rewrite": "qwen2.5-1.5b-instruct", "preprocess": "depth-anything-v2-small",
-                "segmentation": "upernet-convnext-small",
+    "default": {"rewrite": "qwen2.5-1.5b-instruct", "depth": "depth-anything-v2-small",
+                "segmentation": "upernet-convnext-small", "pose": "vitpose-base",
                 "classify": "clip-vit-large", "answer": "qwen2.5-vl-3b", "segment": "clipseg"},
-    "tiny": {"generate": "tiny-sd15", "rewrite": "tiny-llm", "preprocess": "tiny-depth",
-             "segmentation": "tiny-upernet", "classify": "tiny-clip",
+    "tiny": {"generate": "tiny-sd15", "rewrite": "tiny-llm", "depth": "tiny-depth",
+             "segmentation": "tiny-upernet", "pose": "tiny-vitpose", "classify": "tiny-clip",
              "answer": "tiny-qwen2-vl", "segment": "tiny-clipseg"},
 }
 #: Default-profile generator chosen by accelerator memory (GiB), best first.

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     segmentation_model: str | None = Field(
         None, description="ADE20K semantic segmenter for control_type='segmentation' (alias)"
     )
+    pose_model: str | None = Field(
+        None, description="keypoint model (with its person detector) for control_type='pose' (alias)"
+    )
     classify_model: str | None = Field(None, description="default CLIP/SigLIP for classify_image and similarity")
     vision_model: str | None = Field(None, description="default VLM for ask_about_image and compare_images")
     segment_model: str | None = Field(
@@ -236,7 +239,8 @@ class Settings(BaseSettings):
             raise ValueError(f"endpoints may not be named {', '.join(sorted(reserved))} (reserved names)")
         checked = [("generate_model", self.generate_model), ("depth_model", self.depth_model),
                    ("classify_model", self.classify_model), ("vision_model", self.vision_model),
-                   ("segment_model", self.segment_model), ("segmentation_model", self.segmentation_model)]
+                   ("segment_model", self.segment_model), ("segmentation_model", self.segmentation_model),
+                   ("pose_model", self.pose_model)]
         if self.rewriter == "local":
             checked.append(("rewrite_model", self.rewrite_model))
         for name, value in checked:

@@ -44,6 +44,12 @@ CLIENTS = {"openai": openai.OpenAIProvider, "gemini": gemini.GeminiProvider,
 Provider = openai.OpenAIProvider | gemini.GeminiProvider | anthropic.AnthropicProvider
 
 
+#: control_type -> (the setting naming the model that makes its maps, the kind of model it must be).
+MAP_MAKERS: dict[str, tuple[str, str]] = {"depth": ("depth_model", "depth"),
+                                          "segmentation": ("segmentation_model", "semantic"),
+                                          "pose": ("pose_model", "pose")}
+
+
 class Router:
     """Maps `model` arguments to (catalog entry, backend)."""
 
@@ -208,18 +214,18 @@ class Router:
                                   "edits from references: openai:gpt-image-1, gemini:gemini-2.5-flash-image.")
         return base.ip_adapter_entry()
 
-    def depth_estimator(self) -> ModelSpec:
-        return self._spec(self.settings.depth_model or self._default("preprocess"), "preprocess", "depth_model")
-
-    def segmentation_estimator(self) -> ModelSpec:
-        """The ADE20K semantic segmenter that makes segmentation control maps."""
-        return self._spec(self.settings.segmentation_model or self._default("segmentation"), "preprocess",
-                          "segmentation_model")
-
     def map_maker(self, control_type: str) -> ModelSpec | None:
-        """The model that makes `control_type`'s map from an image (None: canny, made with OpenCV)."""
-        makers = {"depth": self.depth_estimator, "segmentation": self.segmentation_estimator}
-        return makers[control_type]() if control_type in makers else None
+        """The model that makes `control_type`'s map from an image (None: canny, made with OpenCV, or a type no
+        model makes maps for); a clear error if the configured one is not a model of the right kind."""
+        if control_type not in MAP_MAKERS:
+            return None
+        setting, kind = MAP_MAKERS[control_type]
+        spec = self._spec(getattr(self.settings, setting) or self._default(control_type), "preprocess", setting)
+        if spec.kind != kind:
+            choices = ", ".join(sorted(a for a, s in self.settings.catalog.items() if s.kind == kind))
+            raise InvalidArgument(setting, spec.alias, f"is a {spec.kind} model, which cannot make {control_type} maps",
+                                  f"Set PIXELMCP_{setting.upper()} to one of: {choices or 'none configured'}.")
+        return spec
 
     def segmenter(self) -> tuple[ModelSpec, Segmenter]:
         """The local model that makes masks from words (mask_prompt, remove_background)."""

@@ -27,8 +27,9 @@ def add_commands(sub) -> None:
 
 def pulled_specs(spec, pool) -> list:
     """Every entry a model's tools load, as the server would load it: the model, its ControlNets and
-    IP-Adapter, the depth estimator when it has a depth ControlNet, its inpainting UNet and the segmenter
-    (edit_image's mask_prompt) for a local image model, CLIP for a VLM (compare_images)."""
+    IP-Adapter, the models that make its ControlNets' maps (depth, segmentation, pose), its inpainting UNet and
+    the segmenter (edit_image's mask_prompt) for a local image model, CLIP for a VLM (compare_images); and the
+    person detector of every pose model among them."""
     from pixelmcp.router import Router
 
     router = Router(pool.settings, pool)
@@ -36,17 +37,14 @@ def pulled_specs(spec, pool) -> list:
     found += [router.controlnet(spec, control_type) for control_type in sorted(spec.controlnets)]
     if spec.ip_adapter is not None:
         found.append(router.ip_adapter(spec))
-    if "depth" in spec.controlnets:
-        found.append(router.depth_estimator())
-    if "segmentation" in spec.controlnets:
-        found.append(router.segmentation_estimator())
+    found += [maker for maker in map(router.map_maker, sorted(spec.controlnets)) if maker is not None]
     if spec.inpaint:
         found.append(spec.inpaint_entry())
     if spec.task == "generate" and not spec.remote:
         found.append(router.segmenter()[0])
     if spec.task == "answer":
         found.append(router.classifier(None)[0])
-    return found
+    return [entry for item in found for entry in ([item, item.detector_entry()] if item.detector else [item])]
 
 
 def disk_state(source: str, settings) -> tuple[bool, int]:

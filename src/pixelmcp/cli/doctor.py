@@ -120,30 +120,40 @@ def _keys(settings) -> list[Check]:
 
 
 def _models(settings) -> list[Check]:
-    from pixelmcp.cli.catalog import disk_state
-
-    defaults = {}
-    for task, name in (("generate", settings.generate_model), ("rewrite", settings.rewrite_model),
-                       ("classify", settings.classify_model), ("answer", settings.vision_model),
-                       ("segment", settings.segment_model), ("segmentation", settings.segmentation_model)):
-        if name:
-            defaults[task] = name
     from pixelmcp.catalog import AUTO_GENERATORS, DEFAULT_MODELS
+    from pixelmcp.cli.catalog import disk_state
+    from pixelmcp.router import MAP_MAKERS
 
+    named = {"generate": settings.generate_model, "rewrite": settings.rewrite_model,
+             "classify": settings.classify_model, "answer": settings.vision_model, "segment": settings.segment_model,
+             **{control_type: getattr(settings, setting) for control_type, (setting, _) in MAP_MAKERS.items()}}
     fallback = DEFAULT_MODELS[settings.profile]
     if settings.profile != "tiny":
         fallback = {**fallback, "generate": " / ".join(reversed([alias for _, alias in AUTO_GENERATORS]))}
     checks = []
-    for task in ("generate", "rewrite", "classify", "answer", "segment", "segmentation"):
-        alias = defaults.get(task) or fallback[task]
+    for task, name in named.items():
+        alias = name or fallback[task]
         candidates = [a for a in alias.split(" / ") if a in settings.catalog]
-        cached = [a for a in candidates if disk_state(settings.catalog[a].source, settings)[0]]
+        if task in MAP_MAKERS and candidates and settings.catalog[alias].kind != MAP_MAKERS[task][1]:
+            setting, kind = MAP_MAKERS[task]
+            right = sorted(a for a, spec in settings.catalog.items() if spec.kind == kind)
+            checks.append(Check(f"model for {task}", "fail", f"{alias} is a {settings.catalog[alias].kind} model, "
+                                f"which cannot make {task} maps", f"Set PIXELMCP_{setting.upper()} to one of: "
+                                f"{', '.join(right) or 'none configured'}."))
+            continue
+        cached = [a for a in candidates
+                  if all(disk_state(source, settings)[0] for source in _sources(settings.catalog[a]))]
         if cached or settings.profile == "tiny":
             checks.append(Check(f"model for {task}", "ok", f"{alias}: {'cached' if cached else 'built on first use'}"))
         else:
             checks.append(Check(f"model for {task}", "warn", f"{alias}: not downloaded yet (downloads on first use)",
                                 f"Run `pixelmcp pull {candidates[0] if candidates else alias}` ahead of time."))
     return checks
+
+
+def _sources(spec) -> list[str]:
+    """Where a model's weights come from: its own, and its person detector's for a pose model."""
+    return [spec.source] + ([spec.detector] if spec.detector else [])
 
 
 def _doctor(args: argparse.Namespace) -> None:

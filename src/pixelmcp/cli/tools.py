@@ -32,12 +32,17 @@ def add_commands(sub) -> None:
     control = sub.add_parser("control", help="make images that keep another image's structure (controlnet_generate)")
     control.add_argument("prompt")
     control.add_argument("image", help="image path, pixelmcp:// uri or data URI")
-    control.add_argument("--control-type", default="canny", help="canny (default), depth, pose, ...")
+    control.add_argument("--control-type", default="canny",
+                         help="canny (default), depth, pose, segmentation, or another type the model maps")
     control.add_argument("--no-preprocess", dest="preprocess", action="store_false",
                          help="use the image as the control map as it is")
     control.add_argument("--conditioning-scale", type=float, default=1.0)
     control.add_argument("--low-threshold", type=int, default=100)
     control.add_argument("--high-threshold", type=int, default=200)
+    control.add_argument("--person-threshold", type=float,
+                         help="pose: the detector's confidence that counts a person, 0..1 (default 0.5)")
+    control.add_argument("--keypoint-threshold", type=float,
+                         help="pose: the confidence that draws a joint, 0..1 (default 0.3)")
     _generation_flags(control)
     control.set_defaults(run=_control)
 
@@ -190,6 +195,7 @@ def _control(args: argparse.Namespace) -> None:
         **_generation_arguments(args), "image": _image(args.image), "control_type": args.control_type,
         "preprocess": args.preprocess, "conditioning_scale": args.conditioning_scale,
         "low_threshold": args.low_threshold, "high_threshold": args.high_threshold,
+        **_present(person_threshold=args.person_threshold, keypoint_threshold=args.keypoint_threshold),
     })
 
 

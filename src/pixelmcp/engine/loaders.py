@@ -9,7 +9,7 @@ from pixelmcp.engine.pool import Loader
 
 def loader_for(settings: Settings, spec: ModelSpec) -> Loader:
     """The pool loader for any catalog entry, by its task."""
-    from pixelmcp.engine import control, segment, text, vision
+    from pixelmcp.engine import control, pose, segment, text, vision
 
     if spec.component is not None:  # one part of a pipeline repo (an inpainting UNet)
         from pixelmcp.engine import diffusion
@@ -17,10 +17,11 @@ def loader_for(settings: Settings, spec: ModelSpec) -> Loader:
         return diffusion.load_unet(spec)
     if spec.task == "generate":
         return pipeline_loader(settings, spec)
-    if spec.kind == "semantic":
-        return control.load_semantic_segmenter(spec)
-    loaders = {"rewrite": text.load_chat_model, "preprocess": control.load_depth_estimator,
-               "classify": vision.load_classifier, "answer": vision.load_vlm,
+    if spec.task == "preprocess":  # control maps: one loader per kind of map model
+        makers = {"depth": control.load_depth_estimator, "semantic": control.load_semantic_segmenter,
+                  "pose": pose.load_pose_estimator, "detector": pose.load_person_detector}
+        return makers[spec.kind](spec)
+    loaders = {"rewrite": text.load_chat_model, "classify": vision.load_classifier, "answer": vision.load_vlm,
                "segment": segment.load_segmenter}
     return loaders[spec.task](spec)
 

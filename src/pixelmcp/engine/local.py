@@ -23,7 +23,7 @@ from pixelmcp.backends import (
 )
 from pixelmcp.catalog import ModelSpec
 from pixelmcp.engine.batching import MicroBatcher
-from pixelmcp.engine.loaders import pipeline_loader
+from pixelmcp.engine.loaders import loader_for, pipeline_loader
 from pixelmcp.engine.pool import ModelPool
 from pixelmcp.engine.queue import Job
 
@@ -39,8 +39,8 @@ class LocalImageGenerator:
 
     async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
         control, style = request.control, request.style
-        models = [request.spec, control and control.controlnet, control and control.preprocessor,
-                  style and style.adapter, _inpaint_unet(request)]
+        models = [request.spec, control and control.controlnet, *_map_models(control), style and style.adapter,
+                  _inpaint_unet(request)]
         if self.batcher.takes(request):
             await self.pool.ready(models, progress)  # each member's own download, before it joins a batch
             return await self.batcher.generate(request, progress)
@@ -59,12 +59,12 @@ class LocalImageGenerator:
         pipe = self.pool.get(spec, pipeline_loader(self.pool.settings, spec), job)
         unet_entry = _inpaint_unet(first)
         unet = self.pool.get(unet_entry, diffusion.load_unet(unet_entry), job) if unet_entry else None
-        controlnet = ip_adapter = control_map = None
+        controlnet = ip_adapter = control_map = people = None
         ip_scale: float | dict = 1.0
         if first.control is not None:
             wanted = first.control.controlnet
             controlnet = self.pool.get(wanted, control.load_controlnet(wanted), job)
-            control_map = self._control_map(first.control, first.width, first.height, job)
+            control_map, people = self._control_map(first.control, (first.width, first.height), job)
         if first.style is not None:
             wanted = first.style.adapter
             ip_adapter = self.pool.get(wanted, control.load_ip_adapter(wanted, spec.ip_adapter), job)
@@ -90,7 +90,7 @@ class LocalImageGenerator:
         for request in requests:
             results.append(GeneratedImages(
                 images=images[offset:offset + request.n], scheduler=scheduler, device=self.pool.device,
-                timings=dict(timings), control_map=control_map, batch_size=len(requests),
+                timings=dict(timings), control_map=control_map, people=people, batch_size=len(requests),
             ))
             offset += request.n
         return results
@@ -122,23 +122,35 @@ class LocalImageGenerator:
             blender.add(tile, image)
         return [blender.image().crop((0, 0, *canvas.size))], scheduler
 
-    def _control_map(self, wanted: ControlRequest, width: int, height: int, job: Job) -> Image.Image:
-        """The control map at the output size: made from the image, or the image itself."""
-        from pixelmcp.engine import control
+    def _control_map(self, wanted: ControlRequest, size: tuple[int, int], job: Job) -> tuple[Image.Image, int | None]:
+        """The control map at the output size (made from the image, or the image itself); for a pose map made
+        here, how many people it shows."""
+        from pixelmcp.engine import control, pose
 
         if not wanted.preprocess:
-            return wanted.image.resize((width, height), Image.Resampling.BICUBIC)
+            return wanted.image.resize(size, Image.Resampling.BICUBIC), None
         if wanted.control_type == "canny":
-            source = wanted.image.resize((width, height), Image.Resampling.LANCZOS)
-            return control.canny_map(source, wanted.low_threshold, wanted.high_threshold)
-        if wanted.control_type == "depth" and wanted.preprocessor is not None:
-            estimator = self.pool.get(wanted.preprocessor, control.load_depth_estimator(wanted.preprocessor), job)
-            return control.depth_map(estimator, wanted.image, job).resize((width, height), Image.Resampling.BICUBIC)
-        if wanted.control_type == "segmentation" and wanted.preprocessor is not None:
-            segmenter = self.pool.get(wanted.preprocessor, control.load_semantic_segmenter(wanted.preprocessor), job)
-            source = wanted.image.resize((width, height), Image.Resampling.LANCZOS)
-            return control.segmentation_map(segmenter, source, job)  # (class colours: never interpolated)
-        raise ValueError(f"no preprocessor for control_type {wanted.control_type!r}")  # the tool checks first
+            source = wanted.image.resize(size, Image.Resampling.LANCZOS)
+            return control.canny_map(source, wanted.low_threshold, wanted.high_threshold), None
+        maker = wanted.preprocessor
+        if maker is None:
+            raise ValueError(f"no preprocessor for control_type {wanted.control_type!r}")  # the tool checks first
+        model = self.pool.get(maker, loader_for(self.pool.settings, maker), job)
+        if maker.kind == "depth":
+            return control.depth_map(model, wanted.image, job).resize(size, Image.Resampling.BICUBIC), None
+        if maker.kind == "semantic":  # class colours: drawn at the output size, never interpolated
+            return control.segmentation_map(model, wanted.image.resize(size, Image.Resampling.LANCZOS), job), None
+        detector = self.pool.get(maker.detector_entry(), loader_for(self.pool.settings, maker.detector_entry()), job)
+        return pose.skeleton_map(detector, model, wanted.image, size, wanted.person_threshold,
+                                 wanted.keypoint_threshold, job)
+
+
+def _map_models(control: ControlRequest | None) -> list[ModelSpec]:
+    """The models that make a control map from the image: the map model, and a pose model's person detector."""
+    maker = control and control.preprocessor
+    if maker is None:
+        return []
+    return [maker, maker.detector_entry()] if maker.detector else [maker]
 
 
 def _inpaint_unet(request: ImageRequest) -> ModelSpec | None:

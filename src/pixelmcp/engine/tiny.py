@@ -523,6 +523,47 @@ def build_upernet(path: Path) -> None:
     SegformerImageProcessorPil(size={"height": 64, "width": 64}, do_reduce_labels=True).save_pretrained(path)
 
 
+def build_vitpose(path: Path) -> None:
+    """ViTPose with the simple decoder (usyd-community/vitpose-base-simple's architecture), 17 COCO keypoints. The
+    heatmap head is scaled up so that random weights peak above the default keypoint threshold: the tiny
+    profile's pose maps show skeletons (at random places) rather than nothing."""
+    import torch
+    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation, VitPoseImageProcessorPil
+
+    _seeded()
+    backbone = VitPoseBackboneConfig(image_size=[64, 48], patch_size=[16, 16], hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, mlp_ratio=2, out_indices=[1])
+    model = VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, num_labels=17, use_simple_decoder=True))
+    with torch.no_grad():
+        model.head.conv.weight.mul_(2.0)
+    model.eval().save_pretrained(path)
+    VitPoseImageProcessorPil(size={"height": 64, "width": 48}).save_pretrained(path)
+
+
+def build_rtdetr(path: Path) -> None:
+    """RT-DETR with a ResNet backbone (PekingU/rtdetr_r50vd_coco_o365's architecture, COCO's first classes) and
+    four queries. Its class heads lean towards "person", so that random weights find a few people."""
+    import torch
+    from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessorPil, RTDetrResNetConfig
+
+    _seeded()
+    backbone = RTDetrResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1],
+                                  layer_type="basic", out_features=["stage2", "stage3", "stage4"])
+    labels = {0: "person", 1: "bicycle", 2: "car"}
+    config = RTDetrConfig(
+        backbone_config=backbone, encoder_hidden_dim=16, encoder_in_channels=[16, 32, 64], encoder_ffn_dim=32,
+        encoder_attention_heads=2, d_model=16, num_queries=4, decoder_in_channels=[16, 16, 16], decoder_ffn_dim=32,
+        decoder_layers=1, decoder_attention_heads=2, num_denoising=0, id2label=labels,
+        label2id={name: label for label, name in labels.items()},
+    )
+    model = RTDetrForObjectDetection(config)
+    with torch.no_grad():
+        for head in (model.model.enc_score_head, *model.model.decoder.class_embed):
+            head.bias[0] += 3.0
+    model.eval().save_pretrained(path)
+    RTDetrImageProcessorPil(size={"height": 64, "width": 64}).save_pretrained(path)
+
+
 def build_clip(path: Path) -> None:
     """CLIP (text + vision towers, projections, logit scale) with its processor."""
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
@@ -784,6 +825,8 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "chat-llm": build_chat_llm,
     "depth-anything": build_depth_anything,
     "upernet": build_upernet,
+    "vitpose": build_vitpose,
+    "rtdetr": build_rtdetr,
     "clip": build_clip,
     "siglip": build_siglip,
     "llava": build_llava,

@@ -42,18 +42,22 @@ from pixelmcp.tools.results import (
 from pixelmcp.tools.rewriting import RevisedPromptArg, SampledArg, rewrite_for_generation
 from pixelmcp.tools.state import AppContext, app_state
 
-PREPROCESSORS = ("canny", "depth", "segmentation")
+PREPROCESSORS = ("canny", "depth", "segmentation", "pose")
 MAX_CONDITIONING_SCALE = 2.0
 MAX_IP_SCALE = 2.0
 DEFAULT_IP_SCALE = 0.8
 MAX_CANNY_THRESHOLD = 1000
+DEFAULT_PERSON_THRESHOLD = 0.5
+DEFAULT_KEYPOINT_THRESHOLD = 0.3
 
 
 class ControlNetResult(GenerateImageResult):
     control_type: str
     conditioning_scale: float
     preprocess: bool
-    control_map: ImageRef = Field(description="the map that steered the image (edges, depth, pose)")
+    control_map: ImageRef = Field(description="the map that steered the image (edges, depth, pose, segmentation)")
+    people: int | None = Field(None, description="control_type='pose' with preprocess: how many people the skeleton "
+                                                 "map shows")
 
 
 class StyleTransferResult(GenerateImageResult):
@@ -78,8 +82,8 @@ async def controlnet_generate(
                                 "maps).")
     ] = "canny",
     preprocess: Annotated[
-        bool, Field(description="Make the control map from the image (canny, depth, segmentation); false: the image "
-                                "is the map.")
+        bool, Field(description="Make the control map from the image (canny edges, depth, segmentation, or pose "
+                                "skeletons of the people in a photo); false: the image is the map.")
     ] = True,
     conditioning_scale: Annotated[Number, Field(description="How strongly the map steers, 0..2.")] = 1.0,
     negative_prompt: NegativePromptArg = None,
@@ -93,6 +97,12 @@ async def controlnet_generate(
     rewrite: RewriteArg = "auto",
     low_threshold: Annotated[int, Field(description="Canny lower hysteresis threshold (canny only).")] = 100,
     high_threshold: Annotated[int, Field(description="Canny upper hysteresis threshold (canny only).")] = 200,
+    person_threshold: Annotated[
+        Number, Field(description="Pose only: how sure the detector must be that a box is a person, 0..1.")
+    ] = DEFAULT_PERSON_THRESHOLD,
+    keypoint_threshold: Annotated[
+        Number, Field(description="Pose only: how sure the keypoint model must be to draw a joint, 0..1.")
+    ] = DEFAULT_KEYPOINT_THRESHOLD,
     revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, ControlNetResult]:
@@ -106,12 +116,14 @@ async def controlnet_generate(
     controlnet = app.router.controlnet(spec, control_type)
     _check_preprocess(control_type, preprocess)
     _check_thresholds(control_type, low_threshold, high_threshold)
+    _check_pose_thresholds(control_type, preprocess, person_threshold, keypoint_threshold)
     _check_scale("conditioning_scale", conditioning_scale, MAX_CONDITIONING_SCALE)
     source = await app.load_image(image, "image")
     control = ControlRequest(
         control_type=control_type, controlnet=controlnet, image=source, preprocess=preprocess,
         conditioning_scale=conditioning_scale, low_threshold=low_threshold, high_threshold=high_threshold,
         preprocessor=app.router.map_maker(control_type) if preprocess else None,
+        person_threshold=person_threshold, keypoint_threshold=keypoint_threshold,
     )
     request = replace(arguments.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
@@ -126,20 +138,25 @@ async def controlnet_generate(
     made = await generator.generate(request, progress)
 
     # 3. Store the control map and the images (in a worker thread: encoding must not stall the event loop).
+    pose = dict(person_threshold=person_threshold, keypoint_threshold=keypoint_threshold,
+                people=made.people) if made.people is not None else {}
+
     def store() -> tuple[StoredImage, list[StoredImage]]:
         stored_map = store_reference(app, made.control_map, "control map", control_type=control_type)
         return stored_map, store_images(app, "controlnet_generate", request, made, dict(
             control_type=control_type, preprocess=preprocess, conditioning_scale=conditioning_scale,
-            low_threshold=low_threshold, high_threshold=high_threshold, control_map=stored_map.uri,
+            low_threshold=low_threshold, high_threshold=high_threshold, control_map=stored_map.uri, **pose,
         ))
 
     control_map, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
     result = ControlNetResult(
         **result_fields(request, rewritten, made, records, started), control_type=control_type,
         conditioning_scale=conditioning_scale, preprocess=preprocess, control_map=control_map.ref(),
+        people=made.people,
     )
+    shows = f" ({made.people} {'person' if made.people == 1 else 'people'})" if made.people is not None else ""
     return await tool_result(app, result, records, made.images,
-                             lines=[f"Control map ({control_type}): {control_map.uri}"],
+                             lines=[f"Control map ({control_type}){shows}: {control_map.uri}"],
                              links=[(control_map, f"{control_type} control map")])
 
 
@@ -248,11 +265,6 @@ async def style_transfer(
 def _check_preprocess(control_type: str, preprocess: bool) -> None:
     if not preprocess or control_type in PREPROCESSORS:
         return
-    if control_type == "pose":
-        raise InvalidArgument(
-            "preprocess", True, "no pose estimator is configured on this server, so it cannot make pose maps",
-            "Pass a ready OpenPose skeleton image as image with preprocess=false.",
-        )
     raise InvalidArgument(
         "preprocess", True, f"there is no preprocessor for control_type {control_type!r} (only {', '.join(PREPROCESSORS)})",
         f"Pass a ready {control_type} map as image with preprocess=false.",
@@ -272,6 +284,18 @@ def _check_thresholds(control_type: str, low: int, high: int) -> None:
     if low >= high:
         raise InvalidArgument("low_threshold", low, f"must be below high_threshold={high}",
                               "Use e.g. low_threshold=100, high_threshold=200.")
+
+
+def _check_pose_thresholds(control_type: str, preprocess: bool, person: float, keypoint: float) -> None:
+    for name, value, default in (("person_threshold", person, DEFAULT_PERSON_THRESHOLD),
+                                 ("keypoint_threshold", keypoint, DEFAULT_KEYPOINT_THRESHOLD)):
+        if value != default and not (control_type == "pose" and preprocess):
+            where = f"not {control_type!r}" if control_type != "pose" else "not a ready map (preprocess=false)"
+            raise InvalidArgument(name, value, f"it applies only to pose maps made from a photo, {where}",
+                                  f"Omit {name}.")
+        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            raise InvalidArgument(name, value, "out of range; accepted: 0..1",
+                                  f"Pass a confidence in 0..1 (default {default}); lower finds more.")
 
 
 def _check_scale(argument: str, value: float, maximum: float) -> None:

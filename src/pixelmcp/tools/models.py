@@ -24,6 +24,7 @@ class CatalogEntry(BaseModel):
     inpaint: Literal["dedicated", "base"] | None = Field(
         None, description="how it inpaints: with a dedicated inpainting UNet, or with the base model itself"
     )
+    detector: str | None = Field(None, description="a pose model's person detector (repo id or folder)")
     tools: list[str] = Field(default_factory=list, description="the tools this model can serve")
 
 
@@ -69,7 +70,7 @@ def models_report(app: AppState, task: str | None = None) -> ModelsReport:
                      licence=s.licence,
                      loaded=s.alias in resident, controlnets=sorted(s.controlnets), ip_adapter=s.ip_adapter is not None,
                      inpaint=("dedicated" if s.inpaint else "base") if s.kind in IMAGE_KINDS else None,
-                     tools=tools_of(s))
+                     detector=s.detector, tools=tools_of(s))
         for s in app.settings.catalog.values() if task is None or s.task == task
     ]
     return ModelsReport(profile=app.settings.profile, device=snapshot["device"], budget_bytes=snapshot["budget_bytes"],
