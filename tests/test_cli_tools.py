@@ -119,10 +119,12 @@ def test_understanding_commands_on_a_generated_image(cli, tmp_path):
 
 def test_control_and_style_commands_and_their_reproduction(cli, tmp_path):
     cli("generate", "a cat", "--seed", "1", "--no-rewrite", "-o", "cat.png")
-    control = json.loads(cli("control", "a dog", "cat.png", "--seed", "2", "-o", "dog.png", "--json").stdout)
+    control = json.loads(cli("control", "a dog", "cat.png", "--control-type", "pose", "--person-threshold", "0.4",
+                             "--keypoint-threshold", "0.2", "--seed", "2", "-o", "dog.png", "--json").stdout)
     style = json.loads(cli("style", "a fox", "cat.png", "--image", "cat.png", "--seed", "4", "-o", "fox.png",
                            "--json").stdout)
     assert control["control_map"]["uri"].startswith("pixelmcp://") and style["control_map"] is not None
+    assert control["control_type"] == "pose" and control["people"] >= 1
     for saved in ("dog.png", "fox.png"):
         again = json.loads(cli("generate", "--from", saved, "--json").stdout)
         assert pixels(Path(again["path"])) == pixels(tmp_path / saved)
