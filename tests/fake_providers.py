@@ -57,22 +57,26 @@ class FakeAPI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:  # noqa: N802
+                self.do_POST("GET")
+
+            def do_POST(self, method: str = "POST") -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 try:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw
-                record = Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                record = Recorded(method, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 fake.requests.append(record)
                 reply = fake._reply(record)
                 if reply.delay:
                     time.sleep(reply.delay)
-                payload = json.dumps(reply.body).encode()
+                binary = isinstance(reply.body, bytes)
+                payload = reply.body if binary else json.dumps(reply.body).encode()
                 try:
                     self.send_response(reply.status)
-                    self.send_header("content-type", "application/json")
+                    self.send_header("content-type", "image/png" if binary else "application/json")
                     self.send_header("content-length", str(len(payload)))
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
@@ -216,3 +220,44 @@ def fake_anthropic() -> FakeAPI:
 
 def anthropic_error(status: int, kind: str, message: str, headers: dict | None = None) -> Reply:
     return Reply(status, {"type": "error", "error": {"type": kind, "message": message}}, headers or {})
+
+
+# --------------------------------------------------------------------------- image engines (SGLang, vLLM-Omni)
+
+
+class FakeEngine(FakeAPI):
+    """An OpenAI-compatible image engine: /v1/images/generations and /v1/images/edits, its images a function of
+    the prompt, seed and index (so a seed reproduces an image); with `links`, it answers with a URL on itself,
+    served at /v1/images/ID/content, instead of base64; /v1/models answers a health probe."""
+
+    def __init__(self, links: bool = False):
+        self.links = links
+        self.stored: dict[str, bytes] = {}
+        super().__init__({"/images/generations": self.generations, "/images/edits": self.edits,
+                          "/content": self.content, "/models": self.models})
+
+    def _item(self, key: str, size: tuple[int, int]) -> dict[str, Any]:
+        encoded = png_b64(key, size)
+        if not self.links:
+            return {"b64_json": encoded}
+        name = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self.stored[name] = base64.b64decode(encoded)
+        return {"url": f"/v1/images/{name}/content"}
+
+    def generations(self, record: Recorded) -> Reply:
+        body = record.body
+        width, height = (int(v) for v in body.get("size", "1024x1024").split("x"))
+        seed = body.get("seed")
+        items = [self._item(f"{body['prompt']}|{seed}|{index}", (width, height)) for index in range(body.get("n", 1))]
+        return Reply(200, {"created": 0, "data": items})
+
+    def edits(self, record: Recorded) -> Reply:
+        body = record.body if isinstance(record.body, bytes) else b""
+        return Reply(200, {"created": 0, "data": [self._item(f"edit {hashlib.sha256(body).hexdigest()}", (64, 64))]})
+
+    def content(self, record: Recorded) -> Reply:
+        name = record.path.split("/images/")[1].split("/")[0]
+        return Reply(200, self.stored[name]) if name in self.stored else Reply(404, {"detail": "no such image"})
+
+    def models(self, record: Recorded) -> Reply:
+        return Reply(200, {"object": "list", "data": [{"id": "black-forest-labs/FLUX.1-dev", "object": "model"}]})

@@ -165,9 +165,18 @@ def test_doctor_on_a_machine_without_gpu_or_keys(cli):
 
 
 def test_doctor_fails_when_the_config_names_a_provider_that_is_not_ready_or_a_model_of_the_wrong_kind(cli):
-    out = cli("doctor", "--json", check=False, PIXELMCP_GENERATE_MODEL="gemini:gemini-2.5-flash-image",
-              GEMINI_API_KEY="", GOOGLE_API_KEY="", PIXELMCP_POSE_MODEL="tiny-depth")
+    from fake_providers import FakeEngine
+
+    with FakeEngine() as engine:
+        endpoints = {"gpu": {"base_urls": [f"http://127.0.0.1:{engine.port}/v1", "http://127.0.0.1:9/v1"],
+                             "serves": ["images"], "engine": "sglang"}}
+        out = cli("doctor", "--json", check=False, PIXELMCP_GENERATE_MODEL="gemini:gemini-2.5-flash-image",
+                  GEMINI_API_KEY="", GOOGLE_API_KEY="", PIXELMCP_POSE_MODEL="tiny-depth",
+                  PIXELMCP_ENDPOINTS=json.dumps(endpoints))
     checks = {c["name"]: c for c in json.loads(out.stdout)}
+    # An endpoint with one of its two servers down: a warning naming the one that does not answer.
+    assert checks["endpoint gpu"]["status"] == "warn" and "1 of 2 server(s) answer" in checks["endpoint gpu"]["detail"]
+    assert "127.0.0.1:9" in checks["endpoint gpu"]["detail"] and "sglang" in checks["endpoint gpu"]["detail"]
     assert checks["config uses gemini"]["status"] == "fail"
     assert "GEMINI_API_KEY or GOOGLE_API_KEY" in checks["config uses gemini"]["fix"]
     assert checks["model for pose"]["status"] == "fail" and "PIXELMCP_POSE_MODEL" in checks["model for pose"]["fix"]

@@ -54,6 +54,14 @@ def test_a_default_model_outside_the_catalog_is_refused():
         load_settings(profile="tiny", generate_model="sdxl")
 
 
+@pytest.mark.parametrize("where", [{}, {"base_url": "http://a/v1", "base_urls": ["http://b/v1"]}])
+def test_an_endpoint_needs_one_address_or_a_list_of_replicas(where):
+    with pytest.raises(ValidationError, match="base_url .one server. or base_urls .replicas."):
+        load_settings(profile="tiny", endpoints={"gpu": where})
+    replicas = load_settings(profile="tiny", endpoints={"gpu": {"base_urls": ["http://a/v1", "http://b/v1"]}})
+    assert replicas.endpoints["gpu"].urls == ("http://a/v1", "http://b/v1")
+
+
 def test_a_missing_config_file_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("PIXELMCP_CONFIG", str(tmp_path / "missing.toml"))
     with pytest.raises(ValueError, match="missing.toml"):

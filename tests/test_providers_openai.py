@@ -245,13 +245,14 @@ async def test_a_compatible_endpoint_needs_no_key_and_uses_max_tokens(make_setti
     async with Client(build_server(settings)) as client:
         data = ok(await client.call_tool("ask_about_image", {"image": _tiny_png(), "question": "what?",
                                                              "model": "openai-compatible:qwen2.5-vl-7b"}))
-        image = error_text(await client.call_tool("generate_image", {"prompt": "x",
-                                                                     "model": "openai-compatible:qwen2.5-vl-7b"}))
+        image = error_text(await client.call_tool("generate_image", {"prompt": "x", "seed": 1,
+                                                                     "model": "openai-compatible:some-image-model"}))
     assert data["model"] == "openai-compatible:qwen2.5-vl-7b"
     sent = api.to("/chat/completions")[0]
     assert sent.body["model"] == "qwen2.5-vl-7b" and sent.body["max_tokens"] == 512
     assert "max_completion_tokens" not in sent.body
-    assert "not images" in image
+    # Its image API is plain OpenAI's unless PIXELMCP_OPENAI_COMPATIBLE_ENGINE names an engine that takes seeds.
+    assert "Invalid seed=1" in image and "does not take seed" in image
 
 
 async def test_named_endpoints_send_their_own_key(make_settings, api, monkeypatch):

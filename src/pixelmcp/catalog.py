@@ -108,6 +108,9 @@ class ModelSpec(BaseModel):
     takes_guidance: bool = True
     max_n: int | None = Field(None, description="most images per call, when the model limits it")
     takes_reference: bool = Field(False, description="a provider model that edits from reference images itself")
+    engine_defaults: bool = Field(
+        False, description="an image engine's model: steps and guidance the caller omits are the engine's own"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -173,7 +176,8 @@ def _sd(alias: str, source: str, **kw) -> ModelSpec:
 
 
 #: Fields only remote providers' entries set (a config file cannot make a local model remote).
-REMOTE_ONLY = ("provider", "sizes", "takes_seed", "takes_steps", "takes_guidance", "max_n", "takes_reference")
+REMOTE_ONLY = ("provider", "sizes", "takes_seed", "takes_steps", "takes_guidance", "max_n", "takes_reference",
+               "engine_defaults")
 
 
 SDXL_CONTROLNETS = {

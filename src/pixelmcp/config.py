@@ -34,17 +34,50 @@ from pixelmcp.registry import BUILTIN_NAMES, provider_rows, split_model
 
 Profile = Literal["default", "tiny"]
 
+EndpointService = Literal["chat", "vision", "images", "edits"]
+ImageEngine = Literal["openai", "sglang", "vllm-omni"]
+
 #: Who may rewrite prompts: the local LLM, a provider (or named endpoint), the client's own LLM, or nobody.
 REWRITERS = ("local", *BUILTIN_NAMES, "sampling", "none")
 
 
 class Endpoint(BaseModel):
-    """An OpenAI-compatible server (vLLM, Ollama, LM Studio, TGI): `[endpoints.NAME]` in the TOML file."""
+    """An OpenAI-compatible server (vLLM, SGLang, vLLM-Omni, Ollama, LM Studio, TGI): `[endpoints.NAME]` in the
+    TOML file. It declares what it serves; image engines declare which extra fields their API takes."""
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field(description="e.g. http://gpu-box:8000/v1")
+    base_url: str | None = Field(None, description="e.g. http://gpu-box:8000/v1")
+    base_urls: list[str] = Field(
+        default_factory=list, description="replicas of one server, each a base URL: the least busy one answers"
+    )
     api_key_env: str | None = Field(None, description="environment variable holding its key, if it needs one")
+    serves: list[EndpointService] = Field(
+        default_factory=lambda: ["chat", "vision"],
+        description="chat (rewrite_prompt), vision (ask_about_image, compare_images), images (generate_image: "
+                    "/v1/images/generations), edits (edit_image, extend_image: /v1/images/edits)",
+    )
+    engine: ImageEngine = Field(
+        "openai", description="the image API's dialect: openai (the standard fields only), sglang or vllm-omni (also "
+                              "seed, num_inference_steps, guidance_scale and negative_prompt)",
+    )
+    image_models: list[str] = Field(
+        default_factory=list, description="the image models it serves (empty: any model id is passed on)"
+    )
+    sizes: list[tuple[int, int]] = Field(
+        default_factory=list, description="the only (width, height) pairs its image models make (empty: any size)"
+    )
+    max_n: int | None = Field(None, ge=1, description="most images per call (when the engine limits it)")
+
+    @model_validator(mode="after")
+    def _one_address(self) -> Endpoint:
+        if bool(self.base_url) == bool(self.base_urls):
+            raise ValueError("give base_url (one server) or base_urls (replicas), not both or neither")
+        return self
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(self.base_urls) if self.base_urls else (self.base_url,)
 
 
 #: A `[models.ALIAS]` table in the TOML file: point an alias at a folder, change any of its catalog fields, or
@@ -121,7 +154,11 @@ class Settings(BaseSettings):
         None, description="Anthropic API base URL (gateways); default the SDK's (its ANTHROPIC_BASE_URL, or the API)"
     )
     openai_compatible_base_url: str | None = Field(
-        None, description="base URL of the `openai-compatible` provider, e.g. http://gpu-box:8000/v1 (vLLM)"
+        None, description="base URL of the `openai-compatible` provider, e.g. http://gpu-box:8000/v1 (vLLM); several, "
+                          "comma-separated, are replicas of one server"
+    )
+    openai_compatible_engine: ImageEngine = Field(
+        "openai", description="the image API dialect of the `openai-compatible` provider: openai, sglang, vllm-omni"
     )
     endpoints: dict[str, Endpoint] = Field(
         default_factory=dict, description="more OpenAI-compatible servers, used as NAME:model ([endpoints.NAME])"

@@ -9,13 +9,18 @@ the settings can check provider names against it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 #: Tools a chat/vision endpoint can serve.
 CHAT_TOOLS = ("ask_about_image", "compare_images", "rewrite_prompt")
+#: What an OpenAI-compatible endpoint can declare it serves (`serves` of `[endpoints.NAME]`), as tools.
+SERVICE_TOOLS: dict[str, tuple[str, ...]] = {
+    "chat": ("rewrite_prompt",), "vision": ("ask_about_image", "compare_images"), "images": ("generate_image",),
+    "edits": ("edit_image", "extend_image", "style_transfer"),
+}
 
 
 @dataclass(frozen=True)
@@ -28,19 +33,31 @@ class ProviderRow:
     key_required: bool
     serves: tuple[str, ...]  # tools it can serve
     examples: tuple[str, ...]  # model arguments to try
-    base_url_setting: str | None = None  # the setting that overrides its base URL
-    base_url: str | None = None  # a fixed base URL (an endpoint from the config file)
+    base_url_setting: str | None = None  # the setting that overrides its base URL (comma-separated: replicas)
+    base_urls: tuple[str, ...] = ()  # fixed base URLs (an endpoint from the config file; several are replicas)
     needs_base_url: bool = False  # no default address: useless until one is set
     rewrite_model: str | None = None  # the model that rewrites prompts when PIXELMCP_REWRITER names it
     official: bool = False  # the provider's own API (not a compatible server): its model quirks apply
-    image_fix: str = ("OpenAI-compatible endpoints serve chat and vision here, not images: use openai:gpt-image-1, "
-                      "gemini:gemini-2.5-flash-image or a local model.")
+    image_fix: str = ("This endpoint does not declare images: add \"images\" to serves under its [endpoints.NAME] "
+                      "table if it serves /v1/images/generations (SGLang Diffusion, vLLM-Omni), or use "
+                      "openai:gpt-image-1, gemini:gemini-2.5-flash-image or a local model.")
+    # OpenAI-compatible image engines: the API dialect, and what the config says of their models.
+    engine: str = "openai"  # openai (standard fields only), sglang, vllm-omni (seed, steps, guidance, negative)
+    image_models: tuple[str, ...] = ()  # the image models it serves (empty: any id is passed on)
+    sizes: tuple[tuple[int, int], ...] = ()  # the only sizes its image models make (empty: any)
+    max_n: int | None = None
+
+    def addresses(self, settings: Any) -> tuple[str, ...]:
+        """Its base URLs under `settings` (empty: the SDK's default); several are replicas of one server."""
+        if self.base_url_setting is not None:
+            value = getattr(settings, self.base_url_setting) or ""
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return self.base_urls
 
     def address(self, settings: Any) -> str | None:
-        """Its base URL under `settings` (None: the SDK's default)."""
-        if self.base_url_setting is not None:
-            return getattr(settings, self.base_url_setting)
-        return self.base_url
+        """Its base URL under `settings` (None: the SDK's default); the first replica's when there are several."""
+        urls = self.addresses(settings)
+        return urls[0] if urls else None
 
     def example(self) -> str:
         return self.examples[0] if self.examples else f"{self.name}:MODEL"
@@ -73,8 +90,9 @@ BUILTIN: tuple[ProviderRow, ...] = (
     ),
     ProviderRow(
         name="openai-compatible", client="openai", key_env=("OPENAI_COMPATIBLE_API_KEY",), key_required=False,
-        serves=CHAT_TOOLS,
-        examples=("openai-compatible:MODEL (the id the server serves, e.g. Qwen/Qwen2.5-VL-7B-Instruct)",),
+        serves=tuple(tool for tools in SERVICE_TOOLS.values() for tool in tools),
+        examples=("openai-compatible:MODEL (the id the server serves, e.g. Qwen/Qwen2.5-VL-7B-Instruct or "
+                  "black-forest-labs/FLUX.1-dev)",),
         base_url_setting="openai_compatible_base_url", needs_base_url=True,
     ),
 )
@@ -84,10 +102,19 @@ BUILTIN_NAMES: tuple[str, ...] = tuple(row.name for row in BUILTIN)
 def provider_rows(settings: Any) -> dict[str, ProviderRow]:
     """Every provider `settings` knows: the built-in ones, then the `[endpoints.NAME]` of the config file."""
     rows = {row.name: row for row in BUILTIN}
+    rows["openai-compatible"] = replace(rows["openai-compatible"], engine=settings.openai_compatible_engine)
     for name, endpoint in settings.endpoints.items():
         keys = (endpoint.api_key_env,) if endpoint.api_key_env else ()
-        rows[name] = ProviderRow(name=name, client="openai", key_env=keys, key_required=bool(keys), serves=CHAT_TOOLS,
-                                 examples=(f"{name}:MODEL",), base_url=endpoint.base_url)
+        serves = tuple(tool for service in endpoint.serves for tool in SERVICE_TOOLS[service])
+        rows[name] = ProviderRow(
+            name=name, client="openai", key_env=keys, key_required=bool(keys), serves=serves,
+            examples=tuple(f"{name}:{model}" for model in endpoint.image_models) or (f"{name}:MODEL",),
+            base_urls=endpoint.urls, engine=endpoint.engine, image_models=tuple(endpoint.image_models),
+            sizes=tuple(tuple(size) for size in endpoint.sizes), max_n=endpoint.max_n,
+            image_fix=f"The endpoint {name!r} does not declare images: add \"images\" to serves under [endpoints.{name}] "
+                      "if it serves /v1/images/generations (SGLang Diffusion, vLLM-Omni), or use openai:gpt-image-1, "
+                      "gemini:gemini-2.5-flash-image or a local model.",
+        )
     return rows
 
 
@@ -103,6 +130,19 @@ def split_model(value: str, catalog: dict[str, Any]) -> tuple[str, str] | None:
 # --------------------------------------------------------------------------- what users are shown
 
 
+class ReplicaInfo(BaseModel):
+    """One base URL of an OpenAI-compatible endpoint: whether it answers, and how this server's requests to it
+    went."""
+
+    url: str
+    answers: bool | None = Field(None, description="it answered GET /models just now (null: not asked)")
+    detail: str | None = Field(None, description="why it does not answer")
+    in_flight: int = 0
+    answered: int = Field(0, description="requests it answered since the server started")
+    failed: int = Field(0, description="requests it failed (cannot connect, 5xx)")
+    resting_s: float = Field(0.0, description="seconds it is still skipped after a failure")
+
+
 class ProviderInfo(BaseModel):
     """One remote provider as this server is configured for it (never a key's value)."""
 
@@ -114,6 +154,8 @@ class ProviderInfo(BaseModel):
     serves: list[str] = Field(description="tools it can serve")
     examples: list[str] = Field(description="model arguments to try")
     fix: str | None = Field(None, description="what to do to make it ready")
+    engine: str | None = Field(None, description="an OpenAI-compatible endpoint's image API: openai, sglang, vllm-omni")
+    replicas: list[ReplicaInfo] = Field(default_factory=list, description="an OpenAI-compatible endpoint's base URLs")
 
 
 def provider_infos(settings: Any) -> list[ProviderInfo]:
@@ -126,6 +168,10 @@ def provider_infos(settings: Any) -> list[ProviderInfo]:
             fix = f"set PIXELMCP_{row.base_url_setting.upper()} (e.g. http://gpu-box:8000/v1)"
         elif row.key_required and not key_set:
             fix = f"set {' or '.join(row.key_env)} in the server's environment"
-        infos.append(ProviderInfo(name=row.name, ready=fix is None, key_env=list(row.key_env), key_set=key_set,
-                                  base_url=address, serves=list(row.serves), examples=list(row.examples), fix=fix))
+        compatible = not row.official
+        infos.append(ProviderInfo(
+            name=row.name, ready=fix is None, key_env=list(row.key_env), key_set=key_set, base_url=address,
+            serves=list(row.serves), examples=list(row.examples), fix=fix, engine=row.engine if compatible else None,
+            replicas=[ReplicaInfo(url=url) for url in row.addresses(settings)] if compatible else [],
+        ))
     return infos

@@ -94,6 +94,11 @@ class Router:
             self._providers[row.name] = CLIENTS[row.client](row, self.settings)
         return self._providers[row.name]
 
+    def replica_states(self) -> dict[str, list[dict]]:
+        """How each provider client made so far spread its requests over its endpoint's base URLs."""
+        return {name: provider.replicas.states() for name, provider in self._providers.items()
+                if hasattr(provider, "replicas")}
+
     async def aclose(self) -> None:
         """Close the providers' HTTP clients (the server's lifespan ends)."""
         for provider in self._providers.values():
@@ -133,7 +138,8 @@ class Router:
         if remote is None:
             return self._spec(alias, "generate"), self._local_generator
         row, name = remote
-        spec = CLIENTS[row.client].image_spec(row, name) if "generate_image" in row.serves else None
+        makes_images = "generate_image" in row.serves or "edit_image" in row.serves
+        spec = CLIENTS[row.client].image_spec(row, name) if makes_images else None
         if spec is None:
             raise InvalidArgument("model", alias, f"{name!r} is not an image model {row.name} serves here",
                                   row.image_fix)

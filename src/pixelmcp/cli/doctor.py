@@ -116,6 +116,30 @@ def _keys(settings) -> list[Check]:
         if info.name in used and not info.ready:
             checks.append(Check(f"config uses {info.name}", "fail", "the config names this provider, which is not "
                                 "ready", f"{info.fix[0].upper()}{info.fix[1:]}, or change the config."))
+    return checks + _endpoints(infos, used)
+
+
+def _endpoints(infos, used: set[str]) -> list[Check]:
+    """Whether each configured OpenAI-compatible endpoint answers, replica by replica."""
+    import anyio
+
+    from pixelmcp.providers.health import check_endpoints
+
+    probed = [info for info in infos if info.ready and info.replicas]
+    if not probed:
+        return []
+    anyio.run(check_endpoints, probed)
+    checks = []
+    for info in probed:
+        down = [replica for replica in info.replicas if not replica.answers]
+        count = len(info.replicas)
+        detail = (f"{count - len(down)} of {count} server(s) answer" if count > 1 else
+                  "answers" if not down else "does not answer")
+        detail += "".join(f"; {replica.url}: {replica.detail}" for replica in down)
+        status = "ok" if not down else "fail" if len(down) == count and info.name in used else "warn"
+        checks.append(Check(f"endpoint {info.name}", status, f"{detail} ({info.engine} image API)" if
+                            "generate_image" in info.serves else detail,
+                            "" if not down else "Start the server, or fix its base URL in the config."))
     return checks
 
 

@@ -1,17 +1,23 @@
-"""OpenAI, and any server that speaks its API (vLLM, Ollama, LM Studio, TGI), through the official SDK.
+"""OpenAI, and any server that speaks its API (vLLM, SGLang, vLLM-Omni, Ollama, LM Studio, TGI), through the
+official SDK.
 
 One class serves both: the official API makes images (gpt-image-1, dall-e-3), answers questions
-about images and rewrites prompts through chat; an OpenAI-compatible endpoint does the chat
-parts. Images go up as PNG data URIs and come back as base64. The SDK's own retries are off:
-`call_with_retries` retries the same way for every provider.
+about images and rewrites prompts through chat; an OpenAI-compatible endpoint does what its config
+says it serves: chat, vision, and images on image engines (SGLang Diffusion, vLLM-Omni), whose extra
+fields (seed, steps, guidance, negative prompt) go along where the engine's API takes them. Images go
+up as PNG data URIs or multipart files and come back as base64 (or a URL on the same server). The
+SDK's own retries are off: `call_with_retries` retries the same way for every provider, and an
+endpoint with several base URLs spreads its requests over them (providers/replicas.py).
 """
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from PIL import Image
 
 from pixelmcp.backends import GeneratedImages, ImageRequest, Progress, VisionAnswer
@@ -32,6 +38,7 @@ from pixelmcp.providers.common import (
     reference_instruction,
     status_failure,
 )
+from pixelmcp.providers.replicas import Replicas
 from pixelmcp.registry import ProviderRow
 
 #: Codes OpenAI gives a request its safety system blocked.
@@ -48,6 +55,10 @@ IMAGE_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
+#: Largest image an engine may link to instead of sending it (bytes).
+MAX_LINKED_BYTES = 64 * 1024 * 1024
+
+
 def remote_image_spec(provider: str, model: str, **limits) -> ModelSpec:
     """A remote image model: it takes a prompt and a size, and no seed, steps, guidance or negative prompt."""
     width, height = limits["sizes"][0]
@@ -58,21 +69,49 @@ def remote_image_spec(provider: str, model: str, **limits) -> ModelSpec:
     )
 
 
+def engine_image_spec(row: ProviderRow, model: str) -> ModelSpec | None:
+    """An image model on an OpenAI-compatible engine, as its endpoint's config describes it; None if the endpoint
+    lists its image models and `model` is not one. SGLang and vLLM-Omni take a seed, steps, guidance and a
+    negative prompt (those the caller omits are the engine's own); a plain OpenAI-style server takes none."""
+    if row.image_models and model not in row.image_models:
+        return None
+    extras = row.engine != "openai"
+    width, height = row.sizes[0] if row.sizes else (1024, 1024)
+    return ModelSpec(
+        alias=f"{row.name}:{model}", kind="remote-image", source=model, provider=row.name, default_width=width,
+        default_height=height, min_side=64, max_side=4096, multiple_of=8 if row.sizes else 16, sizes=row.sizes,
+        max_n=row.max_n, takes_seed=extras, takes_steps=extras, takes_guidance=extras, negative_prompt=extras,
+        engine_defaults=True, takes_reference="edit_image" in row.serves,
+        description=f"{model} on the {row.engine} image API of {row.name}",
+    )
+
+
+def engine_fields(request: ImageRequest, seed: int | None) -> dict[str, Any]:
+    """The fields beyond OpenAI's that SGLang Diffusion and vLLM-Omni take, for what the request sets (their
+    APIs: `seed`, `num_inference_steps`, `guidance_scale`, `negative_prompt`)."""
+    fields: dict[str, Any] = {"seed": seed, "num_inference_steps": request.steps,
+                              "guidance_scale": request.guidance_scale, "negative_prompt": request.negative_prompt}
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 class OpenAIProvider:
     """ImageGenerator, PromptRewriter and VisionAnswerer on the OpenAI API (or a compatible server)."""
 
     def __init__(self, row: ProviderRow, settings: Settings):
         self.name = row.name  # the provider prefix: openai, openai-compatible, or an endpoint's name
         self.settings = settings
-        self.base_url = row.address(settings)
+        self.replicas = Replicas(row.addresses(settings) or (None,))
         self.key_names = row.key_env
         self.key_required = row.key_required
         self.official = row.official
-        self._clients: dict[str | None, Any] = {}
+        self.engine = row.engine
+        self._clients: dict[tuple[str | None, str | None], Any] = {}
 
     @staticmethod
     def image_spec(row: ProviderRow, model: str) -> ModelSpec | None:
-        """The catalog-style entry of an OpenAI image model, or None if `model` is not one."""
+        """The catalog-style entry of an image model `row` serves, or None if `model` is not one."""
+        if not row.official:
+            return engine_image_spec(row, model)
         for prefix, limits in IMAGE_MODELS:
             if model.startswith(prefix):
                 return remote_image_spec(row.name, model, **limits)
@@ -90,6 +129,8 @@ class OpenAIProvider:
         models); an edit of the given image within its mask (images.edit with `mask`); base64 results,
         DALL-E 3's revised prompt kept."""
         spec = request.spec
+        if not self.official:
+            return await self._engine_generate(request, progress)
         params: dict[str, Any] = {"model": spec.source, "prompt": request.model_prompt, "n": len(request.seeds),
                                   "size": f"{request.width}x{request.height}"}
         if spec.source.startswith("dall-e"):
@@ -120,6 +161,87 @@ class OpenAIProvider:
         return GeneratedImages(images=images, scheduler=None, device=self._where(), batch_size=1,
                           timings={"run_s": time.perf_counter() - started},
                           revised_prompt=items[0].revised_prompt or None)
+
+    async def _engine_generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
+        """Images on an OpenAI-compatible engine: one call per image where a seed makes it (image i from
+        seed + i, each reproducible alone, and spread over the replicas), else one call for all of them."""
+        started = time.perf_counter()
+        seeds = request.seeds
+        calls = [(seed, 1) for seed in seeds] if seeds[0] is not None else [(None, len(seeds))]
+        outcomes: list[Any] = [None] * len(calls)
+
+        async def one(index: int, seed: int | None, n: int) -> None:
+            try:
+                outcomes[index] = await self._engine_call(request, seed, n, progress)
+            except Exception as e:  # noqa: BLE001 (re-raised below, outside the task group)
+                outcomes[index] = e
+
+        async with anyio.create_task_group() as tasks:
+            for index, (seed, n) in enumerate(calls):
+                tasks.start_soon(one, index, seed, n)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        images = [image for batch in outcomes for image in batch]
+        return GeneratedImages(images=images, scheduler=None, device=self._where(), batch_size=1,
+                               timings={"run_s": time.perf_counter() - started})
+
+    async def _engine_call(self, request: ImageRequest, seed: int | None, n: int,
+                           progress: Progress) -> list[Image.Image]:
+        """One images.generate (or images.edit, for an edit or a reference image) on the engine."""
+        spec = request.spec
+        what = f"{self.name} ({spec.source})"
+        params: dict[str, Any] = {"model": spec.source, "prompt": request.model_prompt, "n": n,
+                                  "size": f"{request.width}x{request.height}", "response_format": "b64_json",
+                                  "extra_body": engine_fields(request, seed)}
+        if request.edit is not None:
+            image, mask = edit_images(request)
+            # A mask goes as OpenAI's field where the engine speaks plain OpenAI; other engines edit the whole
+            # image from the instruction, and the tool puts the original back outside the mask either way.
+            mask = mask if self.engine == "openai" else None
+            params.update(prompt=edit_instruction(request, mask_as_image=False),
+                          image=[("image.png", png_bytes(image), "image/png")])
+            if mask is not None:
+                params["mask"] = ("mask.png", png_bytes(mask), "image/png")
+        elif request.style is not None:
+            params.update(prompt=reference_instruction(request),
+                          image=[("reference.png", png_bytes(request.style.image), "image/png")]
+                          + ([("structure.png", png_bytes(request.control.image), "image/png")]
+                             if request.control is not None else []))
+        method = "edit" if "image" in params else "generate"
+
+        async def images_from(client) -> list[Image.Image]:
+            response = await getattr(client.images, method)(**params)
+            items = list(response.data or [])
+            if len(items) != n or not all(item.b64_json or item.url for item in items):
+                raise ProviderError(f"{what} sent {sum(bool(item.b64_json or item.url) for item in items)} "
+                                    f"image(s) for {n} requested; call again.")
+            return [decode_image(item.b64_json, what) if item.b64_json
+                    else decode_image(await self._linked(client, item.url, what), what) for item in items]
+
+        return await self._call(images_from, spec.source, progress)
+
+    async def _linked(self, client, url: str, what: str) -> bytes:
+        """An image the engine answered with a link to (absolute, or a path on the server that answered)."""
+        import httpx
+
+        target = httpx.URL(str(client.base_url)).join(url)
+        headers = {"authorization": f"Bearer {client.api_key}"} if client.api_key != "no-key" else {}
+        try:
+            async with httpx.AsyncClient(timeout=self.settings.provider_timeout_s, follow_redirects=True) as http:
+                async with http.stream("GET", target, headers=headers) as response:
+                    if response.status_code != 200:
+                        raise ProviderError(f"{what} linked its image at {target}, which answered HTTP "
+                                            f"{response.status_code}; call again.")
+                    data = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        data += chunk
+                        if len(data) > MAX_LINKED_BYTES:
+                            raise ProviderError(f"{what} linked an image over {MAX_LINKED_BYTES:,} bytes.")
+                    return bytes(data)
+        except httpx.HTTPError as e:
+            raise ProviderError(f"{what} linked its image at {target}, which could not be fetched "
+                                f"({type(e).__name__}: {e}); call again.") from e
 
     async def complete(self, model: str, system: str, user: str, progress: Progress) -> str:
         """One chat turn (prompt rewriting): temperature 0 where the model allows it."""
@@ -159,29 +281,41 @@ class OpenAIProvider:
         tokens = response.usage.completion_tokens if response.usage is not None else 0
         return choice.message.content or "", tokens or 0
 
-    async def _call(self, request, model: str, progress: Progress):
+    async def _call(self, request: Callable[[Any], Awaitable[Any]], model: str, progress: Progress):
+        """`request(client)` with the provider's retries, each attempt on the best replica (a failing replica
+        hands the attempt to another one at once)."""
         import openai
 
         key = api_key(self.name, self.key_names, required=self.key_required)
-        client = self._client(key)
         return await call_with_retries(
-            lambda: request(client), self._failure, (openai.APIError,), what=f"{self.name} ({model})",
-            settings=self.settings, progress=progress, secrets=(key,),
+            lambda: self.replicas.call(lambda url: request(self._client(key, url)), self._replica_failed),
+            self._failure, (openai.APIError,), what=f"{self.name} ({model})", settings=self.settings,
+            progress=progress, secrets=(key,),
         )
 
-    def _client(self, key: str | None):
-        if key not in self._clients:
+    def _client(self, key: str | None, url: str | None):
+        if (key, url) not in self._clients:
             from openai import AsyncOpenAI
 
             # A compatible server without auth still needs some bearer value in the SDK.
-            self._clients[key] = AsyncOpenAI(
-                api_key=key or "no-key", base_url=self.base_url, max_retries=0,
+            self._clients[key, url] = AsyncOpenAI(
+                api_key=key or "no-key", base_url=url, max_retries=0,
                 timeout=self.settings.provider_timeout_s + 5,  # the retry loop's own limit fires first
             )
-        return self._clients[key]
+        return self._clients[key, url]
+
+    @staticmethod
+    def _replica_failed(error: BaseException) -> bool:
+        """A failure of the server that answered (not of the request): another replica may do better."""
+        import openai
+
+        if isinstance(error, openai.APIConnectionError):  # (timeouts included)
+            return True
+        return isinstance(error, openai.APIStatusError) and error.status_code >= 500
 
     def _where(self) -> str:
-        return self.base_url or "api.openai.com"
+        urls = [replica.url for replica in self.replicas.replicas if replica.url]
+        return ", ".join(urls) if urls else "api.openai.com"
 
     def _failure(self, error: BaseException) -> Failure:
         """What an SDK exception means for the caller."""

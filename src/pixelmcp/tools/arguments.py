@@ -95,15 +95,17 @@ def check_image_request(
     n = check_n(n, settings, spec)
     # Before any work: a folder that cannot take the PNGs (at most raw size each, plus a control map) fails now.
     store.check_writable((n + 1) * (width * height * 3 + 65536))
-    guidance = check_guidance(guidance_scale, spec) if spec.takes_guidance else None
+    # An image engine's model keeps its own steps and guidance unless the caller sets them.
+    engine_guidance = spec.engine_defaults and guidance_scale is None
+    guidance = check_guidance(guidance_scale, spec) if spec.takes_guidance and not engine_guidance else None
     negative = check_text("negative_prompt", negative_prompt, settings, required=False)
     return ImageRequest(
         spec=spec,
         prompt=check_text("prompt", prompt, settings, required=True),
-        negative_prompt=check_negative_prompt(negative, guidance or 0.0, spec),
+        negative_prompt=check_negative_prompt(negative, None if engine_guidance else guidance or 0.0, spec),
         width=width,
         height=height,
-        steps=check_steps(steps, spec) if spec.takes_steps else None,
+        steps=check_steps(steps, spec) if spec.takes_steps and not (spec.engine_defaults and steps is None) else None,
         guidance_scale=guidance,
         n=n,
         seed=check_seed(seed) if spec.takes_seed else None,
@@ -170,14 +172,15 @@ def check_guidance(value: float | None, spec: ModelSpec) -> float:
     return float(value)
 
 
-def check_negative_prompt(value: str | None, guidance: float, spec: ModelSpec) -> str | None:
-    """A negative prompt must be able to act: the model supports it and guidance is on."""
+def check_negative_prompt(value: str | None, guidance: float | None, spec: ModelSpec) -> str | None:
+    """A negative prompt must be able to act: the model supports it and guidance is on (None: the engine's own
+    guidance, which it knows)."""
     if value is None:
         return None
     if not spec.negative_prompt:
         raise InvalidArgument("negative_prompt", value, f"model {spec.alias!r} does not support negative prompts",
                               "Omit negative_prompt, or describe what you want in prompt instead.")
-    if guidance <= 1.0:
+    if guidance is not None and guidance <= 1.0:
         raise InvalidArgument(
             "negative_prompt", value,
             f"has no effect at guidance_scale={guidance} (classifier-free guidance runs only above 1)",

@@ -105,5 +105,10 @@ async def list_models(
 ) -> ModelsReport:
     """List the models this server can use (aliases for the `model` argument of other tools, and the remote
     providers usable as provider:model), which are loaded on which device, the memory they use, and
-    load/hit/eviction counters."""
-    return models_report(app_state(ctx), task)
+    load/hit/eviction counters; for OpenAI-compatible endpoints, whether each of their servers answers."""
+    from pixelmcp.providers.health import check_endpoints
+
+    app = app_state(ctx)
+    report = models_report(app, task)
+    await check_endpoints(report.providers, app.router.replica_states())
+    return report
