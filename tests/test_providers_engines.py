@@ -109,10 +109,14 @@ async def test_endpoint_declarations_are_enforced_before_any_request(settings_wi
         seed = error_text(await client.call_tool("generate_image", {"prompt": "a", "model": "plain:m", "seed": 3}))
         size = error_text(await client.call_tool("generate_image", {"prompt": "a", "model": "plain:m",
                                                                     "width": 512, "height": 512}))
+        vision = error_text(await client.call_tool("ask_about_image", {"image": png(), "question": "what?",
+                                                                       "model": f"gpu:{FLUX}"}))
+        chat = error_text(await client.call_tool("rewrite_prompt", {"prompt": "a", "model": f"gpu:{FLUX}"}))
     assert "Invalid model='gpu:other/model'" in unknown and "not an image model gpu serves" in unknown
     assert "does not declare images" in chat_only and "[endpoints.chat]" in chat_only
     assert "Invalid seed=3" in seed and "does not take seed" in seed
     assert "Invalid width=512" in size and "1536x1024" in size
+    assert "does not declare vision" in vision and "does not declare chat" in chat and "[endpoints.gpu]" in chat
     assert engine.requests == []
 
 

@@ -157,6 +157,7 @@ class Router:
             return self._cached(model, lambda: self._sampling(hint))
         remote = self._remote(model)
         if remote is not None:
+            self._check_serves(remote[0], model, "rewrite_prompt", "chat")
             return self._cached(model, lambda: RemoteRewriter(self.provider(remote[0]), remote[1]))
         spec = self._spec(model, "rewrite")
         return self._cached(spec.alias, lambda: LocalRewriter(self.pool, spec, self.settings.rewrite_max_new_tokens))
@@ -256,5 +257,15 @@ class Router:
         if remote is None:
             return self._spec(alias, "answer"), self._local_answerer
         row, name = remote
+        self._check_serves(row, alias, "ask_about_image", "vision")
         spec = ModelSpec(alias=alias, kind="remote-vision", source=name, provider=row.name)
         return spec, self.provider(row)
+
+    @staticmethod
+    def _check_serves(row: ProviderRow, alias: str, tool: str, service: str) -> None:
+        """An endpoint answers only what its config says it serves."""
+        if tool in row.serves:
+            return
+        raise InvalidArgument("model", alias, f"the endpoint {row.name!r} does not declare {service}",
+                              f"Add \"{service}\" to serves under [endpoints.{row.name}] if its server does it, or "
+                              "use another model (list_models).")
