@@ -187,3 +187,20 @@ async def test_cancel_stops_an_edit_and_stores_nothing(make_settings):
         final = await collect(client, job_id)
     assert final.structured_content["job"]["status"] == "cancelled"
     assert not [name for name in stored_files(make_settings()) if name.endswith(".png")]  # not even the input
+
+
+async def test_another_instance_on_the_same_output_folder_reports_collects_and_cancels_a_job(make_settings):
+    settings = make_settings(call_budget_s=0.3)
+    async with (Client(build_server(settings), read_timeout_seconds=5) as running,
+                Client(build_server(settings), read_timeout_seconds=5) as other):
+        job_id = (await running.call_tool("generate_image", SLOW)).structured_content["job"]["id"]
+        status = (await other.call_tool("check_job", {"job_id": job_id, "wait_s": 0})).structured_content
+        assert status["job"]["id"] == job_id and status["job"]["status"] in ("queued", "loading", "running")
+        collected = await collect(other, job_id)  # waits by re-reading the job's file
+        doomed = (await running.call_tool("generate_image", {**SLOW, "steps": 40})).structured_content["job"]["id"]
+        asked = await other.call_tool("check_job", {"job_id": doomed, "cancel": True})
+        final = await collect(running, doomed)
+    data = ok(collected)
+    assert data["width"] == 256 and f"{data['id']}.png" in stored_files(settings)
+    assert "asked to stop it" in asked.content[-1].text
+    assert final.structured_content["job"]["status"] == "cancelled"

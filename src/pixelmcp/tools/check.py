@@ -14,6 +14,7 @@ from pixelmcp.tools.arguments import OptionalNumber
 from pixelmcp.tools.jobs import (
     FINISHED,
     JobRecord,
+    info_of,
     owner_of,
     status_result,
     stored_answer,
@@ -41,8 +42,19 @@ async def check_job(
         raise InvalidArgument("wait_s", wait_s, f"out of range; accepted: {limit} seconds (the call budget, "
                               "PIXELMCP_CALL_BUDGET_S, bounds every call)",
                               "Pass a smaller wait_s, or omit it to wait as long as a call may.")
-    found = app.jobs.find(job_id.strip(), owner_of(ctx.headers))
-    if not isinstance(found, JobRecord):  # finished in an earlier server process: what it left on disk
+    job_id, owner = job_id.strip(), owner_of(ctx.headers)
+    found = app.jobs.find(job_id, owner)
+    if not isinstance(found, JobRecord):  # what its file says: finished earlier, or running on another instance
+        if found["job"]["status"] in FINISHED:
+            return stored_answer(found)
+        if cancel:
+            app.jobs.ask_to_cancel(job_id)
+            return status_result(info_of(found), note="Another instance of this server runs it and was asked to "
+                                                      "stop it; call check_job again to see it cancelled.")
+        with anyio.move_on_after(wait_s if wait_s is not None else (budget or None)):
+            while found["job"]["status"] not in FINISHED:
+                await anyio.sleep(jobs.JOB_HEARTBEAT_S / 2)
+                found = app.jobs.find(job_id, owner)
         return stored_answer(found)
     if cancel:
         if found.status in FINISHED:

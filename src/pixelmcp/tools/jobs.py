@@ -14,6 +14,13 @@ client of a token-less loopback server). Their ids are 96-bit random. A job's re
 `<output_dir>/jobs/<id>.json` when it leaves its call and again when it ends, so a finished job can
 be collected even from a new server process (a new stdio connection) until it expires. At most
 PIXELMCP_MAX_JOBS are kept; finished ones expire after PIXELMCP_JOB_RETENTION_S.
+
+Several instances behind one load balancer share the output folder, so any of them can answer
+check_job: while a job runs, the instance running it rewrites its file every JOB_HEARTBEAT_S, and
+another instance reports that status (waiting by re-reading the file), returns the result once
+the file holds it, and passes a cancel on as a `<id>.cancel` file that the running instance acts
+on at its next heartbeat. A running job whose file has not been rewritten for JOB_STALE_S was lost
+with its instance.
 """
 
 from __future__ import annotations
@@ -54,6 +61,10 @@ current_job: ContextVar[JobRecord | None] = ContextVar("pixelmcp_current_job", d
 _AHEAD = re.compile(r"(\d+) ahead")
 _PERCENT = re.compile(r"\((\d+)%\)")
 _ID = re.compile(r"^[A-Za-z0-9_-]{16}$")
+#: How often a running job's file is rewritten (and a cancel from another instance looked for).
+JOB_HEARTBEAT_S = 2.0
+#: A running job's file older than this belongs to an instance that has stopped.
+JOB_STALE_S = 30.0
 
 
 class JobInfo(BaseModel):
@@ -152,6 +163,7 @@ class JobBoard:
         self.folder = folder
         self.max_jobs = max_jobs
         self.retention_s = retention_s
+        self.instance = secrets.token_hex(6)  # tells this server's job files from other instances'
         self._jobs: dict[str, JobRecord] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -186,6 +198,8 @@ class JobBoard:
         record.answer_now.set()
         if record.detached:
             self._write(record)
+            with contextlib.suppress(OSError):
+                (self.folder / f"{record.id}.cancel").unlink(missing_ok=True)  # asked too late: nothing to stop
 
     def detach(self, record: JobRecord) -> None:
         """The call returns without the answer: the record becomes a job, collectable from now on."""
@@ -198,20 +212,52 @@ class JobBoard:
     # ------------------------------------------------------------------ lookup
 
     def find(self, job_id: str, owner: str | None) -> JobRecord | dict:
-        """A job of this server process (its record), or a finished one on disk (its stored form)."""
+        """A job of this server process (its record), or on disk (its stored form): finished, or running on another
+        instance that shares the output folder."""
         self.sweep()
         record = self._jobs.get(job_id)
         if record is not None and record.detached and record.owner == owner:
             return record
         stored = self._read(job_id) if record is None else None
         if stored is not None and stored.get("owner") == owner:
-            if stored["job"]["status"] not in FINISHED:
+            if stored["job"]["status"] not in FINISHED and not self._running_elsewhere(job_id, stored):
                 raise PixelError(f"Job {job_id!r} was running in a server process that has since stopped, so its work "
                                  f"was lost. Call {stored['job']['tool']} again.")
             return stored
         raise InvalidArgument("job_id", job_id, "is not a job of this server, or has expired (finished jobs are kept "
                                                 f"{self.retention_s:g} s)",
                               "Pass the id a tool call returned; if it has expired, call the tool again.")
+
+    def _running_elsewhere(self, job_id: str, stored: dict) -> bool:
+        """Another live instance runs it: its file is another instance's, and fresh."""
+        try:
+            age = time.time() - (self.folder / f"{job_id}.json").stat().st_mtime
+        except OSError:
+            return False
+        return stored.get("instance") != self.instance and age < JOB_STALE_S
+
+    def ask_to_cancel(self, job_id: str) -> None:
+        """Ask the instance running a job to stop it (it looks at its next heartbeat)."""
+        try:
+            (self.folder / f"{job_id}.cancel").touch()
+        except OSError as e:
+            raise PixelError(f"Could not ask the server running job {job_id!r} to stop it: {e}.") from e
+
+    def cancel_asked(self, record: JobRecord) -> bool:
+        """Another instance asked to stop this job (the request is taken)."""
+        marker = self.folder / f"{record.id}.cancel"
+        if not marker.exists():
+            return False
+        with contextlib.suppress(OSError):
+            marker.unlink()
+        return True
+
+    def post(self, record: JobRecord) -> None:
+        """A running job's heartbeat: act on a cancel another instance asked for, else rewrite its file."""
+        if self.cancel_asked(record):
+            cancel(record)
+        else:
+            self._write(record)
 
     def sweep(self) -> None:
         """Forget finished jobs past their retention (in memory: files expire in _read and _sweep_disk)."""
@@ -230,7 +276,7 @@ class JobBoard:
     # ------------------------------------------------------------------ disk
 
     def _write(self, record: JobRecord) -> None:
-        data = {"owner": record.owner, "job": record.info().model_dump(mode="json"),
+        data = {"owner": record.owner, "instance": self.instance, "job": record.info().model_dump(mode="json"),
                 "result": record.result.model_dump(mode="json", by_alias=True, exclude_none=True)
                 if isinstance(record.result, CallToolResult) else None}
         try:
@@ -286,7 +332,16 @@ async def within_budget(board: JobBoard, tasks: Any, budget_s: float, tool: str,
         if scope.cancelled_caught:
             board.close(record, cancelled=True)
 
+    async def keep_posted() -> None:
+        """While the job runs past its call, other instances sharing the output folder see where it stands."""
+        while not record.done.is_set():
+            with anyio.move_on_after(JOB_HEARTBEAT_S):
+                await record.done.wait()
+            if record.detached and not record.done.is_set():
+                board.post(record)
+
     tasks.start_soon(work)
+    tasks.start_soon(keep_posted)
     try:
         with anyio.move_on_after(budget_s):
             await record.answer_now.wait()
