@@ -31,7 +31,7 @@ async def test_closing_the_router_closes_provider_clients(settings):
 
     router = Router(settings, ModelPool(settings))
     openai = router.provider(provider_rows(settings)["openai"])
-    client = openai._client("sk-test-key")
+    client = openai._client("sk-test-key", None)
     assert not client.is_closed()
     await router.aclose()
     assert client.is_closed()

@@ -116,6 +116,14 @@ class Settings(BaseSettings):
         False, description="with allow_urls: also fetch from private and loopback addresses (intranets; SSRF risk)"
     )
     device: str = Field("auto", description="`auto`, `cuda`, `cuda:N`, `mps` or `cpu`")
+    devices: str | None = Field(
+        None, description="several GPUs for the local pool, comma-separated, e.g. cuda:0,cuda:1 (default: with "
+                          "device=auto, every CUDA GPU torch sees)"
+    )
+    model_replicas: int = Field(
+        1, ge=1, le=16, description="devices that may hold a copy of one model at once: 2 lets two requests for a busy "
+                                    "model run at once on two GPUs"
+    )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     generate_model: str | None = Field(None, description="default model for generate_image (alias)")
     rewrite_model: str | None = Field(
@@ -191,7 +199,7 @@ class Settings(BaseSettings):
     max_input_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest encoded input image")
     max_input_pixels: int = Field(40_000_000, ge=1024, description="largest decoded input image (w*h)")
     memory_budget_mb: float | None = Field(
-        None, gt=0, description="memory models may use on the device; default: its capacity minus the reserve"
+        None, gt=0, description="memory models may use on each device; default: its capacity minus the reserve"
     )
     working_reserve_mb: float | None = Field(
         None, ge=0, description="memory kept free for activations; default 2048 on CUDA, 1024 elsewhere"

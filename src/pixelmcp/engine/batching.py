@@ -140,7 +140,8 @@ class MicroBatcher:
             return self.make(job, [m.request for m in started])
 
         try:
-            results, queue_s = await self.pool.run(work, batch.report)
+            # Placed like any job: where its model is, or on another copy of it when that one is busy.
+            results, queue_s = await self.pool.run(work, batch.report, [batch.members[0].request.spec])
         except GenerationCancelled:
             for m in batch.members:
                 m.error = GenerationCancelled()

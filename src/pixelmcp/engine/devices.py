@@ -30,6 +30,28 @@ def pick_device(setting: str) -> str:
     return setting
 
 
+def pick_devices(setting: str, devices: str | None) -> list[str]:
+    """The devices the pool places models on: PIXELMCP_DEVICES as given (each checked), else with device=auto every
+    CUDA GPU torch sees (`cuda:0`, `cuda:1`, ...), else the one `device` names."""
+    if devices:
+        chosen = [pick_device(name.strip()) for name in devices.split(",") if name.strip()]
+        if len(set(chosen)) != len(chosen):
+            raise ModelLoadError(f"PIXELMCP_DEVICES={devices!r} names a device twice; name each GPU once")
+        return [device_key(name) for name in chosen]
+    if setting == "auto":
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+            return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    return [pick_device(setting)]
+
+
+def device_key(device: str) -> str:
+    """A device as tensors name it: `cuda` is `cuda:0`; other types have no index."""
+    kind, _, index = device.partition(":")
+    return f"cuda:{index or 0}" if kind == "cuda" else kind
+
+
 def dtype_for(setting: str, device: str, kind: str):
     """The `dtype` setting if not auto; else fp32 on CPU, fp16 on MPS, and on GPU bf16 for the transformer
     families and fp16 for UNets."""

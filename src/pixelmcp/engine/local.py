@@ -89,7 +89,7 @@ class LocalImageGenerator:
         results, offset = [], 0
         for request in requests:
             results.append(GeneratedImages(
-                images=images[offset:offset + request.n], scheduler=scheduler, device=self.pool.device,
+                images=images[offset:offset + request.n], scheduler=scheduler, device=job.device or self.pool.device,
                 timings=dict(timings), control_map=control_map, people=people, batch_size=len(requests),
             ))
             offset += request.n

@@ -51,7 +51,7 @@ def storage_key(tensor: Any) -> tuple[str, int]:
 
 
 def bytes_by_device(value: Any, counted: set[tuple[str, int]] | None = None) -> dict[str, int]:
-    """Bytes of the distinct tensor storages of `value`, by device type ("cuda", "cpu", "mps").
+    """Bytes of the distinct tensor storages of `value`, by device ("cuda:0", "cuda:1", "cpu", "mps").
 
     Storages already in `counted` are skipped and new ones are added to it, so several values
     can be measured without counting what they share twice.
@@ -63,7 +63,8 @@ def bytes_by_device(value: Any, counted: set[tuple[str, int]] | None = None) -> 
         if key in counted or tensor.device.type == "meta":
             continue
         counted.add(key)
-        totals[tensor.device.type] = totals.get(tensor.device.type, 0) + tensor.untyped_storage().nbytes()
+        where = f"cuda:{tensor.device.index or 0}" if tensor.device.type == "cuda" else tensor.device.type
+        totals[where] = totals.get(where, 0) + tensor.untyped_storage().nbytes()
     return totals
 
 

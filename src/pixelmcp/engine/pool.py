@@ -1,8 +1,15 @@
-"""ModelPool: lazy loading, memory budgets, LRU eviction, leases.
+"""ModelPool: lazy loading, memory budgets, LRU eviction, leases, placement over several GPUs.
 
 The pool is the only owner of loaded models. A tool's backend asks it to `run` a job
 (engine/queue.py: one job per device, queued, cancellable); inside the job, `get` hands out
 models, loading them on first use and telling the client so.
+
+Devices: one, or several GPUs (PIXELMCP_DEVICES, or every CUDA GPU with device=auto). Each has its
+own budget, its own models and its own queue. A job is placed before it queues: on a device that
+holds its models (most of their bytes; then the least busy); else on the one with the most free
+budget. When the device holding them is busy and another is idle with room, the models may be
+copied there (PIXELMCP_MODEL_REPLICAS copies at most), so two requests for one hot model run at
+once; the micro-batcher's next batch then goes to the other copy.
 
 Memory: every loaded model's bytes are measured (storages shared between models are counted
 once) and kept within the device budget. Models a job uses are leased (pinned) for the job; to
@@ -71,9 +78,9 @@ class ModelPool:
         self.stats = PoolStats()
         self.queue = DeviceQueue(settings.max_queue, settings.call_timeout_s, self.stats)
         self.downloads = Downloads()
-        self._models: dict[str, LoadedModel] = {}
+        self._models: dict[tuple[str, str], LoadedModel] = {}  # (alias, device) -> model
         self._load_lock = threading.RLock()
-        self._device: str | None = None
+        self._devices: list[str] | None = None
         #: Task groups that outlive single requests (lent by the server's lifespan); micro-batches run in them.
         self.background_groups: list[Any] = []
 
@@ -85,34 +92,46 @@ class ModelPool:
     # ------------------------------------------------------------------ devices
 
     @property
+    def devices(self) -> list[str]:
+        """The devices jobs run on (imports torch on first use)."""
+        if self._devices is None:
+            self._devices = devices.pick_devices(self.settings.device, self.settings.devices)
+            logger.info("pixelmcp device%s: %s", "s" if len(self._devices) > 1 else "", ", ".join(self._devices))
+        return self._devices
+
+    @property
     def device(self) -> str:
-        """The device jobs run on (imports torch on first use)."""
-        if self._device is None:
-            self._device = devices.pick_device(self.settings.device)
-            logger.info("pixelmcp device: %s", self._device)
-        return self._device
+        """The first device (the only one, unless several GPUs are in use)."""
+        return self.devices[0]
 
     def dtype_for(self, spec: ModelSpec):
-        """The dtype `spec` runs in on this pool's device (engine/devices.py)."""
+        """The dtype `spec` runs in on this pool's devices (engine/devices.py)."""
         return devices.dtype_for(self.settings.dtype, self.device, spec.kind)
 
     def accelerator_memory_gb(self) -> float:
-        """Total memory of the accelerator in GiB (0 on CPU)."""
-        return 0.0 if self.device == "cpu" else memory.device_capacity(self.device) / _GIB
+        """Memory of the largest accelerator in GiB (0 on CPU): what one model may take."""
+        return max(0.0 if device == "cpu" else memory.device_capacity(device) / _GIB for device in self.devices)
 
     @property
     def budget_bytes(self) -> int:
-        """Bytes models may use on the device: the configured budget, or capacity minus the working reserve."""
+        """Bytes models may use on the first device (`budget_for` another)."""
+        return self.budget_for(self.device)
+
+    def budget_for(self, device: str) -> int:
+        """Bytes models may use on `device`: the configured budget, or capacity minus the working reserve."""
         if self.settings.memory_budget_mb is not None:
             return int(self.settings.memory_budget_mb * 2**20)
-        return max(0, memory.device_capacity(self.device) - self.reserve_bytes)
+        return max(0, memory.device_capacity(device) - self.reserve_for(device))
 
     @property
     def reserve_bytes(self) -> int:
+        return self.reserve_for(self.device)
+
+    def reserve_for(self, device: str) -> int:
         """Memory kept free for activations (latents, attention, decoding)."""
         if self.settings.working_reserve_mb is not None:
             return int(self.settings.working_reserve_mb * 2**20)
-        return 2 * _GIB if self.device.startswith("cuda") else _GIB
+        return 2 * _GIB if device.startswith("cuda") else _GIB
 
     # ------------------------------------------------------------------ models
 
@@ -127,46 +146,45 @@ class ModelPool:
         the client (a load can take minutes). Runs in a worker thread; adds the time spent loading
         to `job.load_seconds`.
         """
+        device = job.device or self.device
         with self._load_lock:
-            loaded = self._models.get(spec.alias)
+            loaded = self._models.get((spec.alias, device))
             if loaded is not None and loaded.tier == "device":
                 self.stats.hits += 1
             elif loaded is not None:
                 job.check()
-                job.report(0, None, f"moving {spec.alias} back to {self.device}")
+                job.report(0, None, f"moving {spec.alias} back to {device}")
                 started = time.perf_counter()
-                self._make_room(loaded.bytes, spec)
-                memory.move(loaded.value, self.device)
-                loaded.tier, loaded.bytes = "device", self._measure(loaded.value)
+                self._make_room(loaded.bytes, spec, device)
+                memory.move(loaded.value, device)
+                loaded.tier, loaded.bytes = "device", self._measure(loaded.value, device)
                 job.load_seconds += time.perf_counter() - started
                 self.stats.tier_reloads += 1
             else:
-                loaded = self._load(spec, loader, job)
+                loaded = self._load(spec, loader, job, device)
             loaded.pins += 1
             loaded.uses += 1
             loaded.last_used = time.monotonic()
             job.leases.append(loaded)
             return loaded.value
 
-    def _load(self, spec: ModelSpec, loader: Loader, job: Job) -> LoadedModel:
+    def _load(self, spec: ModelSpec, loader: Loader, job: Job, device: str) -> LoadedModel:
         job.check()
-        job.report(0, None, f"loading {spec.alias}")
+        job.report(0, None, f"loading {spec.alias}" + (f" on {device}" if len(self.devices) > 1 else ""))
         started = time.perf_counter()
-        device, dtype = self.device, self.dtype_for(spec)
+        dtype = self.dtype_for(spec)
         source = self.source_of(spec)
-        variant = weights.wanted_variant(spec.variant, dtype.itemsize)
-        estimate = (memory.estimate_bytes(source, dtype.itemsize, preferred_variant=variant, paths=spec.weight_paths)
-                    or int(spec.min_memory_gb * _GIB))
-        self._make_room(estimate, spec)
+        self._make_room(self._estimate(spec, source), spec, device)
         logger.info("loading %s from %s on %s (%s)", spec.alias, source, device, dtype)
         quiet_libraries()  # before the loader's first import, whose fallbacks would warn on stderr
         value = loader(source, device, dtype)
-        loaded = LoadedModel(spec, value, device, str(dtype).removeprefix("torch."), 0.0, self._measure(value))
-        self._models[spec.alias] = loaded
-        if self._used_bytes() > self.budget_bytes:
+        loaded = LoadedModel(spec, value, device, str(dtype).removeprefix("torch."), 0.0,
+                             self._measure(value, device))
+        self._models[spec.alias, device] = loaded
+        if self._used_bytes(device) > self.budget_for(device):
             loaded.pins += 1  # the new model stays; only others may make way
             try:
-                self._make_room(0, spec)
+                self._make_room(0, spec, device)
             except ModelLoadError:
                 self._drop(loaded)
                 raise
@@ -178,37 +196,48 @@ class ModelPool:
         logger.info("loaded %s in %.1fs (%.2f GB)", spec.alias, loaded.load_seconds, loaded.bytes / 1e9)
         return loaded
 
-    def _measure(self, value: Any) -> int:
-        return memory.bytes_by_device(value).get(devices.device_type(self.device), 0)
+    def _estimate(self, spec: ModelSpec, source: str | None = None) -> int:
+        """Bytes `spec` will take once loaded, from its weight files (or its catalog's min_memory_gb)."""
+        dtype = self.dtype_for(spec)
+        variant = weights.wanted_variant(spec.variant, dtype.itemsize)
+        return (memory.estimate_bytes(source or self.source_of(spec), dtype.itemsize, preferred_variant=variant,
+                                      paths=spec.weight_paths) or int(spec.min_memory_gb * _GIB))
 
-    def _used_bytes(self) -> int:
+    def _measure(self, value: Any, device: str) -> int:
+        return memory.bytes_by_device(value).get(devices.device_key(device), 0)
+
+    def _used_bytes(self, device: str | None = None) -> int:
+        device = device or self.device
         counted: set = set()
-        device_type = devices.device_type(self.device)
-        return sum(memory.bytes_by_device(m.value, counted).get(device_type, 0)
-                   for m in self._models.values() if m.tier == "device")
+        key = devices.device_key(device)
+        return sum(memory.bytes_by_device(m.value, counted).get(key, 0)
+                   for m in self._on(device) if m.tier == "device")
 
-    def _make_room(self, needed: int, spec: ModelSpec) -> None:
-        """Evict unpinned models, least recently used first, until `needed` more bytes fit the budget."""
-        budget = self.budget_bytes
-        while self._used_bytes() + needed > budget or not self._device_has_room(needed):
-            victims = [m for m in self._models.values() if m.tier == "device" and m.pins == 0]
+    def _on(self, device: str) -> list[LoadedModel]:
+        return [m for m in self._models.values() if m.device == device]
+
+    def _make_room(self, needed: int, spec: ModelSpec, device: str) -> None:
+        """Evict unpinned models of `device`, least recently used first, until `needed` more bytes fit its budget."""
+        budget = self.budget_for(device)
+        while self._used_bytes(device) + needed > budget or not self._device_has_room(needed, device):
+            victims = [m for m in self._on(device) if m.tier == "device" and m.pins == 0]
             if not victims:
-                raise ModelLoadError(self._no_room_message(spec, needed, budget))
+                raise ModelLoadError(self._no_room_message(spec, needed, budget, device))
             self._evict(min(victims, key=lambda m: m.last_used))
 
-    def _device_has_room(self, needed: int) -> bool:
+    def _device_has_room(self, needed: int, device: str) -> bool:
         """On CUDA, also ask the driver: other processes may hold memory our budget knows nothing of."""
-        if not self.device.startswith("cuda") or needed == 0:
+        if not device.startswith("cuda") or needed == 0:
             return True
-        return memory.device_available(self.device) >= needed + self.reserve_bytes
+        return memory.device_available(device) >= needed + self.reserve_for(device)
 
-    def _no_room_message(self, spec: ModelSpec, needed: int, budget: int) -> str:
+    def _no_room_message(self, spec: ModelSpec, needed: int, budget: int, device: str) -> str:
         resident = ", ".join(
             f"{m.spec.alias} {m.bytes / 1e9:.2f} GB{' (in use)' if m.pins else ''}"
-            for m in self._models.values() if m.tier == "device"
+            for m in self._on(device) if m.tier == "device"
         ) or "nothing"
         return (
-            f"Not enough memory on {self.device} for {spec.alias}: it needs about {needed / 1e9:.2f} GB more, the "
+            f"Not enough memory on {device} for {spec.alias}: it needs about {needed / 1e9:.2f} GB more, the "
             f"budget is {budget / 1e9:.2f} GB, and loaded now is {resident}. Use a smaller model or a lower-precision variant, "
             f"set offload = \"model\" for it under [models.{spec.config_alias}], wait for the models in use to be "
             "released, or raise PIXELMCP_MEMORY_BUDGET_MB if the device has memory to spare."
@@ -216,20 +245,21 @@ class ModelPool:
 
     def _evict(self, victim: LoadedModel) -> None:
         self.stats.evictions += 1
-        if self.settings.cpu_tier and self.device != "cpu" and self._ram_allows(victim.bytes):
-            logger.info("moving %s to CPU RAM to free %.2f GB", victim.spec.alias, victim.bytes / 1e9)
+        if self.settings.cpu_tier and victim.device != "cpu" and self._ram_allows(victim.bytes):
+            logger.info("moving %s to CPU RAM to free %.2f GB on %s", victim.spec.alias, victim.bytes / 1e9,
+                        victim.device)
             memory.move(victim.value, "cpu")
             victim.tier = "cpu"
         else:
-            logger.info("unloading %s to free %.2f GB", victim.spec.alias, victim.bytes / 1e9)
-            self._models.pop(victim.spec.alias, None)
+            logger.info("unloading %s to free %.2f GB on %s", victim.spec.alias, victim.bytes / 1e9, victim.device)
+            self._models.pop((victim.spec.alias, victim.device), None)
             victim.value = None
-        memory.release(self.device)
+        memory.release(victim.device)
 
     def _drop(self, loaded: LoadedModel) -> None:
-        self._models.pop(loaded.spec.alias, None)
+        self._models.pop((loaded.spec.alias, loaded.device), None)
         loaded.value = None
-        memory.release(self.device)
+        memory.release(loaded.device)
 
     def _ram_allows(self, size: int) -> bool:
         return memory.device_available("cpu") - size > 2 * _GIB
@@ -252,10 +282,11 @@ class ModelPool:
                 self._drop(loaded)
         return released
 
-    def evict_unpinned(self) -> None:
-        """Free every model not in use (the response to an out-of-memory error)."""
+    def evict_unpinned(self, device: str | None = None) -> None:
+        """Free every model not in use on `device` (all devices: None), the response to an out-of-memory error."""
         with self._load_lock:
-            for loaded in [m for m in self._models.values() if m.pins == 0 and m.tier == "device"]:
+            for loaded in [m for m in self._models.values()
+                           if m.pins == 0 and m.tier == "device" and device in (None, m.device)]:
                 self._evict(loaded)
 
     async def preload(self, spec: ModelSpec, loader: Loader) -> None:
@@ -269,24 +300,27 @@ class ModelPool:
         return list(self._models.values())
 
     def is_resident(self, alias: str) -> bool:
-        loaded = self._models.get(alias)
-        return loaded is not None and loaded.tier == "device"
+        """On some device now (not evicted to RAM)."""
+        return any(m.spec.alias == alias and m.tier == "device" for m in self._models.values())
 
     def snapshot(self) -> dict[str, Any]:
         """What is loaded where, bytes used, and the counters (for list_models)."""
         with self._load_lock:
             now = time.monotonic()
-            device = self._device or "not chosen yet (no model loaded)"
+            chosen = self._devices or []
+            device = ", ".join(chosen) or "not chosen yet (no model loaded)"
             models = [
                 dict(alias=m.spec.alias, kind=m.spec.kind, tier=m.tier, device=m.device if m.tier == "device" else "cpu",
                      dtype=m.dtype, bytes=m.bytes, in_use=m.pins > 0, uses=m.uses,
                      idle_seconds=round(now - m.last_used, 1), load_seconds=round(m.load_seconds, 3))
                 for m in self._models.values()
             ]
-            budget = self.budget_bytes if self._device else None
-            used = self._used_bytes() if self._device else 0
+            budget = sum(self.budget_for(d) for d in chosen) if chosen else None
+            used = sum(self._used_bytes(d) for d in chosen)
+            per_device = [dict(device=d, budget_bytes=self.budget_for(d), used_bytes=self._used_bytes(d),
+                               busy=self.queue.load(d)) for d in chosen]
         return dict(device=device, budget_bytes=budget, used_bytes=used, loaded=models, stats=vars(self.stats).copy(),
-                    queued={k: v for k, v in self.queue.waiting.items() if v},
+                    queued={k: v for k, v in self.queue.waiting.items() if v}, devices=per_device,
                     downloads=self.downloads.in_progress())
 
     # ------------------------------------------------------------------ jobs
@@ -306,26 +340,56 @@ class ModelPool:
         """
         if models:
             await self.ready(models, progress)
-        return await self.queue.run(self.settings.device, lambda job: self._run_job(work, job), progress)
+        device = self.place([spec for spec in models if spec is not None])  # (no await until it queues there)
+        return await self.queue.run(device, lambda job: self._run_job(work, job, device), progress)
 
-    def _run_job(self, work: Callable[[Job], T], job: Job) -> T:
-        """In the worker: run the job; on out-of-memory, free every model not in use and retry once."""
+    def place(self, specs: list[ModelSpec]) -> str:
+        """The device a job for `specs` should run on (see the module's docstring)."""
+        choices = self.devices
+        if len(choices) == 1:
+            return choices[0]
+        with self._load_lock:
+            def resident(device: str) -> int:
+                return sum(m.bytes for spec in specs
+                           if (m := self._models.get((spec.alias, device))) is not None and m.tier == "device")
+
+            def free(device: str) -> int:
+                return self.budget_for(device) - self._used_bytes(device)
+
+            holders = sorted((d for d in choices if resident(d)), key=lambda d: (-resident(d), self.queue.load(d)))
+            if not holders:
+                return max(choices, key=lambda d: (free(d), -self.queue.load(d)))
+            idle_holder = next((d for d in holders if self.queue.load(d) == 0), None)
+            if idle_holder is not None:
+                return idle_holder
+            copies = sum(1 for d in choices if specs and (specs[0].alias, d) in self._models)
+            if copies < self.settings.model_replicas:
+                need = sum(self._estimate(spec) for spec in specs)
+                spare = [d for d in choices if d not in holders and self.queue.load(d) == 0 and free(d) >= need]
+                if spare:
+                    return max(spare, key=free)
+            return holders[0]
+
+    def _run_job(self, work: Callable[[Job], T], job: Job, device: str | None = None) -> T:
+        """In the worker: run the job on `device`; on out-of-memory, free every model not in use there and retry
+        once."""
+        job.device = device or self.device
         try:
             try:
                 return work(job)
             except Exception as e:
                 if not devices.is_out_of_memory(e):
                     raise
-                logger.warning("out of memory on %s (%s); freeing unused models and retrying once", self.device, e)
+                logger.warning("out of memory on %s (%s); freeing unused models and retrying once", job.device, e)
                 self.stats.oom_retries += 1
-                self.evict_unpinned()  # the job's own models stay leased; everything else makes way
+                self.evict_unpinned(job.device)  # the job's own models stay leased; everything else makes way
             try:
                 return work(job)
             except Exception as e:
                 if not devices.is_out_of_memory(e):
                     raise
                 raise OutOfMemory(
-                    f"{self.device} ran out of memory even after freeing every model not in use ({e}). "
+                    f"{job.device} ran out of memory even after freeing every model not in use ({e}). "
                     "Ask for fewer or smaller images (n, width, height), use a smaller model, or set "
                     "offload = \"model\" for it in the config file."
                 ) from e

@@ -44,6 +44,7 @@ class Job:
     load_seconds: float = 0.0
     status: str = "starting"
     leases: list[Any] = field(default_factory=list)
+    device: str | None = None  # where it runs (the pool places it)
 
     def check(self) -> None:
         """Raise GenerationCancelled if the request was cancelled."""
@@ -74,6 +75,11 @@ class DeviceQueue:
         self.stats = stats if stats is not None else QueueStats()
         self._locks: dict[str, anyio.Lock] = {}
         self.waiting: dict[str, int] = {}
+
+    def load(self, device: str) -> int:
+        """Jobs running or waiting on `device`."""
+        lock = self._locks.get(device)
+        return self.waiting.get(device, 0) + (1 if lock is not None and lock.locked() else 0)
 
     async def run(self, device: str, work: Callable[[Job], T], progress: Progress | None = None) -> tuple[T, float]:
         """Run `work(job)` in a worker thread once `device` is free; returns (result, queue seconds).

@@ -49,11 +49,19 @@ class DownloadEntry(BaseModel):
     seconds: float
 
 
+class DeviceEntry(BaseModel):
+    device: str
+    budget_bytes: int
+    used_bytes: int
+    busy: int = Field(description="jobs running or waiting on it")
+
+
 class ModelsReport(BaseModel):
     profile: str
-    device: str
-    budget_bytes: int | None = Field(description="memory models may use on the device (null before first use)")
+    device: str = Field(description="the device models run on (several GPUs: each, comma-separated)")
+    budget_bytes: int | None = Field(description="memory models may use, all devices together (null before first use)")
     used_bytes: int
+    devices: list[DeviceEntry] = Field(default_factory=list, description="each device's budget, use and queue")
     queued: dict[str, int] = Field(description="requests waiting per device")
     stats: dict[str, int] = Field(description="hits, loads, tier_reloads, evictions, jobs, cancelled, ...")
     loaded: list[LoadedEntry]
@@ -74,7 +82,8 @@ def models_report(app: AppState, task: str | None = None) -> ModelsReport:
         for s in app.settings.catalog.values() if task is None or s.task == task
     ]
     return ModelsReport(profile=app.settings.profile, device=snapshot["device"], budget_bytes=snapshot["budget_bytes"],
-                        used_bytes=snapshot["used_bytes"], queued=snapshot["queued"], stats=snapshot["stats"],
+                        used_bytes=snapshot["used_bytes"], devices=[DeviceEntry(**d) for d in snapshot["devices"]],
+                        queued=snapshot["queued"], stats=snapshot["stats"],
                         loaded=[LoadedEntry(**m) for m in snapshot["loaded"]],
                         downloads=[DownloadEntry(**d) for d in snapshot["downloads"]], catalog=catalog,
                         providers=provider_infos(app.settings))
