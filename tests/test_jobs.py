@@ -197,10 +197,11 @@ async def test_another_instance_on_the_same_output_folder_reports_collects_and_c
         status = (await other.call_tool("check_job", {"job_id": job_id, "wait_s": 0})).structured_content
         assert status["job"]["id"] == job_id and status["job"]["status"] in ("queued", "loading", "running")
         collected = await collect(other, job_id)  # waits by re-reading the job's file
+        image = await other.read_resource(ok(collected)["uri"])  # the shared folder holds its images too
         doomed = (await running.call_tool("generate_image", {**SLOW, "steps": 40})).structured_content["job"]["id"]
         asked = await other.call_tool("check_job", {"job_id": doomed, "cancel": True})
         final = await collect(running, doomed)
     data = ok(collected)
     assert data["width"] == 256 and f"{data['id']}.png" in stored_files(settings)
-    assert "asked to stop it" in asked.content[-1].text
+    assert "asked to stop it" in asked.content[-1].text and image.contents[0].mime_type == "image/png"
     assert final.structured_content["job"]["status"] == "cancelled"
