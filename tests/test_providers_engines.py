@@ -190,3 +190,13 @@ def slow(handler, delay: float = 0.4):
         return reply
 
     return answer
+
+
+async def test_a_replica_that_hangs_ends_the_attempt_and_the_retry_goes_to_the_other(settings_with, engine, second):
+    engine.routes["/images/generations"] = slow(engine.generations, 3.0)
+    settings = settings_with({"gpu": endpoint(engine, second)}, provider_timeout_s=0.5, provider_max_retries=1)
+    async with Client(build_server(settings)) as client:
+        data = ok(await client.call_tool("generate_image", {"prompt": "a", "model": f"gpu:{FLUX}", "seed": 1,
+                                                            "width": 256, "height": 256, "rewrite": False}))
+    assert data["provider"] == "gpu"
+    assert len(engine.to("/images/generations")) == 1 and len(second.to("/images/generations")) == 1

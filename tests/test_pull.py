@@ -313,29 +313,35 @@ def test_an_unreachable_hub_with_nothing_cached_is_a_clear_message(pixelmcp):
 
 def planned(stdout: str) -> dict[str, set[str]]:
     """{repo: files} from `pull --dry-run` output."""
-    found: dict[str, set[str]] = {}
+    return {repo: files for (_, repo), files in planned_entries(stdout).items()}
+
+
+def planned_entries(stdout: str) -> dict[tuple[str, str], set[str]]:
+    """{(entry, repo): files} from `pull --dry-run` output (an entry: an alias, or a part such as sd15+ip-adapter)."""
+    found: dict[tuple[str, str], set[str]] = {}
     current = None
     for line in stdout.splitlines():
         if line.startswith("    ") and current is not None:
             found[current].add(line.split()[0])
         elif ": would fetch " in line:
-            current = line.split(": ")[1]
+            entry, repo = line.split(": ")[:2]
+            current = (entry, repo)
             found[current] = set()
     return found
 
 
-@pytest.mark.parametrize("alias", [spec.alias for spec in DEFAULT_CATALOG])
-def test_every_default_alias_plans_exactly_the_weights_its_loaders_read(hub, pixelmcp, alias):
-    out = pixelmcp("pull", alias, "--dry-run", PIXELMCP_DTYPE="float16")
+def test_every_default_alias_plans_exactly_the_weights_its_loaders_read(hub, pixelmcp):
+    aliases = [spec.alias for spec in DEFAULT_CATALOG]
+    out = pixelmcp("pull", *aliases, "--dry-run", PIXELMCP_DTYPE="float16")  # one run plans them all
     assert out.returncode == 0, out.stdout + out.stderr
-    plans = planned(out.stdout)
-    assert plans, out.stdout
-    for repo, files in plans.items():
+    plans = planned_entries(out.stdout)
+    assert {entry for entry, _ in plans} >= set(aliases), out.stdout
+    for (entry, repo), files in plans.items():
         weights = {name for name in files if name.endswith((".safetensors", ".bin", ".pt", ".pth", ".ckpt"))}
         expected = EXPECTED_WEIGHTS.get(repo, {"model.safetensors"})
         if repo == "h94/IP-Adapter":
-            expected = {name for name in expected if name.startswith("models/" if "sd15" in alias else "sdxl_")}
-        assert weights == expected, repo
+            expected = {name for name in expected if name.startswith("models/" if "sd15" in entry else "sdxl_")}
+        assert weights == expected, (entry, repo)
         assert not any(name.endswith((".onnx", ".onnx_data", ".msgpack", ".h5")) for name in files), repo
     assert float(out.stdout.splitlines()[-1].split()[1]) > 0
 
