@@ -229,6 +229,11 @@ class ImageClassifier(Protocol):
         """Unit-length image embeddings."""
         ...
 
+    async def align(self, spec: ModelSpec, images: list[Image.Image], text: str,
+                    progress: Progress) -> list[tuple[float, float]]:
+        """(score 0..1, the model's raw similarity) of each image against `text` (one batched pass)."""
+        ...
+
 
 class Segmenter(Protocol):
     async def segment(self, spec: ModelSpec, image: Image.Image, prompts: list[str],

@@ -90,6 +90,10 @@ class ModelSpec(BaseModel):
         None, description="InstantStyle per-block IP-Adapter scales for style-only transfer (1.0 = the scale argument)"
     )
     family: VLMFamily | None = Field(None, description="vision-language model family (kind vlm)")
+    alignment_range: tuple[float, float] = Field(
+        (0.15, 0.35), description="a CLIP model's prompt-image cosine similarities that map to alignment 0 and 1 "
+                                  "(SigLIP scores with its own sigmoid)"
+    )
     offload: Literal["none", "model", "sequential"] = Field(
         "none", description="diffusers CPU offload on an accelerator: whole models, or layer by layer (slowest)"
     )
@@ -299,7 +303,8 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
         description="Tiny random-weight ViTPose with a tiny RT-DETR person detector."),
     _sd("tiny-upernet", "tiny:upernet", kind="semantic",
         description="Tiny random-weight UperNet (ConvNeXt backbone, 150 ADE20K classes)."),
-    _sd("tiny-clip", "tiny:clip", kind="clip", description="Tiny random-weight CLIP."),
+    _sd("tiny-clip", "tiny:clip", kind="clip", alignment_range=(-0.5, 0.5),
+        description="Tiny random-weight CLIP (its alignment range is wide: random embeddings are near orthogonal)."),
     _sd("tiny-siglip", "tiny:siglip", kind="siglip", description="Tiny random-weight SigLIP."),
     _sd("tiny-clipseg", "tiny:clipseg", kind="segmenter", description="Tiny random-weight CLIPSeg."),
     _sd("tiny-qwen2-vl", "tiny:qwen2-vl", kind="vlm", family="qwen2-vl", description="Tiny random-weight Qwen2-VL."),

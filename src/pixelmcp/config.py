@@ -139,6 +139,13 @@ class Settings(BaseSettings):
     )
     classify_model: str | None = Field(None, description="default CLIP/SigLIP for classify_image and similarity")
     vision_model: str | None = Field(None, description="default VLM for ask_about_image and compare_images")
+    alignment: bool = Field(
+        True, description="score every generated or edited image against its prompt (prompt-image similarity); "
+                          "false on machines that cannot spare the similarity model"
+    )
+    alignment_model: str | None = Field(
+        None, description="the CLIP / SigLIP alias that scores alignment (default: the classify_image default)"
+    )
     segment_model: str | None = Field(
         None, description="the segmenter that makes masks from words (edit_image mask_prompt, remove_background)"
     )
@@ -285,7 +292,7 @@ class Settings(BaseSettings):
         checked = [("generate_model", self.generate_model), ("depth_model", self.depth_model),
                    ("classify_model", self.classify_model), ("vision_model", self.vision_model),
                    ("segment_model", self.segment_model), ("segmentation_model", self.segmentation_model),
-                   ("pose_model", self.pose_model)]
+                   ("pose_model", self.pose_model), ("alignment_model", self.alignment_model)]
         if self.rewriter == "local":
             checked.append(("rewrite_model", self.rewrite_model))
         for name, value in checked:

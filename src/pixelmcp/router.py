@@ -250,6 +250,11 @@ class Router:
         spec = self._spec(model or self.settings.classify_model or self._default("classify"), "classify")
         return spec, self._local_classifier
 
+    def aligner(self) -> tuple[ModelSpec, ImageClassifier]:
+        """The similarity model that scores images against their prompts (alignment)."""
+        alias = self.settings.alignment_model or self.settings.classify_model or self._default("classify")
+        return self._spec(alias, "classify", "alignment_model"), self._local_classifier
+
     def answerer(self, model: str | None) -> tuple[ModelSpec, VisionAnswerer]:
         """The vision-language model that answers questions about images."""
         alias = model or self.settings.vision_model or self._default("answer")

@@ -28,8 +28,9 @@ def add_commands(sub) -> None:
 def pulled_specs(spec, pool) -> list:
     """Every entry a model's tools load, as the server would load it: the model, its ControlNets and
     IP-Adapter, the models that make its ControlNets' maps (depth, segmentation, pose), its inpainting UNet and
-    the segmenter (edit_image's mask_prompt) for a local image model, CLIP for a VLM (compare_images); and the
-    person detector of every pose model among them."""
+    the segmenter (edit_image's mask_prompt) for a local image model, the similarity model that scores alignment
+    for any image model, CLIP for a VLM (compare_images); and the person detector of every pose model among
+    them."""
     from pixelmcp.router import Router
 
     router = Router(pool.settings, pool)
@@ -42,6 +43,8 @@ def pulled_specs(spec, pool) -> list:
         found.append(spec.inpaint_entry())
     if spec.task == "generate" and not spec.remote:
         found.append(router.segmenter()[0])
+    if spec.task == "generate" and pool.settings.alignment:
+        found.append(router.aligner()[0])  # scores every image against its prompt
     if spec.task == "answer":
         found.append(router.classifier(None)[0])
     return [entry for item in found for entry in ([item, item.detector_entry()] if item.detector else [item])]

@@ -27,6 +27,7 @@ def add_commands(sub) -> None:
     generate.add_argument("--from", dest="source", metavar="ID_OR_PNG",
                           help="re-run the parameters of a stored image (id, pixelmcp:// uri or PNG made by pixelmcp)")
     _generation_flags(generate)
+    generate.add_argument("--best-of", type=int, help="make 2..4 candidates per image and keep the best by alignment")
     generate.set_defaults(run=_generate)
 
     control = sub.add_parser("control", help="make images that keep another image's structure (controlnet_generate)")
@@ -187,7 +188,7 @@ def _generate(args: argparse.Namespace) -> None:
         return
     if not args.prompt:
         fail("generate needs a prompt (or --from ID_OR_PNG to re-run a stored image)", 2)
-    _call(args, "generate_image", _generation_arguments(args))
+    _call(args, "generate_image", {**_generation_arguments(args), **_present(best_of=args.best_of)})
 
 
 def _control(args: argparse.Namespace) -> None:

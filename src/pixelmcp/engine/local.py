@@ -233,6 +233,17 @@ class LocalClassifier:
         result.timings = {"queue_s": queue_s, **result.timings}
         return result
 
+    async def align(self, spec: ModelSpec, images: list[Image.Image], text: str,
+                    progress: Progress) -> list[tuple[float, float]]:
+        from pixelmcp.engine import vision
+
+        def work(job: Job) -> list[tuple[float, float]]:
+            classifier = self.pool.get(spec, vision.load_classifier(spec), job)
+            return vision.prompt_alignment(classifier, images, text, *spec.alignment_range, job)
+
+        scores, _ = await self.pool.run(work, progress, [spec])
+        return scores
+
     async def embed(self, spec: ModelSpec, images: list[Image.Image], progress: Progress) -> list[list[float]]:
         from pixelmcp.engine import vision
 

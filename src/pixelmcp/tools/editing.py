@@ -329,7 +329,7 @@ async def upscale_image(
     lines = [f"Upscaled {source_record.uri} {scale}x ({source.width}x{source.height} -> {size[0]}x{size[1]}), "
              f"strength {strength}."]
     return await tool_result(app, result, records, made.images, lines=lines, verb="Upscaled",
-                             links=[(source_record, "source image")])
+                             links=[(source_record, "source image")], align=prompt is not None)
 
 
 async def remove_background(

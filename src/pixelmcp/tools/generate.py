@@ -11,7 +11,7 @@ from mcp_types import CallToolResult, CreateMessageResult
 from pydantic import BaseModel, Field
 
 from pixelmcp.backends import RewriteFailed
-from pixelmcp.errors import PixelError
+from pixelmcp.errors import InvalidArgument, PixelError
 from pixelmcp.tools import arguments
 from pixelmcp.tools.arguments import (
     GuidanceArg,
@@ -25,10 +25,12 @@ from pixelmcp.tools.arguments import (
     StepsArg,
     WidthArg,
 )
+from pixelmcp.media.store import StoredImage
 from pixelmcp.tools.results import (
     GenerateImageResult,
     ProgressReporter,
     result_fields,
+    score_alignment,
     store_images,
     tool_result,
 )
@@ -40,6 +42,9 @@ from pixelmcp.tools.rewriting import (
     sample_rewrite,
 )
 from pixelmcp.tools.state import AppContext, app_state
+
+
+MAX_BEST_OF = 4
 
 
 class RewriteResult(BaseModel):
@@ -61,20 +66,25 @@ async def generate_image(
     seed: SeedArg = None,
     n: NArg = 1,
     rewrite: RewriteArg = "auto",
+    best_of: Annotated[
+        int, Field(description="Make this many candidates for each image (consecutive seeds) and return the best by "
+                               "alignment with the prompt, 1..4; the others are stored and linked.")
+    ] = 1,
     revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, GenerateImageResult]:
     """Generate images from a text prompt on the server's GPU (or a provider's model, e.g. openai:gpt-image-1).
-    Returns a preview plus a pixelmcp:// link to each full PNG; a short prompt may first be expanded by an LLM,
-    and the revised prompt is returned."""
+    Returns a preview plus a pixelmcp:// link to each full PNG, each scored for how well it matches the prompt;
+    a short prompt may first be expanded by an LLM, and the revised prompt is returned."""
     app = app_state(ctx)
     started = time.perf_counter()
 
     # 1. Check every argument before any work.
     spec, generator = await app.router.generator(model)
+    _check_best_of(app.settings, best_of, n)
     request = arguments.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
-        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n,
+        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n * best_of,
     )
     progress = ProgressReporter(ctx)
 
@@ -89,7 +99,50 @@ async def generate_image(
     records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", request, made, {}),
                                              limiter=app.encoders)
     result = GenerateImageResult(**result_fields(request, rewritten, made, records, started))
+    if best_of > 1:
+        return await _best_of(app, result, records, made.images, n)
     return await tool_result(app, result, records, made.images)
+
+
+async def _best_of(app, result: GenerateImageResult, records: list[StoredImage], images: list, n: int):
+    """The `n` candidates that match the prompt best, first; the others stay stored, listed and linked."""
+    scored = await score_alignment(app, result, images)
+    infos = list(result.images)
+    if all(info.alignment is not None for info in infos):
+        order = sorted(range(len(infos)), key=lambda i: (-infos[i].alignment.score, i))  # ties: the earlier seed
+        how = f"Best {n} of {len(infos)} by alignment with the prompt."
+    else:
+        order = list(range(len(infos)))
+        how = f"best_of could not rank the {len(infos)} candidates, so they are in seed order."
+    chosen, others = order[:n], order[n:]
+    result = result.model_copy(update={**infos[chosen[0]].model_dump(include={"id", "uri", "path", "width", "height",
+                                                                               "seed"}),
+                                       "images": [infos[i] for i in chosen], "candidates": [infos[i] for i in others]})
+    lines = [how, scored] + [_also_made(infos[i]) for i in others]
+    links = [(records[i], "candidate not chosen") for i in others]
+    return await tool_result(app, result, [records[i] for i in chosen], [images[i] for i in chosen], lines=lines,
+                             links=links, align=False)
+
+
+def _also_made(info) -> str:
+    details = ([f"seed {info.seed}"] if info.seed is not None else []) + (
+        [f"alignment {info.alignment.score:.2f}"] if info.alignment is not None else [])
+    return f"Also made: {info.uri}" + (f" ({', '.join(details)})" if details else "")
+
+
+def _check_best_of(settings, best_of: int, n: int) -> None:
+    if not 1 <= best_of <= MAX_BEST_OF:
+        raise InvalidArgument("best_of", best_of, f"out of range; accepted: 1..{MAX_BEST_OF}",
+                              "Use best_of=2..4 to pick the best of that many candidates, or 1 for none.")
+    if best_of > 1 and not settings.alignment:
+        raise InvalidArgument("best_of", best_of, "ranks candidates by alignment, which this server does not score "
+                                                  "(PIXELMCP_ALIGNMENT=false)",
+                              "Omit best_of, or enable PIXELMCP_ALIGNMENT.")
+    if n * best_of > settings.max_images:
+        raise InvalidArgument("best_of", best_of, f"with n={n} makes {n * best_of} images, over the limit of "
+                                                  f"{settings.max_images} per call",
+                              f"Lower n or best_of so that n x best_of <= {settings.max_images} (or raise "
+                              "PIXELMCP_MAX_IMAGES).")
 
 
 async def rewrite_prompt(

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from pixelmcp import __version__
 from pixelmcp.backends import GeneratedImages, ImageRequest
 from pixelmcp.config import Settings
-from pixelmcp.errors import StoreError
+from pixelmcp.errors import PixelError, StoreError
 from pixelmcp.media.images import encode_preview
 from pixelmcp.media.store import URI_PREFIX, ImageRef, StoredImage
 from pixelmcp.tools.jobs import current_job
@@ -37,9 +37,19 @@ from pixelmcp.tools.state import AppContext, AppState
 # --------------------------------------------------------------------------- result shapes
 
 
+class Alignment(BaseModel):
+    """How well an image shows its prompt, by a similarity model: a check, not a proof."""
+
+    score: float = Field(description="0..1: 0.6 or more matches the prompt well, under 0.3 weakly (README: "
+                                     "'Reading alignment scores')")
+    similarity: float = Field(description="the model's raw score: CLIP's cosine similarity, SigLIP's logit")
+    model: str = Field(description="the similarity model (PIXELMCP_ALIGNMENT_MODEL)")
+
+
 class ImageInfo(ImageRef):
     seed: int | None = Field(description="re-running the call gives the same pixels; this seed with n=1 gives the "
                                          "same picture (null: the provider takes no seed)")
+    alignment: Alignment | None = Field(None, description="how well it shows the prompt (null: not scored)")
 
 
 class Timings(BaseModel):
@@ -76,6 +86,9 @@ class GenerateImageResult(BaseModel):
     rewrite_error: str | None = Field(None, description="why a requested rewrite did not happen")
     batch_size: int = Field(1, description="requests whose images were made in the same pipeline call")
     timings: GenerationTimings
+    candidates: list[ImageInfo] = Field(
+        default_factory=list, description="best_of: the images not chosen, with their alignment (stored and linked)"
+    )
 
 
 # --------------------------------------------------------------------------- storing
@@ -138,12 +151,15 @@ def result_fields(request: ImageRequest, rewrite: RewriteOutcome, made: Generate
 
 async def tool_result(app: AppState, result: GenerateImageResult, records: list[StoredImage],
                       images: list[Image.Image], *, lines: list[str] = (),
-                      links: list[tuple[StoredImage, str]] = (), verb: str = "Generated") -> CallToolResult:
+                      links: list[tuple[StoredImage, str]] = (), verb: str = "Generated",
+                      align: bool = True) -> CallToolResult:
     """Previews and links for the client, a short summary for the model, structured content for programs.
 
     `lines` add to the summary; `links` are the other stored images the result used (a control map,
-    a reference), linked after the previews. The previews are encoded in a worker thread: the event
-    loop keeps serving other clients meanwhile."""
+    a reference), linked after the previews. With `align` (and PIXELMCP_ALIGNMENT on), each image is
+    scored against the prompt first. The previews are encoded in a worker thread: the event loop
+    keeps serving other clients meanwhile."""
+    aligned = await score_alignment(app, result, images) if align and app.settings.alignment else None
     made = [f"{result.width}x{result.height}"]
     if result.steps is not None:
         made.append(f"{result.steps} steps")
@@ -156,6 +172,8 @@ async def tool_result(app: AppState, result: GenerateImageResult, records: list[
     summary += [f"- {image.uri}" + (f" (seed {image.seed})" if image.seed is not None else "")
                 + f" saved at {image.path}" for image in result.images]
     summary += list(lines)
+    if aligned:
+        summary.append(aligned)
     if result.revised_prompt:
         summary.append(f"Revised prompt ({result.rewriter}): {result.revised_prompt}")
     if result.rewrite_note:
@@ -170,6 +188,29 @@ async def tool_result(app: AppState, result: GenerateImageResult, records: list[
         content=[*blocks, TextContent(type="text", text="\n".join(summary))],
         structured_content=result.model_dump(mode="json"),
     )
+
+
+async def score_alignment(app: AppState, result: GenerateImageResult, images: list[Image.Image]) -> str:
+    """Score each image against the prompt as given (one batched pass of the similarity model) into
+    `result.images[i].alignment`; the summary's line. A model that cannot run leaves the scores null and says why:
+    the images are never lost to their check."""
+    try:
+        spec, scorer = app.router.aligner()
+        scores = await scorer.align(spec, images, result.prompt, _no_progress)
+    except PixelError as e:
+        return f"Alignment not scored: {e}"
+    for info, (score, similarity) in zip(result.images, scores, strict=True):
+        info.alignment = Alignment(score=score, similarity=similarity, model=spec.alias)
+    words = ", ".join(f"{score:.2f} ({_alignment_words(score)})" for score, _ in scores)
+    return f"Alignment with the prompt ({spec.alias}): {words}."
+
+
+def _alignment_words(score: float) -> str:
+    return "matches well" if score >= 0.6 else "matches partly" if score >= 0.3 else "matches weakly"
+
+
+async def _no_progress(done: float, total: float | None, message: str | None) -> None:
+    return None
 
 
 def image_blocks(records: list[StoredImage], images: list[Image.Image], settings: Settings) -> list[ContentBlock]:
