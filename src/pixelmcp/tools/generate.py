@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from pixelmcp.backends import RewriteFailed
 from pixelmcp.errors import InvalidArgument, PixelError
+from pixelmcp.media.store import StoredImage
 from pixelmcp.tools import arguments
 from pixelmcp.tools.arguments import (
     GuidanceArg,
@@ -25,7 +26,6 @@ from pixelmcp.tools.arguments import (
     StepsArg,
     WidthArg,
 )
-from pixelmcp.media.store import StoredImage
 from pixelmcp.tools.results import (
     GenerateImageResult,
     ProgressReporter,
@@ -42,7 +42,6 @@ from pixelmcp.tools.rewriting import (
     sample_rewrite,
 )
 from pixelmcp.tools.state import AppContext, app_state
-
 
 MAX_BEST_OF = 4
 
