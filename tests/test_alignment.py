@@ -95,3 +95,18 @@ async def test_best_of_returns_the_best_matching_candidates_and_keeps_the_others
         c["alignment"]["score"] for c in pair["candidates"])
     assert "Invalid best_of=2" in too_many.content[0].text and "6 images" in too_many.content[0].text
     assert "Invalid best_of=5" in out_of_range.content[0].text and "1..4" in out_of_range.content[0].text
+
+
+async def test_verify_caption_describes_each_image_with_the_vision_model(make_settings):
+    async with Client(build_server(make_settings())) as client:
+        captioned = await client.call_tool("generate_image", {"prompt": "a kite", "seed": 2, "n": 2,
+                                                              "verify": "caption", "rewrite": False})
+        automatic = ok(await client.call_tool("generate_image", {"prompt": "a kite", "seed": 2, "rewrite": False}))
+        edited = ok(await client.call_tool("edit_image", {"image": data_uri(shapes()), "prompt": "a door",
+                                                          "seed": 1, "steps": 4, "verify": True}))
+    data = ok(captioned)
+    assert all(isinstance(image["caption"], str) for image in data["images"])
+    assert all(f"Caption of {image['uri']} (tiny-qwen2-vl): " in captioned.content[-1].text
+               for image in data["images"])
+    assert automatic["images"][0]["caption"] is None  # auto: a CPU has no room for a second model
+    assert isinstance(edited["images"][0]["caption"], str)

@@ -13,6 +13,11 @@ COMPARE_INSTRUCTION = (
 DEFAULT_COMPARE_QUESTION = "What are the differences between these images?"
 
 
+#: What a verifying caption asks the vision model (generated and edited images, verify="caption").
+CAPTION_QUESTION = ("Describe this image in one sentence: what it actually shows (its main subjects, their "
+                    "colours and setting), not what it was meant to show.")
+
+
 def answer_prompt(question: str) -> str:
     return f"{ANSWER_INSTRUCTION}\n\nQuestion: {question}"
 

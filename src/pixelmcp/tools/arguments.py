@@ -67,6 +67,11 @@ ImageArg = Annotated[
     Field(description="A pixelmcp://images/<id> uri from an earlier result, a data:image/...;base64 uri, bare "
                       "base64, or a file path inside the server's allowed folders."),
 ]
+VerifyArg = Annotated[
+    bool | Literal["auto", "caption"],
+    Field(description="'caption' (or true): add a one-sentence description of each image by the vision model, so "
+                      "you know what it shows; false: none; 'auto': when it costs no second model on a small GPU."),
+]
 RewriteArg = Annotated[
     RewriteChoice,
     Field(description="Expand the prompt with an LLM first: true, false, or 'auto' (short prompts, local models only)."),

@@ -28,6 +28,7 @@ from pixelmcp.tools.arguments import (
     RewriteArg,
     SeedArg,
     StepsArg,
+    VerifyArg,
     WidthArg,
 )
 from pixelmcp.tools.results import (
@@ -95,6 +96,7 @@ async def controlnet_generate(
     seed: SeedArg = None,
     n: NArg = 1,
     rewrite: RewriteArg = "auto",
+    verify: VerifyArg = "auto",
     low_threshold: Annotated[int, Field(description="Canny lower hysteresis threshold (canny only).")] = 100,
     high_threshold: Annotated[int, Field(description="Canny upper hysteresis threshold (canny only).")] = 200,
     person_threshold: Annotated[
@@ -157,7 +159,7 @@ async def controlnet_generate(
     shows = f" ({made.people} {'person' if made.people == 1 else 'people'})" if made.people is not None else ""
     return await tool_result(app, result, records, made.images,
                              lines=[f"Control map ({control_type}){shows}: {control_map.uri}"],
-                             links=[(control_map, f"{control_type} control map")])
+                             links=[(control_map, f"{control_type} control map")], verify=verify)
 
 
 async def style_transfer(
@@ -186,6 +188,7 @@ async def style_transfer(
     seed: SeedArg = None,
     n: NArg = 1,
     rewrite: RewriteArg = "auto",
+    verify: VerifyArg = "auto",
     revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, StyleTransferResult]:
@@ -256,7 +259,7 @@ async def style_transfer(
     lines = [f"Style reference: {style_record.uri} (mode {mode}" + (f", scale {scale})" if scale is not None else ")")]
     if control_map:
         lines.append(f"Control map (canny): {control_map.uri}")
-    return await tool_result(app, result, records, made.images, lines=lines, links=links)
+    return await tool_result(app, result, records, made.images, lines=lines, links=links, verify=verify)
 
 
 # --------------------------------------------------------------------------- checks

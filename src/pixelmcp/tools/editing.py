@@ -35,6 +35,7 @@ from pixelmcp.tools.arguments import (
     RewriteChoice,
     SeedArg,
     StepsArg,
+    VerifyArg,
 )
 from pixelmcp.tools.results import (
     GenerateImageResult,
@@ -137,6 +138,7 @@ async def edit_image(
     seed: SeedArg = None,
     n: NArg = 1,
     rewrite: EditRewriteArg = False,
+    verify: VerifyArg = "auto",
     revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, EditImageResult]:
@@ -198,7 +200,8 @@ async def edit_image(
              + (f" (made from {mask_prompt!r}, {result.mask_coverage:.0%} of the image)" if mask_prompt else "")
              + (f"; strength {request.edit.strength}." if request.edit.strength is not None else ".")]
     links = [(source_record, "source image")] + ([(mask_record, "mask")] if mask_record else [])
-    return await tool_result(app, result, records, made.images, lines=lines, links=links, verb="Edited")
+    return await tool_result(app, result, records, made.images, lines=lines, links=links, verb="Edited",
+                             verify=verify)
 
 
 async def extend_image(
@@ -216,6 +219,7 @@ async def extend_image(
     seed: SeedArg = None,
     n: NArg = 1,
     rewrite: EditRewriteArg = False,
+    verify: VerifyArg = "auto",
     revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, ExtendImageResult]:
@@ -265,7 +269,8 @@ async def extend_image(
     added = ", ".join(f"{name} +{value}" for name, value in sides.items() if value)
     lines = [f"Extended {source_record.uri} ({source.width}x{source.height}; {added}); new border: {mask_record.uri}"]
     return await tool_result(app, result, records, made.images, lines=lines, verb="Extended",
-                             links=[(source_record, "source image"), (mask_record, "outpainting mask")])
+                             links=[(source_record, "source image"), (mask_record, "outpainting mask")],
+                             verify=verify)
 
 
 async def upscale_image(

@@ -24,6 +24,7 @@ from pixelmcp.tools.arguments import (
     RewriteArg,
     SeedArg,
     StepsArg,
+    VerifyArg,
     WidthArg,
 )
 from pixelmcp.tools.results import (
@@ -69,6 +70,7 @@ async def generate_image(
         int, Field(description="Make this many candidates for each image (consecutive seeds) and return the best by "
                                "alignment with the prompt, 1..4; the others are stored and linked.")
     ] = 1,
+    verify: VerifyArg = "auto",
     revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, GenerateImageResult]:
@@ -99,11 +101,12 @@ async def generate_image(
                                              limiter=app.encoders)
     result = GenerateImageResult(**result_fields(request, rewritten, made, records, started))
     if best_of > 1:
-        return await _best_of(app, result, records, made.images, n)
-    return await tool_result(app, result, records, made.images)
+        return await _best_of(app, result, records, made.images, n, verify)
+    return await tool_result(app, result, records, made.images, verify=verify)
 
 
-async def _best_of(app, result: GenerateImageResult, records: list[StoredImage], images: list, n: int):
+async def _best_of(app, result: GenerateImageResult, records: list[StoredImage], images: list, n: int,
+                   verify: bool | str):
     """The `n` candidates that match the prompt best, first; the others stay stored, listed and linked."""
     scored = await score_alignment(app, result, images)
     infos = list(result.images)
@@ -120,7 +123,7 @@ async def _best_of(app, result: GenerateImageResult, records: list[StoredImage],
     lines = [how, scored] + [_also_made(infos[i]) for i in others]
     links = [(records[i], "candidate not chosen") for i in others]
     return await tool_result(app, result, [records[i] for i in chosen], [images[i] for i in chosen], lines=lines,
-                             links=links, align=False)
+                             links=links, align=False, verify=verify)
 
 
 def _also_made(info) -> str:

@@ -50,6 +50,8 @@ class ImageInfo(ImageRef):
     seed: int | None = Field(description="re-running the call gives the same pixels; this seed with n=1 gives the "
                                          "same picture (null: the provider takes no seed)")
     alignment: Alignment | None = Field(None, description="how well it shows the prompt (null: not scored)")
+    caption: str | None = Field(None, description="verify='caption': what the vision model sees in it, in one "
+                                                  "sentence")
 
 
 class Timings(BaseModel):
@@ -152,14 +154,16 @@ def result_fields(request: ImageRequest, rewrite: RewriteOutcome, made: Generate
 async def tool_result(app: AppState, result: GenerateImageResult, records: list[StoredImage],
                       images: list[Image.Image], *, lines: list[str] = (),
                       links: list[tuple[StoredImage, str]] = (), verb: str = "Generated",
-                      align: bool = True) -> CallToolResult:
+                      align: bool = True, verify: bool | str = False) -> CallToolResult:
     """Previews and links for the client, a short summary for the model, structured content for programs.
 
     `lines` add to the summary; `links` are the other stored images the result used (a control map,
     a reference), linked after the previews. With `align` (and PIXELMCP_ALIGNMENT on), each image is
-    scored against the prompt first. The previews are encoded in a worker thread: the event loop
-    keeps serving other clients meanwhile."""
+    scored against the prompt first; with `verify` ("caption", true, or "auto" where it is cheap) each is
+    described by the vision model. The previews are encoded in a worker thread: the event loop keeps serving
+    other clients meanwhile."""
     aligned = await score_alignment(app, result, images) if align and app.settings.alignment else None
+    captioned = await caption_images(app, result, images) if await wants_captions(app, verify) else None
     made = [f"{result.width}x{result.height}"]
     if result.steps is not None:
         made.append(f"{result.steps} steps")
@@ -174,6 +178,8 @@ async def tool_result(app: AppState, result: GenerateImageResult, records: list[
     summary += list(lines)
     if aligned:
         summary.append(aligned)
+    if captioned:
+        summary.append(captioned)
     if result.revised_prompt:
         summary.append(f"Revised prompt ({result.rewriter}): {result.revised_prompt}")
     if result.rewrite_note:
@@ -203,6 +209,46 @@ async def score_alignment(app: AppState, result: GenerateImageResult, images: li
         info.alignment = Alignment(score=score, similarity=similarity, model=spec.alias)
     words = ", ".join(f"{score:.2f} ({_alignment_words(score)})" for score, _ in scores)
     return f"Alignment with the prompt ({spec.alias}): {words}."
+
+
+#: Accelerator memory (GiB) from which verify="auto" captions with a local vision model: room for the image model
+#: and the VLM side by side, so a caption costs no reload.
+AUTO_CAPTION_MIN_GB = 24.0
+
+
+async def wants_captions(app: AppState, verify: bool | str) -> bool:
+    """verify: true / "caption" always, false never; "auto" when the vision model is a provider's (no local load)
+    or the local accelerator has AUTO_CAPTION_MIN_GB or more."""
+    if verify is not True and verify != "caption":
+        if verify != "auto":
+            return False
+        try:
+            spec, _ = app.router.answerer(None)
+        except PixelError:  # no usable vision model: "auto" does without captions
+            return False
+        if not spec.remote:
+            memory = await anyio.to_thread.run_sync(app.pool.accelerator_memory_gb)
+            return memory >= AUTO_CAPTION_MIN_GB
+    return True
+
+
+async def caption_images(app: AppState, result: GenerateImageResult, images: list[Image.Image]) -> str:
+    """One sentence per image by the configured vision model, into `result.images[i].caption`; the summary's
+    lines. A vision model that cannot answer leaves the captions null and says why."""
+    from pixelmcp.prompts.questions import CAPTION_QUESTION
+
+    try:
+        spec, answerer = app.router.answerer(None)
+        answers = [await answerer.answer(spec, [image], CAPTION_QUESTION, CAPTION_TOKENS, _no_progress)
+                   for image in images]
+    except PixelError as e:
+        return f"Not captioned: {e}"
+    for info, answer in zip(result.images, answers, strict=True):
+        info.caption = " ".join(answer.text.split())
+    return "\n".join(f"Caption of {info.uri} ({spec.alias}): {info.caption}" for info in result.images)
+
+
+CAPTION_TOKENS = 60
 
 
 def _alignment_words(score: float) -> str:
