@@ -140,7 +140,7 @@ def _check_best_of(settings, best_of: int, n: int) -> None:
         raise InvalidArgument("best_of", best_of, "ranks candidates by alignment, which this server does not score "
                                                   "(PIXELMCP_ALIGNMENT=false)",
                               "Omit best_of, or enable PIXELMCP_ALIGNMENT.")
-    if n * best_of > settings.max_images:
+    if best_of > 1 and n * best_of > settings.max_images:  # (n alone: checked with the other arguments)
         raise InvalidArgument("best_of", best_of, f"with n={n} makes {n * best_of} images, over the limit of "
                                                   f"{settings.max_images} per call",
                               f"Lower n or best_of so that n x best_of <= {settings.max_images} (or raise "
