@@ -81,6 +81,7 @@ class ModelPool:
         self._models: dict[tuple[str, str], LoadedModel] = {}  # (alias, device) -> model
         self._load_lock = threading.RLock()
         self._devices: list[str] | None = None
+        self._accelerator_gb: float | None = None
         #: Task groups that outlive single requests (lent by the server's lifespan); micro-batches run in them.
         self.background_groups: list[Any] = []
 
@@ -109,8 +110,16 @@ class ModelPool:
         return devices.dtype_for(self.settings.dtype, self.device, spec.kind)
 
     def accelerator_memory_gb(self) -> float:
-        """Memory of the largest accelerator in GiB (0 on CPU): what one model may take."""
-        return max(0.0 if device == "cpu" else memory.device_capacity(device) / _GIB for device in self.devices)
+        """Memory of the largest accelerator in GiB (0 on CPU): what one model may take (asked once)."""
+        if self._accelerator_gb is None:
+            self._accelerator_gb = max(0.0 if device == "cpu" else memory.device_capacity(device) / _GIB
+                                       for device in self.devices)
+        return self._accelerator_gb
+
+    @property
+    def measured(self) -> bool:
+        """The devices' memory is known (accelerator_memory_gb answers without touching torch)."""
+        return self._accelerator_gb is not None
 
     @property
     def budget_bytes(self) -> int:

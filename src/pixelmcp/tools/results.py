@@ -227,7 +227,9 @@ async def wants_captions(app: AppState, verify: bool | str) -> bool:
         except PixelError:  # no usable vision model: "auto" does without captions
             return False
         if not spec.remote:
-            memory = await anyio.to_thread.run_sync(app.pool.accelerator_memory_gb)
+            pool = app.pool
+            memory = pool.accelerator_memory_gb() if pool.measured else await anyio.to_thread.run_sync(
+                pool.accelerator_memory_gb)
             return memory >= AUTO_CAPTION_MIN_GB
     return True
 
