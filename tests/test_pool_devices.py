@@ -112,42 +112,45 @@ async def test_each_device_evicts_only_its_own_models_least_recently_used_first(
     assert pool.stats.evictions == 1
 
 
-async def test_a_busy_models_second_request_runs_at_once_on_a_copy_when_replicas_are_allowed(fake_gpus):
-    pool = fake_gpus(model_replicas=2)
+async def second_while_first_runs(pool: ModelPool, name: str) -> tuple[dict[str, str], dict[str, str],
+                                                                        dict[str, int]]:
+    """A job for `name` that holds its device, and a second one started meanwhile. Returns where each ran, which of
+    them had finished while the first still held its device (waiting up to a second for the second), and the jobs
+    running or waiting on each device then."""
     first_running, release = threading.Event(), threading.Event()
     placed: dict[str, str] = {}
 
     async def first() -> None:
-        placed["first"] = await use(pool, "a", hold=release, started=first_running)
+        placed["first"] = await use(pool, name, hold=release, started=first_running)
+
+    async def second() -> None:
+        placed["second"] = await use(pool, name)
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(first)
         await anyio.to_thread.run_sync(first_running.wait, 30)
-        placed["second"] = await use(pool, "a")  # returns while the first still holds cuda:0
+        tasks.start_soon(second)
+        with anyio.move_on_after(1.0):
+            while "second" not in placed:
+                await anyio.sleep(0.02)
+        finished, loads = dict(placed), {device: pool.queue.load(device) for device in pool.devices}
         release.set()
+    return placed, finished, loads
+
+
+async def test_a_busy_models_second_request_runs_at_once_on_a_copy_when_replicas_are_allowed(fake_gpus):
+    pool = fake_gpus(model_replicas=2)
+    placed, finished, _ = await second_while_first_runs(pool, "a")
     assert placed == {"first": "cuda:0", "second": "cuda:1"}
+    assert finished == {"second": "cuda:1"}  # it ran while the first still held cuda:0
     assert resident(pool) == {"cuda:0": {"a"}, "cuda:1": {"a"}}
     assert await use(pool, "a") == "cuda:0"  # idle again: no third copy, the first holder serves
 
 
 async def test_without_replicas_the_second_request_waits_for_the_device_that_holds_the_model(fake_gpus):
     pool = fake_gpus()
-    first_running, release = threading.Event(), threading.Event()
-    placed: dict[str, str] = {}
-
-    async def first() -> None:
-        placed["first"] = await use(pool, "a", hold=release, started=first_running)
-
-    async def second() -> None:
-        placed["second"] = await use(pool, "a")
-
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(first)
-        await anyio.to_thread.run_sync(first_running.wait, 30)
-        tasks.start_soon(second)
-        await anyio.sleep(0.2)
-        assert "second" not in placed and pool.queue.load("cuda:0") == 2  # queued behind the first
-        release.set()
+    placed, finished, loads = await second_while_first_runs(pool, "a")
+    assert finished == {} and loads == {"cuda:0": 2, "cuda:1": 0}  # queued behind the first
     assert placed == {"first": "cuda:0", "second": "cuda:0"}
     assert resident(pool) == {"cuda:0": {"a"}, "cuda:1": set()}
 
@@ -156,21 +159,7 @@ async def test_a_copy_is_made_only_where_it_fits_without_evicting(fake_gpus):
     pool = fake_gpus(model_replicas=2)
     await use(pool, "b")  # cuda:0 holds b: no room left there for a copy of a
     assert await use(pool, "a") == "cuda:1"
-    first_running, release = threading.Event(), threading.Event()
-    placed: dict[str, str] = {}
-
-    async def first() -> None:
-        placed["first"] = await use(pool, "a", hold=release, started=first_running)
-
-    async def second() -> None:
-        placed["second"] = await use(pool, "a")
-
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(first)
-        await anyio.to_thread.run_sync(first_running.wait, 30)
-        tasks.start_soon(second)
-        await anyio.sleep(0.2)
-        release.set()
+    placed, _, _ = await second_while_first_runs(pool, "a")
     assert placed == {"first": "cuda:1", "second": "cuda:1"} and resident(pool)["cuda:0"] == {"b"}
 
 

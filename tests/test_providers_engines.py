@@ -113,6 +113,7 @@ async def test_endpoint_declarations_are_enforced_before_any_request(settings_wi
                                                                        "model": f"gpu:{FLUX}"}))
         chat = error_text(await client.call_tool("rewrite_prompt", {"prompt": "a", "model": f"gpu:{FLUX}"}))
     assert "Invalid model='gpu:other/model'" in unknown and "not an image model gpu serves" in unknown
+    assert f"Use one of the image models it lists: {FLUX}" in unknown
     assert "does not declare images" in chat_only and "[endpoints.chat]" in chat_only
     assert "Invalid seed=3" in seed and "does not take seed" in seed
     assert "Invalid width=512" in size and "1536x1024" in size

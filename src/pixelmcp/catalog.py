@@ -153,6 +153,10 @@ class ModelSpec(BaseModel):
         """This pose model's person detector, as a loadable entry (the caller checks it has one)."""
         return ModelSpec(alias=f"{self.alias}+detector", kind="detector", source=self.detector, part_of=self.alias)
 
+    def with_detector(self) -> tuple[ModelSpec, ...]:
+        """This entry and, for a pose model, its person detector: every entry that loading it for a map reads."""
+        return (self, self.detector_entry()) if self.detector else (self,)
+
     @property
     def weight_paths(self) -> tuple[str, ...] | None:
         """The paths inside `source` that loading this entry reads, when not its whole layout: an IP-Adapter

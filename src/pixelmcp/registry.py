@@ -38,9 +38,7 @@ class ProviderRow:
     needs_base_url: bool = False  # no default address: useless until one is set
     rewrite_model: str | None = None  # the model that rewrites prompts when PIXELMCP_REWRITER names it
     official: bool = False  # the provider's own API (not a compatible server): its model quirks apply
-    image_fix: str = ("This endpoint does not declare images: add \"images\" to serves under its [endpoints.NAME] "
-                      "table if it serves /v1/images/generations (SGLang Diffusion, vLLM-Omni), or use "
-                      "openai:gpt-image-1, gemini:gemini-2.5-flash-image or a local model.")
+    image_fix: str | None = None  # what to use instead of a model it does not make images with (None: see image_help)
     # OpenAI-compatible image engines: the API dialect, and what the config says of their models.
     engine: str = "openai"  # openai (standard fields only), sglang, vllm-omni (seed, steps, guidance, negative)
     image_models: tuple[str, ...] = ()  # the image models it serves (empty: any id is passed on)
@@ -61,6 +59,21 @@ class ProviderRow:
 
     def example(self) -> str:
         return self.examples[0] if self.examples else f"{self.name}:MODEL"
+
+    def undeclared(self, service: str) -> str:
+        """The fix when an endpoint is asked for what its config does not say it serves."""
+        return f"Add \"{service}\" to serves under [endpoints.{self.name}] if its server does it"
+
+    def image_help(self) -> str:
+        """What to do about a model this provider does not make images with here."""
+        if self.image_fix is not None:
+            return self.image_fix
+        if "generate_image" not in self.serves and "edit_image" not in self.serves:
+            return (f"The endpoint does not declare images. {self.undeclared('images')} (/v1/images/generations: "
+                    "SGLang Diffusion, vLLM-Omni), or use openai:gpt-image-1, gemini:gemini-2.5-flash-image or a "
+                    "local model.")
+        return (f"Use one of the image models it lists: {', '.join(self.image_models)} (image_models under "
+                f"[endpoints.{self.name}]).")
 
 
 BUILTIN: tuple[ProviderRow, ...] = (
@@ -111,9 +124,6 @@ def provider_rows(settings: Any) -> dict[str, ProviderRow]:
             examples=tuple(f"{name}:{model}" for model in endpoint.image_models) or (f"{name}:MODEL",),
             base_urls=endpoint.urls, engine=endpoint.engine, image_models=tuple(endpoint.image_models),
             sizes=tuple(tuple(size) for size in endpoint.sizes), max_n=endpoint.max_n,
-            image_fix=f"The endpoint {name!r} does not declare images: add \"images\" to serves under [endpoints.{name}] "
-                      "if it serves /v1/images/generations (SGLang Diffusion, vLLM-Omni), or use openai:gpt-image-1, "
-                      "gemini:gemini-2.5-flash-image or a local model.",
         )
     return rows
 

@@ -142,7 +142,7 @@ class Router:
         spec = CLIENTS[row.client].image_spec(row, name) if makes_images else None
         if spec is None:
             raise InvalidArgument("model", alias, f"{name!r} is not an image model {row.name} serves here",
-                                  row.image_fix)
+                                  row.image_help())
         return spec, self.provider(row)
 
     def rewriter(self, model: str | None = None) -> PromptRewriter | None:
@@ -272,5 +272,4 @@ class Router:
         if tool in row.serves:
             return
         raise InvalidArgument("model", alias, f"the endpoint {row.name!r} does not declare {service}",
-                              f"Add \"{service}\" to serves under [endpoints.{row.name}] if its server does it, or "
-                              "use another model (list_models).")
+                              f"{row.undeclared(service)}, or use another model (list_models).")

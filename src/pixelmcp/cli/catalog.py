@@ -47,7 +47,7 @@ def pulled_specs(spec, pool) -> list:
         found.append(router.aligner()[0])  # scores every image against its prompt
     if spec.task == "answer":
         found.append(router.classifier(None)[0])
-    return [entry for item in found for entry in ([item, item.detector_entry()] if item.detector else [item])]
+    return [entry for item in found for entry in item.with_detector()]
 
 
 def disk_state(source: str, settings) -> tuple[bool, int]:

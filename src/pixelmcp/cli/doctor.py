@@ -166,18 +166,13 @@ def _models(settings) -> list[Check]:
                                 f"{', '.join(right) or 'none configured'}."))
             continue
         cached = [a for a in candidates
-                  if all(disk_state(source, settings)[0] for source in _sources(settings.catalog[a]))]
+                  if all(disk_state(entry.source, settings)[0] for entry in settings.catalog[a].with_detector())]
         if cached or settings.profile == "tiny":
             checks.append(Check(f"model for {task}", "ok", f"{alias}: {'cached' if cached else 'built on first use'}"))
         else:
             checks.append(Check(f"model for {task}", "warn", f"{alias}: not downloaded yet (downloads on first use)",
                                 f"Run `pixelmcp pull {candidates[0] if candidates else alias}` ahead of time."))
     return checks
-
-
-def _sources(spec) -> list[str]:
-    """Where a model's weights come from: its own, and its person detector's for a pose model."""
-    return [spec.source] + ([spec.detector] if spec.detector else [])
 
 
 def _doctor(args: argparse.Namespace) -> None:

@@ -135,22 +135,20 @@ class LocalImageGenerator:
         maker = wanted.preprocessor
         if maker is None:
             raise ValueError(f"no preprocessor for control_type {wanted.control_type!r}")  # the tool checks first
-        model = self.pool.get(maker, loader_for(self.pool.settings, maker), job)
+        model, *detector = (self.pool.get(entry, loader_for(self.pool.settings, entry), job)
+                            for entry in maker.with_detector())
         if maker.kind == "depth":
             return control.depth_map(model, wanted.image, job).resize(size, Image.Resampling.BICUBIC), None
         if maker.kind == "semantic":  # class colours: drawn at the output size, never interpolated
             return control.segmentation_map(model, wanted.image.resize(size, Image.Resampling.LANCZOS), job), None
-        detector = self.pool.get(maker.detector_entry(), loader_for(self.pool.settings, maker.detector_entry()), job)
-        return pose.skeleton_map(detector, model, wanted.image, size, wanted.person_threshold,
+        return pose.skeleton_map(detector[0], model, wanted.image, size, wanted.person_threshold,
                                  wanted.keypoint_threshold, job)
 
 
-def _map_models(control: ControlRequest | None) -> list[ModelSpec]:
+def _map_models(control: ControlRequest | None) -> tuple[ModelSpec, ...]:
     """The models that make a control map from the image: the map model, and a pose model's person detector."""
     maker = control and control.preprocessor
-    if maker is None:
-        return []
-    return [maker, maker.detector_entry()] if maker.detector else [maker]
+    return maker.with_detector() if maker is not None else ()
 
 
 def _inpaint_unet(request: ImageRequest) -> ModelSpec | None:

@@ -157,7 +157,7 @@ async def controlnet_generate(
         people=made.people,
     )
     shows = f" ({made.people} {'person' if made.people == 1 else 'people'})" if made.people is not None else ""
-    return await tool_result(app, result, records, made.images,
+    return await tool_result(app, result, records, made.images, progress,
                              lines=[f"Control map ({control_type}){shows}: {control_map.uri}"],
                              links=[(control_map, f"{control_type} control map")], verify=verify)
 
@@ -259,7 +259,7 @@ async def style_transfer(
     lines = [f"Style reference: {style_record.uri} (mode {mode}" + (f", scale {scale})" if scale is not None else ")")]
     if control_map:
         lines.append(f"Control map (canny): {control_map.uri}")
-    return await tool_result(app, result, records, made.images, lines=lines, links=links, verify=verify)
+    return await tool_result(app, result, records, made.images, progress, lines=lines, links=links, verify=verify)
 
 
 # --------------------------------------------------------------------------- checks

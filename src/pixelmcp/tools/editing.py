@@ -200,7 +200,7 @@ async def edit_image(
              + (f" (made from {mask_prompt!r}, {result.mask_coverage:.0%} of the image)" if mask_prompt else "")
              + (f"; strength {request.edit.strength}." if request.edit.strength is not None else ".")]
     links = [(source_record, "source image")] + ([(mask_record, "mask")] if mask_record else [])
-    return await tool_result(app, result, records, made.images, lines=lines, links=links, verb="Edited",
+    return await tool_result(app, result, records, made.images, progress, lines=lines, links=links, verb="Edited",
                              verify=verify)
 
 
@@ -268,7 +268,7 @@ async def extend_image(
                                source_image=source_record.ref(), mask=mask_record.ref())
     added = ", ".join(f"{name} +{value}" for name, value in sides.items() if value)
     lines = [f"Extended {source_record.uri} ({source.width}x{source.height}; {added}); new border: {mask_record.uri}"]
-    return await tool_result(app, result, records, made.images, lines=lines, verb="Extended",
+    return await tool_result(app, result, records, made.images, progress, lines=lines, verb="Extended",
                              links=[(source_record, "source image"), (mask_record, "outpainting mask")],
                              verify=verify)
 
@@ -317,7 +317,8 @@ async def upscale_image(
                             n=1, strength=strength, tile=spec.default_width)
 
     # 2. Refine, tile by tile.
-    made = await generator.generate(request, ProgressReporter(ctx))
+    progress = ProgressReporter(ctx)
+    made = await generator.generate(request, progress)
 
     # 3. Store and answer.
     def store() -> tuple[StoredImage, list[StoredImage]]:
@@ -333,7 +334,7 @@ async def upscale_image(
                                 strength=strength, source_image=source_record.ref())
     lines = [f"Upscaled {source_record.uri} {scale}x ({source.width}x{source.height} -> {size[0]}x{size[1]}), "
              f"strength {strength}."]
-    return await tool_result(app, result, records, made.images, lines=lines, verb="Upscaled",
+    return await tool_result(app, result, records, made.images, progress, lines=lines, verb="Upscaled",
                              links=[(source_record, "source image")], align=prompt is not None)
 
 

@@ -101,14 +101,14 @@ async def generate_image(
                                              limiter=app.encoders)
     result = GenerateImageResult(**result_fields(request, rewritten, made, records, started))
     if best_of > 1:
-        return await _best_of(app, result, records, made.images, n, verify)
-    return await tool_result(app, result, records, made.images, verify=verify)
+        return await _best_of(app, result, records, made.images, n, verify, progress)
+    return await tool_result(app, result, records, made.images, progress, verify=verify)
 
 
 async def _best_of(app, result: GenerateImageResult, records: list[StoredImage], images: list, n: int,
-                   verify: bool | str):
+                   verify: bool | str, progress: ProgressReporter):
     """The `n` candidates that match the prompt best, first; the others stay stored, listed and linked."""
-    scored = await score_alignment(app, result, images)
+    scored = await score_alignment(app, result, images, progress)
     infos = list(result.images)
     if all(info.alignment is not None for info in infos):
         order = sorted(range(len(infos)), key=lambda i: (-infos[i].alignment.score, i))  # ties: the earlier seed
@@ -122,8 +122,8 @@ async def _best_of(app, result: GenerateImageResult, records: list[StoredImage],
                                        "images": [infos[i] for i in chosen], "candidates": [infos[i] for i in others]})
     lines = [how, scored] + [_also_made(infos[i]) for i in others]
     links = [(records[i], "candidate not chosen") for i in others]
-    return await tool_result(app, result, [records[i] for i in chosen], [images[i] for i in chosen], lines=lines,
-                             links=links, align=False, verify=verify)
+    return await tool_result(app, result, [records[i] for i in chosen], [images[i] for i in chosen], progress,
+                             lines=lines, links=links, align=False, verify=verify)
 
 
 def _also_made(info) -> str:

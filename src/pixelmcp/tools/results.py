@@ -25,7 +25,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from pixelmcp import __version__
-from pixelmcp.backends import GeneratedImages, ImageRequest
+from pixelmcp.backends import GeneratedImages, ImageRequest, Progress
 from pixelmcp.config import Settings
 from pixelmcp.errors import PixelError, StoreError
 from pixelmcp.media.images import encode_preview
@@ -152,7 +152,7 @@ def result_fields(request: ImageRequest, rewrite: RewriteOutcome, made: Generate
 
 
 async def tool_result(app: AppState, result: GenerateImageResult, records: list[StoredImage],
-                      images: list[Image.Image], *, lines: list[str] = (),
+                      images: list[Image.Image], progress: Progress, *, lines: list[str] = (),
                       links: list[tuple[StoredImage, str]] = (), verb: str = "Generated",
                       align: bool = True, verify: bool | str = False) -> CallToolResult:
     """Previews and links for the client, a short summary for the model, structured content for programs.
@@ -160,10 +160,10 @@ async def tool_result(app: AppState, result: GenerateImageResult, records: list[
     `lines` add to the summary; `links` are the other stored images the result used (a control map,
     a reference), linked after the previews. With `align` (and PIXELMCP_ALIGNMENT on), each image is
     scored against the prompt first; with `verify` ("caption", true, or "auto" where it is cheap) each is
-    described by the vision model. The previews are encoded in a worker thread: the event loop keeps serving
-    other clients meanwhile."""
-    aligned = await score_alignment(app, result, images) if align and app.settings.alignment else None
-    captioned = await caption_images(app, result, images) if await wants_captions(app, verify) else None
+    described by the vision model (their loads and runs report to `progress`, like the tool's other phases).
+    The previews are encoded in a worker thread: the event loop keeps serving other clients meanwhile."""
+    aligned = await score_alignment(app, result, images, progress) if align and app.settings.alignment else None
+    captioned = await caption_images(app, result, images, progress) if await wants_captions(app, verify) else None
     made = [f"{result.width}x{result.height}"]
     if result.steps is not None:
         made.append(f"{result.steps} steps")
@@ -196,13 +196,14 @@ async def tool_result(app: AppState, result: GenerateImageResult, records: list[
     )
 
 
-async def score_alignment(app: AppState, result: GenerateImageResult, images: list[Image.Image]) -> str:
+async def score_alignment(app: AppState, result: GenerateImageResult, images: list[Image.Image],
+                          progress: Progress) -> str:
     """Score each image against the prompt as given (one batched pass of the similarity model) into
     `result.images[i].alignment`; the summary's line. A model that cannot run leaves the scores null and says why:
     the images are never lost to their check."""
     try:
         spec, scorer = app.router.aligner()
-        scores = await scorer.align(spec, images, result.prompt, _no_progress)
+        scores = await scorer.align(spec, images, result.prompt, progress)
     except PixelError as e:
         return f"Alignment not scored: {e}"
     for info, (score, similarity) in zip(result.images, scores, strict=True):
@@ -234,14 +235,15 @@ async def wants_captions(app: AppState, verify: bool | str) -> bool:
     return True
 
 
-async def caption_images(app: AppState, result: GenerateImageResult, images: list[Image.Image]) -> str:
+async def caption_images(app: AppState, result: GenerateImageResult, images: list[Image.Image],
+                         progress: Progress) -> str:
     """One sentence per image by the configured vision model, into `result.images[i].caption`; the summary's
     lines. A vision model that cannot answer leaves the captions null and says why."""
     from pixelmcp.prompts.questions import CAPTION_QUESTION
 
     try:
         spec, answerer = app.router.answerer(None)
-        answers = [await answerer.answer(spec, [image], CAPTION_QUESTION, CAPTION_TOKENS, _no_progress)
+        answers = [await answerer.answer(spec, [image], CAPTION_QUESTION, CAPTION_TOKENS, progress)
                    for image in images]
     except PixelError as e:
         return f"Not captioned: {e}"
@@ -255,10 +257,6 @@ CAPTION_TOKENS = 60
 
 def _alignment_words(score: float) -> str:
     return "matches well" if score >= 0.6 else "matches partly" if score >= 0.3 else "matches weakly"
-
-
-async def _no_progress(done: float, total: float | None, message: str | None) -> None:
-    return None
 
 
 def image_blocks(records: list[StoredImage], images: list[Image.Image], settings: Settings) -> list[ContentBlock]:
