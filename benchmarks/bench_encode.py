@@ -97,7 +97,7 @@ async def main(count: int, side: int) -> None:
     from pixelmcp.tools.state import AppState
 
     images = [photo_like(side, seed) for seed in range(count)]
-    settings = load_settings(profile="tiny", output_dir=tempfile.mkdtemp(), log_level="WARNING",
+    settings = load_settings(profile="tiny", output_dir=tempfile.mkdtemp(), log_level="WARNING", alignment=False,
                              models={"bench": {"source": "tiny:sd15", "kind": "sd15", "min_side": 64,
                                                  "max_side": 2048}})
     store = ImageStore(settings.output_dir, settings.png_compress_level)
@@ -117,11 +117,14 @@ async def main(count: int, side: int) -> None:
             old.save(image, {"prompt": "a photo"})
             base64.b64encode(previous_preview(image, settings.preview_max_side, per_image_bytes))
 
+    async def quiet(done: float, total: float | None, message: str | None) -> None:
+        return None  # (no client to tell)
+
     async def now() -> None:
         records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", request, made, {}),
                                                  limiter=app.encoders)
         result = GenerateImageResult(**result_fields(request, rewrite, made, records, time.perf_counter()))
-        await tool_result(app, result, records, made.images)
+        await tool_result(app, result, records, made.images, quiet)
 
     await measure(now)  # warm up imports and thread pool
     old_s, old_stall = await measure(before)
