@@ -22,7 +22,7 @@ def direct_scores(settings, alias: str, paths: list[str], text: str) -> list[tup
     pool = ModelPool(settings)
     classifier = pool.get(spec, loader_for(settings, spec), Job())
     images = [Image.open(path).convert("RGB") for path in paths]
-    return vision.prompt_alignment(classifier, images, text, *spec.alignment_range, Job())
+    return [row[0] for row in vision.text_alignment(classifier, images, [text], *spec.alignment_range, Job())]
 
 
 async def test_each_image_carries_its_alignment_with_the_prompt_as_given(make_settings):

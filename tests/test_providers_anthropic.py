@@ -41,7 +41,9 @@ async def test_ask_and_compare_send_every_image_as_a_base64_block_before_the_que
                                                               "model": "anthropic:claude-sonnet-4-5"}))
         compared = ok(await client.call_tool("compare_images", {
             "images": [data_uri(shapes()), data_uri(shapes(offset=10))], "model": "anthropic:claude-sonnet-4-5"}))
-    first, second = api.to("/v1/messages")
+    # After each answer, the same model lists its claims in a text-only request.
+    first, listing, second, _ = api.to("/v1/messages")
+    assert listing.body["system"] and isinstance(listing.body["messages"][0]["content"], str)
     assert KEY in (first.headers.get("x-api-key") or first.headers["authorization"])
     assert "anthropic-version" in first.headers
     content = first.body["messages"][0]["content"]
@@ -105,5 +107,5 @@ async def test_the_sdks_own_base_url_variable_is_honoured(make_settings, api, mo
     monkeypatch.setenv("ANTHROPIC_BASE_URL", f"http://127.0.0.1:{api.port}")
     async with Client(build_server(make_settings(provider_retry_base_s=0.01))) as client:
         ok(await client.call_tool("ask_about_image", {"image": data_uri(shapes()), "question": "q",
-                                                      "model": "anthropic:claude-haiku-4-5"}))
+                                                      "model": "anthropic:claude-haiku-4-5", "check_claims": False}))
     assert len(api.to("/v1/messages")) == 1

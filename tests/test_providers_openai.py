@@ -208,7 +208,11 @@ async def test_vision_questions_send_every_image_as_a_data_uri(openai_settings, 
     assert answer["provider"] == compared["provider"] == "openai"
     assert answer["tokens_generated"] == 7
     assert compared["answer"].startswith("I see 2 image(s)") and compared["pairs"][0]["pixel_metrics"]
-    sent = api.to("/chat/completions")[1].body
+    # Each answer is followed by a text-only request, in which the same model lists the answer's claims.
+    asked = [r.body for r in api.to("/chat/completions")]
+    assert [isinstance(body["messages"][-1]["content"], list) for body in asked] == [True, False, True, False]
+    assert answer["claim_check"]["claims"] and compared["claim_check"]["claims"]
+    sent = asked[2]
     urls = [part["image_url"]["url"] for part in sent["messages"][0]["content"] if part["type"] == "image_url"]
     assert len(urls) == 2 and all(url.startswith("data:image/png;base64,") for url in urls)
     assert sent["model"] == "gpt-4o" and sent["max_completion_tokens"] == 512

@@ -292,13 +292,19 @@ def test_dry_run_prints_the_files_and_bytes_and_downloads_no_weights(hub, pixelm
     assert gigabytes == pytest.approx(expected, abs=0.3)
 
 
-def test_a_vlm_pull_skips_onnx_exports_and_brings_the_clip_compare_images_uses(hub, pixelmcp):
+def test_a_vlm_pull_skips_onnx_exports_and_brings_what_compare_and_the_claim_check_use(hub, pixelmcp):
     out = pixelmcp("pull", "smolvlm")
     assert out.returncode == 0, out.stdout + out.stderr
     assert not any(name.startswith("onnx/") for name in hub.files_of("HuggingFaceTB/SmolVLM-Instruct"))
     assert "model.safetensors" in hub.files_of("HuggingFaceTB/SmolVLM-Instruct")
     clip = hub.files_of("openai/clip-vit-large-patch14")
     assert "model.safetensors" in clip and not clip & {"pytorch_model.bin", "flax_model.msgpack", "tf_model.h5"}
+    # The claim check: the local model that lists claims, and the detector that counts (not the pose model).
+    assert "model.safetensors" in hub.files_of("Qwen/Qwen2.5-1.5B-Instruct")
+    assert "model.safetensors" in hub.files_of("PekingU/rtdetr_r50vd_coco_o365")
+    assert not hub.files_of("usyd-community/vitpose-base-simple")
+    quiet = pixelmcp("pull", "smolvlm", "--dry-run", PIXELMCP_CLAIM_CHECK="off")
+    assert "Qwen2.5-1.5B" not in quiet.stdout and "rtdetr" not in quiet.stdout
 
 
 def test_the_first_load_fetches_the_same_files_as_pull(hub, pixelmcp, tmp_path):

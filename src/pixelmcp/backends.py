@@ -229,9 +229,10 @@ class ImageClassifier(Protocol):
         """Unit-length image embeddings."""
         ...
 
-    async def align(self, spec: ModelSpec, images: list[Image.Image], text: str,
-                    progress: Progress) -> list[tuple[float, float]]:
-        """(score 0..1, the model's raw similarity) of each image against `text` (one batched pass)."""
+    async def align(self, spec: ModelSpec, images: list[Image.Image], texts: list[str],
+                    progress: Progress) -> list[list[tuple[float, float]]]:
+        """[image][text]: (score 0..1, the model's raw similarity) of each image against each text (one batched
+        pass)."""
         ...
 
 
@@ -240,6 +241,18 @@ class Segmenter(Protocol):
                       progress: Progress) -> list[Image.Image]:
         """For each prompt, how likely each pixel belongs to what it names: an L image at the image's size
         (255 = surely)."""
+        ...
+
+
+class ObjectCounter(Protocol):
+    async def count(self, spec: ModelSpec, images: list[Image.Image], threshold: float,
+                    progress: Progress) -> list[dict[str, int]]:
+        """For each image, how many objects of each of the detector's classes it finds with at least `threshold`
+        confidence (every class listed, 0 where none)."""
+        ...
+
+    async def classes(self, spec: ModelSpec, progress: Progress) -> set[str]:
+        """The classes the detector knows, lower-case (loading it if it is not loaded)."""
         ...
 
 

@@ -146,6 +146,15 @@ class Settings(BaseSettings):
     alignment_model: str | None = Field(
         None, description="the CLIP / SigLIP alias that scores alignment (default: the classify_image default)"
     )
+    claim_check: Literal["on", "similarity", "off"] = Field(
+        "on", description="check the claims of every ask_about_image / compare_images answer against the images: on "
+                          "(similarity, and counts with the pose model's detector), similarity (no detector), off"
+    )
+    claims_model: str | None = Field(
+        None, description="who lists an answer's claims: a catalog chat alias, provider:model, or `sentences` (each "
+                          "sentence is a claim; no model); default: a provider's VLM lists its own answer's, else "
+                          "the local rewrite model"
+    )
     segment_model: str | None = Field(
         None, description="the segmenter that makes masks from words (edit_image mask_prompt, remove_background)"
     )
@@ -295,13 +304,16 @@ class Settings(BaseSettings):
                    ("pose_model", self.pose_model), ("alignment_model", self.alignment_model)]
         if self.rewriter == "local":
             checked.append(("rewrite_model", self.rewrite_model))
+        if self.claims_model != "sentences":
+            checked.append(("claims_model", self.claims_model))
         for name, value in checked:
             split = split_model(value, self._catalog) if value is not None else None
-            remote = name in ("generate_model", "vision_model") and split is not None and split[0] in providers
+            remote = (name in ("generate_model", "vision_model", "claims_model") and split is not None
+                      and split[0] in providers)
             if value is not None and value not in self._catalog and not remote:
                 raise ValueError(f"{name}={value!r} is not in the {self.profile} catalog: {sorted(self._catalog)}"
                                  + (" (or provider:model, e.g. openai:gpt-image-1)"
-                                    if name in ("generate_model", "vision_model") else ""))
+                                    if name in ("generate_model", "vision_model", "claims_model") else ""))
         unknown = [alias for alias in self.preload if alias not in self._catalog]
         if unknown:
             raise ValueError(f"preload names {unknown}, not in the {self.profile} catalog: {sorted(self._catalog)}")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import anyio
 
 from pixelmcp.backends import (
+    CachedRewriter,
     ImageClassifier,
     ImageGenerator,
+    ObjectCounter,
     PromptRewriter,
     Segmenter,
     VisionAnswerer,
@@ -21,6 +23,7 @@ from pixelmcp.config import Settings
 from pixelmcp.engine.local import (
     LocalAnswerer,
     LocalClassifier,
+    LocalDetector,
     LocalImageGenerator,
     LocalRewriter,
     LocalSegmenter,
@@ -44,6 +47,9 @@ CLIENTS = {"openai": openai.OpenAIProvider, "gemini": gemini.GeminiProvider,
 Provider = openai.OpenAIProvider | gemini.GeminiProvider | anthropic.AnthropicProvider
 
 
+#: Longest reply of the model that lists an answer's claims (a JSON list of up to eight short claims).
+CLAIM_TOKENS = 320
+
 #: control_type -> (the setting naming the model that makes its maps, the kind of model it must be).
 MAP_MAKERS: dict[str, tuple[str, str]] = {"depth": ("depth_model", "depth"),
                                           "segmentation": ("segmentation_model", "semantic"),
@@ -60,6 +66,7 @@ class Router:
         self._local_classifier = LocalClassifier(pool)
         self._local_answerer = LocalAnswerer(pool)
         self._local_segmenter = LocalSegmenter(pool)
+        self._local_detector = LocalDetector(pool)
         self._rewriters: dict[str, PromptRewriter] = {}
         self.rows = provider_rows(settings)
         self._providers: dict[str, Provider] = {}
@@ -254,6 +261,35 @@ class Router:
         """The similarity model that scores images against their prompts (alignment)."""
         alias = self.settings.alignment_model or self.settings.classify_model or self._default("classify")
         return self._spec(alias, "classify", "alignment_model"), self._local_classifier
+
+    def detector(self) -> tuple[ModelSpec, ObjectCounter] | None:
+        """The object detector that counts what answers claim: the pose model's person detector (RT-DETR knows
+        COCO's 80 classes); None when the pose model has none."""
+        pose = self.map_maker("pose")
+        if pose is None or not pose.detector:
+            return None
+        return pose.detector_entry(), self._local_detector
+
+    def claim_extractor(self, answering: ModelSpec) -> CachedRewriter | None:
+        """The chat model that lists an answer's claims (PIXELMCP_CLAIMS_MODEL; by default the answering
+        provider's own model, or the local rewrite model); None for `sentences`, which needs no model."""
+        chosen = self.settings.claims_model
+        if chosen == "sentences":
+            return None
+        if chosen is None and answering.remote:
+            chosen = f"{answering.provider}:{answering.source}"
+        if chosen is None:
+            rewrite = self.settings.rewrite_model
+            chosen = rewrite if rewrite in self.settings.catalog else self._default("rewrite")
+        key = f"claims:{chosen}"
+        if key not in self._rewriters:
+            remote = self._remote(chosen)
+            if remote is not None:
+                self._rewriters[key] = RemoteRewriter(self.provider(remote[0]), remote[1])
+            else:
+                spec = self._spec(chosen, "rewrite", "claims_model")
+                self._rewriters[key] = LocalRewriter(self.pool, spec, CLAIM_TOKENS, doing="listing claims")
+        return self._rewriters[key]
 
     def answerer(self, model: str | None) -> tuple[ModelSpec, VisionAnswerer]:
         """The vision-language model that answers questions about images."""

@@ -29,8 +29,10 @@ def pulled_specs(spec, pool) -> list:
     """Every entry a model's tools load, as the server would load it: the model, its ControlNets and
     IP-Adapter, the models that make its ControlNets' maps (depth, segmentation, pose), its inpainting UNet and
     the segmenter (edit_image's mask_prompt) for a local image model, the similarity model that scores alignment
-    for any image model, CLIP for a VLM (compare_images); and the person detector of every pose model among
-    them."""
+    for any image model, CLIP for a VLM (compare_images) and what checks its answers' claims (the similarity
+    model, the local claims model, the detector that counts objects); and the person detector of every
+    pose model among them."""
+    from pixelmcp.engine.local import LocalRewriter
     from pixelmcp.router import Router
 
     router = Router(pool.settings, pool)
@@ -47,6 +49,14 @@ def pulled_specs(spec, pool) -> list:
         found.append(router.aligner()[0])  # scores every image against its prompt
     if spec.task == "answer":
         found.append(router.classifier(None)[0])
+        if pool.settings.claim_check != "off":
+            found.append(router.aligner()[0])
+            extractor = router.claim_extractor(spec)
+            if isinstance(extractor, LocalRewriter):
+                found.append(extractor.spec)
+        detector = router.detector() if pool.settings.claim_check == "on" else None
+        if detector is not None:
+            found.append(detector[0])
     return [entry for item in found for entry in item.with_detector()]
 
 

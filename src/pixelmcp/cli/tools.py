@@ -97,6 +97,7 @@ def add_commands(sub) -> None:
     ask.add_argument("--model")
     ask.add_argument("--max-tokens", type=int, default=512)
     ask.add_argument("--detail", choices=["auto", "low", "high"], default="auto")
+    _claims_flag(ask)
     _common_flags(ask)
     ask.set_defaults(run=_ask)
 
@@ -113,6 +114,7 @@ def add_commands(sub) -> None:
     compare.add_argument("images", nargs="+", metavar="IMAGE")
     compare.add_argument("--question")
     compare.add_argument("--model")
+    _claims_flag(compare)
     _common_flags(compare)
     compare.set_defaults(run=_compare)
 
@@ -226,9 +228,15 @@ def _cutout(args: argparse.Namespace) -> None:
     _call(args, "remove_background", _present(image=_image(args.image), subject=args.subject))
 
 
+def _claims_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-check-claims", dest="check_claims", action="store_const", const=False,
+                        help="skip checking the answer's claims against the image(s)")
+
+
 def _ask(args: argparse.Namespace) -> None:
     _call(args, "ask_about_image", _present(image=_image(args.image), question=args.question, model=args.model,
-                                            max_tokens=args.max_tokens, detail=args.detail))
+                                            max_tokens=args.max_tokens, detail=args.detail,
+                                            check_claims=args.check_claims))
 
 
 def _classify(args: argparse.Namespace) -> None:
@@ -238,7 +246,7 @@ def _classify(args: argparse.Namespace) -> None:
 
 def _compare(args: argparse.Namespace) -> None:
     _call(args, "compare_images", _present(images=[_image(i) for i in args.images], question=args.question,
-                                           model=args.model))
+                                           model=args.model, check_claims=args.check_claims))
 
 
 def _image(value: str) -> str:
@@ -283,7 +291,7 @@ def _call(args: argparse.Namespace, tool: str, arguments: dict[str, Any], settin
     if args.json:
         print(json.dumps({**data, "saved": saved} if saved else data, indent=2))
         return
-    print(_human(tool, data) if tool in ("ask_about_image", "classify_image") else text)
+    print(_labels(data) if tool == "classify_image" else text)
     for path in saved:
         print(f"saved {path}")
 
@@ -314,9 +322,7 @@ def _save_outputs(data: dict[str, Any], output: str, pick: int | None = None) ->
     return saved
 
 
-def _human(tool: str, data: dict[str, Any]) -> str:
-    if tool == "ask_about_image":
-        return data["answer"] or "(no answer)"
+def _labels(data: dict[str, Any]) -> str:
     lines = []
     for result in data["results"]:
         lines.append(f"image {result['image']}: {result['top_label']} ({data['scoring']})")

@@ -177,11 +177,12 @@ def _edit_inputs(request: ImageRequest) -> tuple[Image.Image | None, Image.Image
 class LocalRewriter(CachedRewriter):
     """Prompt rewriting with a local instruct LLM; greedy decoding, answers cached."""
 
-    def __init__(self, pool: ModelPool, spec: ModelSpec, max_new_tokens: int):
+    def __init__(self, pool: ModelPool, spec: ModelSpec, max_new_tokens: int, doing: str = "rewriting prompt"):
         super().__init__()
         self.pool = pool
         self.spec = spec
         self.max_new_tokens = max_new_tokens
+        self.doing = doing  # the progress message while the model writes
         self.name = f"local:{spec.alias}"
 
     async def reply(self, system: str, user: str, progress: Progress) -> str:
@@ -191,7 +192,7 @@ class LocalRewriter(CachedRewriter):
 
         def work(job: Job) -> str:
             llm = self.pool.get(self.spec, text.load_chat_model(self.spec), job)
-            job.report(0, None, "rewriting prompt")
+            job.report(0, None, self.doing)
             reply, _ = text.chat(llm, messages, max_new_tokens=self.max_new_tokens, job=job)
             return reply
 
@@ -231,13 +232,13 @@ class LocalClassifier:
         result.timings = {"queue_s": queue_s, **result.timings}
         return result
 
-    async def align(self, spec: ModelSpec, images: list[Image.Image], text: str,
-                    progress: Progress) -> list[tuple[float, float]]:
+    async def align(self, spec: ModelSpec, images: list[Image.Image], texts: list[str],
+                    progress: Progress) -> list[list[tuple[float, float]]]:
         from pixelmcp.engine import vision
 
-        def work(job: Job) -> list[tuple[float, float]]:
+        def work(job: Job) -> list[list[tuple[float, float]]]:
             classifier = self.pool.get(spec, vision.load_classifier(spec), job)
-            return vision.prompt_alignment(classifier, images, text, *spec.alignment_range, job)
+            return vision.text_alignment(classifier, images, texts, *spec.alignment_range, job)
 
         scores, _ = await self.pool.run(work, progress, [spec])
         return scores
@@ -270,6 +271,34 @@ class LocalSegmenter:
 
         masks, _ = await self.pool.run(work, progress, [spec])
         return masks
+
+
+class LocalDetector:
+    """Objects counted per class by a detector (a pose model's person detector: RT-DETR, COCO's classes)."""
+
+    def __init__(self, pool: ModelPool):
+        self.pool = pool
+
+    async def count(self, spec: ModelSpec, images: list[Image.Image], threshold: float,
+                    progress: Progress) -> list[dict[str, int]]:
+        from pixelmcp.engine import pose
+
+        def work(job: Job) -> list[dict[str, int]]:
+            detector = self.pool.get(spec, loader_for(self.pool.settings, spec), job)
+            job.report(0, None, "counting objects")
+            return pose.count_objects(detector, images, threshold, job)
+
+        counts, _ = await self.pool.run(work, progress, [spec])
+        return counts
+
+    async def classes(self, spec: ModelSpec, progress: Progress) -> set[str]:
+        from pixelmcp.engine import pose
+
+        def work(job: Job) -> set[str]:
+            return pose.class_names(self.pool.get(spec, loader_for(self.pool.settings, spec), job))
+
+        names, _ = await self.pool.run(work, progress, [spec])
+        return names
 
 
 class LocalAnswerer:

@@ -124,24 +124,50 @@ def _person_boxes(detector: PersonDetector, image: Image.Image, threshold: float
     """People's boxes as (x, y, width, height) pixels (COCO format, what ViTPose reads), and the best person
     score seen below the threshold (None if no box was a person at all)."""
     import numpy as np
-    import torch
 
-    model = detector.model
-    inputs = detector.processor(images=image, return_tensors="pt").to(model.device)
-    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-    with torch.inference_mode():
-        outputs = model(**inputs)
-    outputs.logits, outputs.pred_boxes = outputs.logits.float(), outputs.pred_boxes.float()
-    found = detector.processor.post_process_object_detection(outputs, threshold=0.0,
-                                                             target_sizes=[(image.height, image.width)])[0]
-    person = _person_label(model.config)
-    people = found["labels"] == person
+    found = _detections(detector, image)
+    people = found["labels"] == _person_label(detector.model.config)
     scores, boxes = found["scores"][people].cpu(), found["boxes"][people].cpu().numpy()
     kept = (scores >= threshold).numpy()
     best = float(scores.max()) if len(scores) else None
     boxes = boxes[kept].astype(np.float32)
     boxes[:, 2:] -= boxes[:, :2]  # (x1, y1, x2, y2) -> (x, y, width, height)
     return boxes, best
+
+
+def _detections(detector: PersonDetector, image: Image.Image) -> dict[str, Any]:
+    """Every box the detector proposes for `image` (scores, labels, boxes as x1, y1, x2, y2 pixels)."""
+    import torch
+
+    model = detector.model
+    inputs = detector.processor(images=image.convert("RGB"), return_tensors="pt").to(model.device)
+    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    with torch.inference_mode():
+        outputs = model(**inputs)
+    outputs.logits, outputs.pred_boxes = outputs.logits.float(), outputs.pred_boxes.float()
+    return detector.processor.post_process_object_detection(outputs, threshold=0.0,
+                                                            target_sizes=[(image.height, image.width)])[0]
+
+
+def class_names(detector: PersonDetector) -> set[str]:
+    """The classes the detector knows: its config's labels, lower-case (COCO's for RT-DETR)."""
+    return {str(name).lower() for name in detector.model.config.id2label.values()}
+
+
+def count_objects(detector: PersonDetector, images: list[Image.Image], threshold: float,
+                  job: Job) -> list[dict[str, int]]:
+    """For each image, how many boxes of each of the detector's classes (class_names) reach `threshold` (every
+    class listed, 0 where none does)."""
+    names = {int(label): str(name).lower() for label, name in detector.model.config.id2label.items()}
+    counted = []
+    for image in images:
+        job.check()
+        found = _detections(detector, image)
+        counts = dict.fromkeys(sorted(class_names(detector)), 0)
+        for label in found["labels"][found["scores"] >= threshold].tolist():
+            counts[names[int(label)]] += 1
+        counted.append(counts)
+    return counted
 
 
 def _person_label(config: Any) -> int:

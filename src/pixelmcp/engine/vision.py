@@ -101,19 +101,21 @@ def zero_shot_logits(classifier: Classifier, images: list[Image.Image], texts: l
         return classifier.model(**inputs).logits_per_image.float().cpu()
 
 
-def prompt_alignment(classifier: Classifier, images: list[Image.Image], text: str, low: float, high: float,
-                     job: Job) -> list[tuple[float, float]]:
-    """(score 0..1, raw) per image for how well it shows `text`: CLIP's cosine similarity mapped linearly from
-    `low`..`high` to 0..1 (clamped); SigLIP's sigmoid probability, which is calibrated by its training."""
+def text_alignment(classifier: Classifier, images: list[Image.Image], texts: list[str], low: float, high: float,
+                   job: Job) -> list[list[tuple[float, float]]]:
+    """[image][text]: (score 0..1, raw) for how well each image shows each text, in one forward pass: CLIP's cosine
+    similarity mapped linearly from `low`..`high` to 0..1 (clamped); SigLIP's sigmoid probability, which is
+    calibrated by its training."""
     import torch
 
-    logits = zero_shot_logits(classifier, images, [text], job)[:, 0]
+    logits = zero_shot_logits(classifier, images, texts, job)
     if classifier.kind == "siglip":
-        scores = torch.sigmoid(logits)
-        return [(round(float(p), 4), round(float(v), 4)) for p, v in zip(scores, logits, strict=True)]
-    cosines = logits / float(classifier.model.logit_scale.detach().exp())
-    scores = ((cosines - low) / (high - low)).clamp(0.0, 1.0)
-    return [(round(float(p), 4), round(float(c), 4)) for p, c in zip(scores, cosines, strict=True)]
+        raw, scores = logits, torch.sigmoid(logits)
+    else:
+        raw = logits / float(classifier.model.logit_scale.detach().exp())
+        scores = ((raw - low) / (high - low)).clamp(0.0, 1.0)
+    return [[(round(float(p), 4), round(float(v), 4)) for p, v in zip(row_scores, row_raw, strict=True)]
+            for row_scores, row_raw in zip(scores, raw, strict=True)]
 
 
 def image_embeddings(classifier: Classifier, images: list[Image.Image], job: Job):

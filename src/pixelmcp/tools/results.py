@@ -203,7 +203,7 @@ async def score_alignment(app: AppState, result: GenerateImageResult, images: li
     the images are never lost to their check."""
     try:
         spec, scorer = app.router.aligner()
-        scores = await scorer.align(spec, images, result.prompt, progress)
+        scores = [row[0] for row in await scorer.align(spec, images, [result.prompt], progress)]
     except PixelError as e:
         return f"Alignment not scored: {e}"
     for info, (score, similarity) in zip(result.images, scores, strict=True):
@@ -255,8 +255,14 @@ async def caption_images(app: AppState, result: GenerateImageResult, images: lis
 CAPTION_TOKENS = 60
 
 
+#: Alignment scores from which an image "matches well" and "matches partly" (below: weakly); claims use the same.
+ALIGNMENT_WELL = 0.6
+ALIGNMENT_PARTLY = 0.3
+
+
 def _alignment_words(score: float) -> str:
-    return "matches well" if score >= 0.6 else "matches partly" if score >= 0.3 else "matches weakly"
+    return ("matches well" if score >= ALIGNMENT_WELL else "matches partly" if score >= ALIGNMENT_PARTLY
+            else "matches weakly")
 
 
 def image_blocks(records: list[StoredImage], images: list[Image.Image], settings: Settings) -> list[ContentBlock]:

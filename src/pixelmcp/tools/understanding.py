@@ -21,8 +21,15 @@ from pixelmcp.prompts.questions import (
 )
 from pixelmcp.tools import arguments
 from pixelmcp.tools.arguments import ImageArg, ModelArg
+from pixelmcp.tools.claims import ClaimCheck, check_answer, claim_lines
 from pixelmcp.tools.results import ProgressReporter, Timings, image_link
 from pixelmcp.tools.state import AppContext, AppState, app_state
+
+ClaimsArg = Annotated[
+    bool | None,
+    Field(description="Check the answer's claims against the image(s) (similarity, and counts by a detector) and "
+                      "flag weak ones; default: the server's PIXELMCP_CLAIM_CHECK (on)."),
+]
 
 MAX_COMPARE_IMAGES = 8
 MAX_ANSWER_TOKENS = 2048
@@ -61,12 +68,17 @@ class ClassifyResult(BaseModel):
     timings: Timings
 
 
+CLAIM_CHECK_FIELD = Field(None, description="the answer's claims checked against the image(s): a check, not a proof "
+                                           "(null when check_claims=false or PIXELMCP_CLAIM_CHECK=off)")
+
+
 class AnswerResult(BaseModel):
     answer: str
     model: str
     provider: str = Field(description="local (this server's GPU pool) or the remote provider that answered")
     tokens_generated: int
     image_size: list[int] | None = Field(None, description="[width, height] the model saw, after the detail bound")
+    claim_check: ClaimCheck | None = CLAIM_CHECK_FIELD
     timings: Timings
 
 
@@ -101,6 +113,7 @@ class CompareResult(BaseModel):
     tokens_generated: int
     images: list[str] = Field(description="the image arguments as given (uris and paths; data shown by size)")
     pairs: list[PairComparison]
+    claim_check: ClaimCheck | None = CLAIM_CHECK_FIELD
     timings: Timings
 
 
@@ -151,19 +164,26 @@ async def ask_about_image(
         Field(description="How many pixels the model sees: low about 0.2 MP (fast), auto about 1 MP, high about "
                           "3.2 MP (small text, fine detail; slower). Larger images are shrunk to fit."),
     ] = "auto",
-) -> AnswerResult:
-    """Ask a vision-language model (local, or a provider's via provider:model) a question about one image. Answers
-    can be wrong about fine detail, small text and exact counts; check important facts (e.g. with compare_images)."""
+    check_claims: ClaimsArg = None,
+) -> Annotated[CallToolResult, AnswerResult]:
+    """Ask a vision-language model (local, or a provider's via provider:model) a question about one image. The
+    answer's claims come back checked against the image (similarity, and counts by a detector), with weak ones
+    flagged; answers can still be wrong about fine detail, small text and exact counts."""
     app = app_state(ctx)
     started = time.perf_counter()
     spec, answerer = app.router.answerer(model)
     question = arguments.check_text("question", question, app.settings, required=True)
     _check_max_tokens(max_tokens)
     (loaded,) = await _load_all(app, [image], argument="image", max_pixels=DETAIL_MAX_PIXELS[detail])
-    result = await answerer.answer(spec, [loaded], answer_prompt(question), max_tokens, ProgressReporter(ctx))
-    return AnswerResult(answer=result.text, model=spec.alias, provider=spec.provider, tokens_generated=result.tokens,
-                        image_size=[loaded.width, loaded.height],
-                        timings=Timings(**result.timings, total_s=time.perf_counter() - started))
+    progress = ProgressReporter(ctx)
+    answer = await answerer.answer(spec, [loaded], answer_prompt(question), max_tokens, progress)
+    checked = await check_answer(app, check_claims, question, answer.text, [loaded], spec, progress)
+    result = AnswerResult(answer=answer.text, model=spec.alias, provider=spec.provider, tokens_generated=answer.tokens,
+                          image_size=[loaded.width, loaded.height], claim_check=checked,
+                          timings=Timings(**answer.timings, total_s=time.perf_counter() - started))
+    lines = [result.answer or "(the model gave no answer)", *(claim_lines(checked) if checked else [])]
+    return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))],
+                          structured_content=result.model_dump(mode="json"))
 
 
 async def compare_images(
@@ -171,10 +191,11 @@ async def compare_images(
     ctx: AppContext,
     question: Annotated[str | None, Field(description="What to compare; default: what differs between them.")] = None,
     model: ModelArg = None,
+    check_claims: ClaimsArg = None,
 ) -> Annotated[CallToolResult, CompareResult]:
     """Compare 2-8 images: a vision-language model answers your question (default: what differs), and measured
     facts come with it for every pair (CLIP similarity; for same-size images SSIM, mean difference, boxes of changed
-    regions and a diff heat-map), so claims about the images can be checked."""
+    regions and a diff heat-map), and the answer's claims are checked against the images, weak ones flagged."""
     app = app_state(ctx)
     started = time.perf_counter()
     spec, answerer = app.router.answerer(model)
@@ -193,11 +214,12 @@ async def compare_images(
     # 2. Numbers: embeddings for every pair, pixel metrics where sizes allow.
     embeddings = await classifier.embed(similarity_spec, loaded, progress)
     pairs = await anyio.to_thread.run_sync(lambda: _measure_pairs(app, loaded, embeddings))
+    checked = await check_answer(app, check_claims, question, answer.text, shrunk, spec, progress)
 
     result = CompareResult(
         answer=answer.text, model=spec.alias, provider=spec.provider, similarity_model=similarity_spec.alias,
         tokens_generated=answer.tokens,
-        images=[_shown(value) for value in images], pairs=pairs,
+        images=[_shown(value) for value in images], pairs=pairs, claim_check=checked,
         timings=Timings(**answer.timings, total_s=time.perf_counter() - started),
     )
     return CallToolResult(content=_compare_content(result, app.settings.resource_links),
@@ -326,6 +348,8 @@ def _compare_content(result: CompareResult, links: bool) -> list:
         if pair.heatmap is not None:
             line += f"; difference heat-map: {pair.heatmap.uri}"
         lines.append(line)
+    if result.claim_check is not None:
+        lines += claim_lines(result.claim_check)
     content: list = [TextContent(type="text", text="\n".join(lines))]
     for pair in result.pairs:
         if pair.heatmap is not None and links:
