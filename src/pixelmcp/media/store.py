@@ -259,11 +259,14 @@ class ImageStore:
             raise UnknownImageError(f"{uri!r} is not a {URI_PREFIX}<id> uri")
         return uri[len(URI_PREFIX):]
 
-    def list(self, limit: int = 100) -> list[StoredImage]:
-        """The newest `limit` images, newest first."""
-        ids = sorted((p.stem for p in self.root.glob("*.json") if is_valid_id(p.stem)), reverse=True)
+    def ids(self) -> list[str]:
+        """Every stored image's id, newest first."""
+        return sorted((p.stem for p in self.root.glob("*.json") if is_valid_id(p.stem)), reverse=True)
+
+    def list(self, limit: int = 100, offset: int = 0) -> list[StoredImage]:
+        """The newest `limit` images after the newest `offset`, newest first."""
         records = []
-        for image_id in ids[:limit]:
+        for image_id in self.ids()[offset:offset + limit]:
             try:
                 records.append(self.get(image_id))
             except (UnknownImageError, ValueError):

@@ -27,10 +27,10 @@ from pixelmcp.media.store import ImageStore, UnknownImageError
 from pixelmcp.prompts import templates
 from pixelmcp.registry import provider_infos
 from pixelmcp.router import Router
-from pixelmcp.server import tasks
+from pixelmcp.server import apps, tasks
 from pixelmcp.server.logs import configure_logging
 from pixelmcp.server.schemas import portable_schema
-from pixelmcp.tools import check, control, editing, generate, jobs, models, understanding
+from pixelmcp.tools import check, control, editing, gallery, generate, jobs, models, understanding
 from pixelmcp.tools.jobs import JobBoard
 from pixelmcp.tools.state import AppContext, AppState
 
@@ -164,10 +164,12 @@ def build_server(settings: Settings) -> MCPServer:
         (understanding.compare_images, "Compare images", reads_only),
         (models.list_models, "List models", {**reads_only, "open_world_hint": False}),
         (check.check_job, "Check job", {**reads_only, "open_world_hint": False}),
+        (gallery.list_images, "List images", {**reads_only, "open_world_hint": False}),
     )
     registered = []
     for fn, title, hints in tools:
-        tool = Tool.from_function(fn, annotations=ToolAnnotations(title=title, **hints))
+        tool = Tool.from_function(fn, annotations=ToolAnnotations(title=title, **hints),
+                                  meta=apps.ui_meta() if fn.__name__ in apps.UI_TOOLS else None)
         tool.parameters = portable_schema(tool.parameters)  # accepted by OpenAI strict, Gemini, Anthropic alike
         if tool.name in jobs.SLOW_TOOLS and tool.fn_metadata.output_schema is not None:
             # A call past its budget answers with a job instead: the published schema admits both shapes.
@@ -181,7 +183,8 @@ def build_server(settings: Settings) -> MCPServer:
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=registered,
-        extensions=[_CallBudget(resources), tasks.TasksExtension(lambda: resources.current().jobs, settings)],
+        extensions=[_CallBudget(resources), tasks.TasksExtension(lambda: resources.current().jobs, settings),
+                    apps.studio_app()],
     )
     for template in templates.TEMPLATES:
         server.prompt()(template)

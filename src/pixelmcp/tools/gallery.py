@@ -1,0 +1,82 @@
+"""list_images: the stored images, newest first, a page at a time, with small previews (the gallery of the
+pixelmcp app, and a way for a model to find an earlier image's uri)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+import anyio
+from mcp_types import CallToolResult, TextContent
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from pixelmcp.errors import InvalidArgument
+from pixelmcp.media.images import encode_preview
+from pixelmcp.media.store import StoredImage
+from pixelmcp.tools.state import AppContext, app_state
+
+#: The MCP Apps interface (viewer, gallery, mask painter) the image tools point at.
+STUDIO_URI = "ui://pixelmcp/studio.html"
+#: Hosts known to render MCP Apps; every other host shows the same complete results without the interface.
+APP_HOSTS = ("Claude (web and desktop)", "ChatGPT", "VS Code", "Cursor", "Goose")
+MAX_PAGE = 48
+THUMBNAIL_SIDE = 160
+
+
+class GalleryImage(BaseModel):
+    id: str
+    uri: str
+    width: int
+    height: int
+    created: str
+    tool: str | None = Field(None, description="the tool that made it, or what it was to a result (a mask, a map)")
+    prompt: str | None = None
+    model: str | None = None
+    seed: int | None = None
+    thumbnail: str = Field(description=f"a preview at most {THUMBNAIL_SIDE} px, as a data: uri")
+
+
+class ImageList(BaseModel):
+    images: list[GalleryImage]
+    total: int = Field(description="how many images are stored")
+    offset: int
+    limit: int
+
+
+async def list_images(
+    ctx: AppContext,
+    offset: Annotated[int, Field(description="How many of the newest images to skip (paging).")] = 0,
+    limit: Annotated[int, Field(description=f"How many images to return (1..{MAX_PAGE}).")] = 12,
+) -> Annotated[CallToolResult, ImageList]:
+    """List the images this server has made and stored, newest first, with their prompt, model, seed, size and
+    pixelmcp:// uri (pass it to any tool that takes an image), and a small preview of each."""
+    app = app_state(ctx)
+    if offset < 0:
+        raise InvalidArgument("offset", offset, "is negative", "Use 0 for the newest images.")
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidArgument("limit", limit, f"out of range; accepted: 1..{MAX_PAGE}", "Use e.g. 12.")
+    store = app.store
+
+    def page() -> ImageList:
+        total = len(store.ids())
+        return ImageList(images=[_entry(record) for record in store.list(limit, offset)], total=total,
+                         offset=offset, limit=limit)
+
+    listed = await anyio.to_thread.run_sync(page, limiter=app.encoders)
+    lines = [f"{listed.total} stored image(s); {len(listed.images)} from #{offset + 1}, newest first:"]
+    lines += [f"- {image.uri} {image.width}x{image.height}" + (f" seed {image.seed}" if image.seed is not None else "")
+              + (f": {image.prompt}" if image.prompt else "") for image in listed.images]
+    return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))],
+                          structured_content=listed.model_dump(mode="json"))
+
+
+def _entry(record: StoredImage) -> GalleryImage:
+    params: dict[str, Any] = record.params
+    with Image.open(record.path) as image:
+        data, mime = encode_preview(image.convert("RGB"), max_side=THUMBNAIL_SIDE, max_bytes=12_000, fmt="webp")
+    seed = params.get("seed")
+    return GalleryImage(id=record.id, uri=record.uri, width=record.width, height=record.height, created=record.created,
+                        tool=params.get("tool") or params.get("role"), prompt=params.get("prompt"), model=params.get("model"),
+                        seed=seed if isinstance(seed, int) else None,
+                        thumbnail=f"data:{mime};base64,{base64.b64encode(data).decode()}")
