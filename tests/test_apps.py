@@ -13,15 +13,13 @@ from pathlib import Path
 
 import anyio
 import pytest
-from helpers import data_uri, ok, shapes
+from helpers import ok
 from mcp import Client
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from PIL import Image
 from test_e2e import start_http
 
-from pixelmcp.server.apps import UI_TOOLS
-from pixelmcp.server.app import build_server
-from pixelmcp.tools.gallery import STUDIO_URI
+from pixelmcp.tools.gallery import APP_HOSTS, STUDIO_URI, UI_TOOLS
 
 pytestmark = pytest.mark.anyio
 
@@ -51,6 +49,12 @@ async def test_image_tools_point_at_the_app_and_the_rest_do_not(server):
     assert bound == set(UI_TOOLS)
     assert all(tools[name].meta["ui"] == {"resourceUri": STUDIO_URI} for name in bound)
     assert EXTENSION_ID == "io.modelcontextprotocol/ui"
+
+
+async def test_list_models_says_which_hosts_show_the_app(server):
+    async with Client(server) as client:
+        report = ok(await client.call_tool("list_models", {}))
+    assert report["app"] == {"uri": STUDIO_URI, "shown_by": list(APP_HOSTS), "tools": list(UI_TOOLS)}
 
 
 async def test_results_are_complete_without_the_app(server):

@@ -13,11 +13,9 @@ from importlib import resources
 
 from mcp.server.apps import Apps, ResourceCsp
 
-from pixelmcp.tools.gallery import STUDIO_URI
+from pixelmcp.tools.gallery import STUDIO_URI, UI_TOOLS
 
-#: The tools whose results open in the app.
-UI_TOOLS = ("generate_image", "controlnet_generate", "style_transfer", "edit_image", "extend_image", "upscale_image",
-            "remove_background", "list_images")
+__all__ = ["UI_TOOLS", "studio_app", "studio_html", "ui_meta"]
 BRIDGE_SLOT = "/*EXT_APPS*/"
 
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from pixelmcp.catalog import IMAGE_KINDS, ModelSpec, Task
 from pixelmcp.registry import ProviderInfo, provider_infos
+from pixelmcp.tools.gallery import APP_HOSTS, STUDIO_URI, UI_TOOLS
 from pixelmcp.tools.state import AppContext, AppState, app_state
 
 
@@ -56,6 +57,15 @@ class DeviceEntry(BaseModel):
     busy: int = Field(description="jobs running or waiting on it")
 
 
+class AppInfo(BaseModel):
+    """The MCP Apps interface the image tools open in."""
+
+    uri: str = Field(description="its ui:// resource (text/html;profile=mcp-app)")
+    shown_by: list[str] = Field(description="hosts known to render MCP Apps; others show the same complete results "
+                                            "as text, previews and links")
+    tools: list[str] = Field(description="the tools whose results open in it")
+
+
 class ModelsReport(BaseModel):
     profile: str
     device: str = Field(description="the device models run on (several GPUs: each, comma-separated)")
@@ -68,6 +78,7 @@ class ModelsReport(BaseModel):
     downloads: list[DownloadEntry] = Field(description="models being downloaded now")
     catalog: list[CatalogEntry]
     providers: list[ProviderInfo] = Field(description="remote providers, used as provider:model in `model` arguments")
+    app: AppInfo = Field(description="the viewer, gallery and mask painter that hosts with MCP Apps show")
 
 
 def models_report(app: AppState, task: str | None = None) -> ModelsReport:
@@ -86,7 +97,8 @@ def models_report(app: AppState, task: str | None = None) -> ModelsReport:
                         queued=snapshot["queued"], stats=snapshot["stats"],
                         loaded=[LoadedEntry(**m) for m in snapshot["loaded"]],
                         downloads=[DownloadEntry(**d) for d in snapshot["downloads"]], catalog=catalog,
-                        providers=provider_infos(app.settings))
+                        providers=provider_infos(app.settings),
+                        app=AppInfo(uri=STUDIO_URI, shown_by=list(APP_HOSTS), tools=list(UI_TOOLS)))
 
 
 #: The tools each task's models serve (image models: also by their ControlNets and IP-Adapter).
