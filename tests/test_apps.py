@@ -147,12 +147,19 @@ async def test_a_generated_image_opens_in_the_viewer_and_a_painted_mask_makes_an
                 assert ("resources/read", {"uri": first["uri"]}) in calls
                 await page.screenshot(path=str(screenshots / "1-viewer.png"))
 
+                # New seed: the same call again, with the seed after the call's last one.
+                await app.locator("#act-seed").click()
+                await app.locator('dd[data-field="seed"]', has_text="5").wait_for()
+                again = [p["arguments"] for m, p in calls if m == "tools/call" and p["name"] == "generate_image"]
+                assert again == [{**{k: v for k, v in arguments.items() if k != "n"}, "seed": 5}]
+                assert await app.locator("#siblings .thumb").count() == 0  # one image now
+
                 # 2. The gallery, through list_images.
                 await app.locator("#tab-gallery").click()
-                await app.locator("#grid .thumb").nth(1).wait_for()
-                assert await app.locator("#grid .thumb").count() == 2
+                await app.locator("#grid .thumb").nth(2).wait_for()
+                assert await app.locator("#grid .thumb").count() == 3
                 await page.screenshot(path=str(screenshots / "2-gallery.png"))
-                await app.locator("#grid .thumb").first.click()  # the newest: back in the viewer
+                await app.locator("#grid .thumb").nth(1).click()  # one of the first call's: back in the viewer
                 edited = await full.get_attribute("data-uri")
                 assert edited in {image["uri"] for image in ok(generated)["images"]}
 
