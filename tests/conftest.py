@@ -60,3 +60,29 @@ def server(settings):
 def stored_files(settings: Settings) -> list[str]:
     folder = Path(settings.output_dir)
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+OPENAI_TEST_KEY = "sk-test-0123456789abcdefSECRET"
+
+
+@pytest.fixture
+def api():
+    """A local server speaking OpenAI's wire format (test files for other providers define their own `api`)."""
+    from fake_providers import fake_openai
+
+    with fake_openai() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_settings(make_settings, api, monkeypatch):
+    """Settings whose `openai` provider is `api`, keyed with OPENAI_TEST_KEY; keyword arguments override."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_COMPATIBLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_TEST_KEY)
+
+    def make(**overrides):
+        values = dict(openai_base_url=f"http://127.0.0.1:{api.port}/v1", provider_retry_base_s=0.01)
+        return make_settings(**{**values, **overrides})
+
+    return make

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_providers import Reply, fake_openai, openai_error
+from fake_providers import Reply, openai_error
 from helpers import data_uri, ok, shapes
 from mcp import Client
 
@@ -29,32 +29,11 @@ from pixelmcp.tools.claims import CHECK_NOTE, _judged
 
 pytestmark = pytest.mark.anyio
 
-KEY = "sk-test-claims-0123456789"
-
-
 def chat(text: str) -> Reply:
     return Reply(200, {"id": "c", "object": "chat.completion", "created": 0, "model": "gpt-4.1",
                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                     "finish_reason": "stop"}],
                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
-
-
-@pytest.fixture
-def api():
-    with fake_openai() as server:
-        yield server
-
-
-@pytest.fixture
-def openai_settings(make_settings, api, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-
-    def make(**overrides):
-        values = dict(openai_base_url=f"http://127.0.0.1:{api.port}/v1", provider_retry_base_s=0.01,
-                      provider_max_retries=0)
-        return make_settings(**{**values, **overrides})
-
-    return make
 
 
 def flat(pairs) -> list[float]:
@@ -196,7 +175,7 @@ async def test_a_provider_lists_the_claims_and_the_detector_counts_them(openai_s
 
 
 async def test_a_failing_or_wordy_claims_model_falls_back_to_sentences_and_says_so(openai_settings, api):
-    settings = openai_settings(vision_model="openai:gpt-4.1")
+    settings = openai_settings(vision_model="openai:gpt-4.1", provider_max_retries=0)
     answer = "A red car. Three dogs play."
     api.queue("/chat/completions", chat(answer), openai_error(500, "upstream exploded"),
               chat(answer), chat("The claims are: a red car, three dogs."))

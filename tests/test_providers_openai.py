@@ -6,8 +6,8 @@ import json
 
 import anyio
 import pytest
-from conftest import stored_files
-from fake_providers import Reply, fake_openai, openai_error
+from conftest import OPENAI_TEST_KEY, stored_files
+from fake_providers import Reply, openai_error
 from helpers import error_text, ok, preview_of
 from mcp import Client
 
@@ -15,26 +15,7 @@ from pixelmcp.server.app import build_server
 
 pytestmark = pytest.mark.anyio
 
-KEY = "sk-test-0123456789abcdefSECRET"
-
-
-@pytest.fixture
-def api():
-    with fake_openai() as server:
-        yield server
-
-
-@pytest.fixture
-def openai_settings(make_settings, api, monkeypatch):
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_COMPATIBLE_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-
-    def make(**overrides):
-        values = dict(openai_base_url=f"http://127.0.0.1:{api.port}/v1", provider_retry_base_s=0.01)
-        return make_settings(**{**values, **overrides})
-
-    return make
+KEY = OPENAI_TEST_KEY  # the fixtures api and openai_settings (conftest.py) serve the fake OpenAI API with it
 
 
 def _everything_written(settings) -> str:

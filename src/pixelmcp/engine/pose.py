@@ -159,11 +159,12 @@ def count_objects(detector: PersonDetector, images: list[Image.Image], threshold
     """For each image, how many boxes of each of the detector's classes (class_names) reach `threshold` (every
     class listed, 0 where none does)."""
     names = {int(label): str(name).lower() for label, name in detector.model.config.id2label.items()}
+    classes = sorted(set(names.values()))
     counted = []
     for image in images:
         job.check()
         found = _detections(detector, image)
-        counts = dict.fromkeys(sorted(class_names(detector)), 0)
+        counts = dict.fromkeys(classes, 0)
         for label in found["labels"][found["scores"] >= threshold].tolist():
             counts[names[int(label)]] += 1
         counted.append(counts)

@@ -263,10 +263,11 @@ class ImageStore:
         """Every stored image's id, newest first."""
         return sorted((p.stem for p in self.root.glob("*.json") if is_valid_id(p.stem)), reverse=True)
 
-    def list(self, limit: int = 100, offset: int = 0) -> list[StoredImage]:
-        """The newest `limit` images after the newest `offset`, newest first."""
+    def list(self, limit: int = 100, offset: int = 0, ids: list[str] | None = None) -> list[StoredImage]:
+        """The newest `limit` images after the newest `offset`, newest first (of `ids`, when the caller has
+        already listed them)."""
         records = []
-        for image_id in self.ids()[offset:offset + limit]:
+        for image_id in (self.ids() if ids is None else ids)[offset:offset + limit]:
             try:
                 records.append(self.get(image_id))
             except (UnknownImageError, ValueError):

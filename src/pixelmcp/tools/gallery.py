@@ -62,8 +62,8 @@ async def list_images(
     store = app.store
 
     def page() -> ImageList:
-        total = len(store.ids())
-        return ImageList(images=[_entry(record) for record in store.list(limit, offset)], total=total,
+        ids = store.ids()  # one listing of the folder for the page and the total
+        return ImageList(images=[_entry(record) for record in store.list(limit, offset, ids)], total=len(ids),
                          offset=offset, limit=limit)
 
     listed = await anyio.to_thread.run_sync(page, limiter=app.encoders)
