@@ -47,6 +47,11 @@ class OutOfMemory(PixelError):
     """The device ran out of memory even after freeing every model not in use."""
 
 
+class EngineFailure(PixelError):
+    """A library failed inside a tool's work (a dtype mismatch, any RuntimeError): not the caller's arguments.
+    The message names the models and the step; the traceback is in the server log."""
+
+
 class GenerationCancelled(Exception):
     """Raised inside a worker when the request's cancel event is set (not a tool error:
     the client that cancelled is no longer waiting for an answer)."""

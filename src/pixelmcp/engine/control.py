@@ -1,7 +1,7 @@
 """Control maps and adapters: ControlNet models, IP-Adapters, canny and depth preprocessing.
 
 ControlNets and IP-Adapters never get a pipeline of their own: diffusion.py builds a
-per-request view over the already loaded base pipeline with `from_pipe`, so the UNet, VAE and
+per-request view over the already loaded base pipeline (`diffusion.view`), so the UNet, VAE and
 text encoders are shared. The pool caches the ControlNet models, the IP-Adapter weights (in
 CPU memory) with their image encoder, and the depth estimator.
 """
@@ -58,7 +58,10 @@ def load_ip_adapter(spec: ModelSpec, adapter: IPAdapterSpec) -> Callable[[str, s
                 local_files_only=True,
             ).to(device).eval()
         size = encoder.config.image_size
-        return IPAdapter(_read_adapter(weights), encoder, CLIPImageProcessor(size=size, crop_size=size))
+        # In the model's dtype from the start: attached per request, it is then never cast on the way in.
+        state = {group: {name: tensor.to(dtype) if tensor.is_floating_point() else tensor
+                         for name, tensor in tensors.items()} for group, tensors in _read_adapter(weights).items()}
+        return IPAdapter(state, encoder, CLIPImageProcessor(size=size, crop_size=size))
 
     return load
 

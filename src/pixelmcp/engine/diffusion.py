@@ -1,14 +1,21 @@
 """Denoising on diffusers pipelines (SD 1.5, SDXL, SD3, FLUX): text-to-image, image-to-image and inpainting.
 
 Loaded pipelines are shared by every request, but their schedulers hold per-run state and
-are not thread-safe, so each request gets its own scheduler and a light pipeline view built
-with `from_pipe` (the components are the same objects, not copies). Image-to-image and
-inpainting are such views too (`AutoPipelineForImage2Image` / `AutoPipelineForInpainting`), over
-the base model's weights; a dedicated inpainting checkpoint contributes only its UNet.
+are not thread-safe, so each request gets its own scheduler and a light pipeline view (`view`:
+the components are the same objects, not copies). Image-to-image, inpainting and ControlNet are
+such views too, over the base model's weights; a dedicated inpainting checkpoint contributes
+only its UNet.
+
+Views are built here, not with diffusers' `from_pipe`: diffusers 0.42's `from_pipe` ends with
+`new_pipeline.to(dtype=dtype or torch.float32)` (huggingface/diffusers#12754, fix #12762 not
+released), which casts the *shared* components to float32 in place when no dtype is given, and to
+one dtype when one is (undoing a deliberate mix such as T5's float32 `wo` layers). A view never
+casts, moves or copies anything.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,10 +35,22 @@ _PIPELINES = {
     "sd3": "StableDiffusion3Pipeline",
     "flux": "FluxPipeline",
 }
-#: ControlNet pipeline per base pipeline class; the ControlNet view is built with from_pipe.
+#: The view classes per base pipeline class: ControlNet, image-to-image, inpainting.
 CONTROLNET_PIPELINES = {
     "StableDiffusionPipeline": "StableDiffusionControlNetPipeline",
     "StableDiffusionXLPipeline": "StableDiffusionXLControlNetPipeline",
+}
+IMAGE_TO_IMAGE_PIPELINES = {
+    "StableDiffusionPipeline": "StableDiffusionImg2ImgPipeline",
+    "StableDiffusionXLPipeline": "StableDiffusionXLImg2ImgPipeline",
+    "StableDiffusion3Pipeline": "StableDiffusion3Img2ImgPipeline",
+    "FluxPipeline": "FluxImg2ImgPipeline",
+}
+INPAINTING_PIPELINES = {
+    "StableDiffusionPipeline": "StableDiffusionInpaintPipeline",
+    "StableDiffusionXLPipeline": "StableDiffusionXLInpaintPipeline",
+    "StableDiffusion3Pipeline": "StableDiffusion3InpaintPipeline",
+    "FluxPipeline": "FluxInpaintPipeline",
 }
 
 
@@ -153,6 +172,50 @@ def place_pipeline(pipe: Any, spec: ModelSpec, device: str) -> None:
         pipe.enable_sequential_cpu_offload(device=device)
 
 
+def view(view_class: type, pipe: Any, **overrides: Any) -> Any:
+    """A `view_class` pipeline over `pipe`'s components (and its settings such as
+    `requires_safety_checker`), with `overrides` in place of some: what `from_pipe` builds, without its cast.
+
+    Nothing is cast, moved or copied: the view holds the very modules `pipe` holds, in the dtypes and on the
+    devices they have, so a deliberate mix of dtypes survives and the shared model never changes.
+    """
+    parameters = inspect.signature(view_class.__init__).parameters
+    components, config = pipe.components, pipe.config
+    arguments: dict[str, Any] = {}
+    for name, parameter in parameters.items():
+        if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if name in overrides:
+            arguments[name] = overrides[name]
+        elif name in components:
+            arguments[name] = components[name]
+        elif name in config:
+            arguments[name] = config[name]
+        elif parameter.default is parameter.empty:
+            raise TypeError(f"{view_class.__name__} needs {name!r}, which {type(pipe).__name__} does not have")
+    built = view_class(**arguments)
+    if config.get("_name_or_path"):
+        built.register_to_config(_name_or_path=config["_name_or_path"])
+    built.set_progress_bar_config(disable=True)
+    return built
+
+
+def view_class_for(pipe: Any, *, controlnet: bool = False, image: bool = False, mask: bool = False) -> type:
+    """The diffusers class of the view a call needs over `pipe`: ControlNet, inpainting, image-to-image or
+    `pipe`'s own (text-to-image)."""
+    import diffusers
+
+    base = type(pipe).__name__
+    table = (CONTROLNET_PIPELINES if controlnet else INPAINTING_PIPELINES if mask
+             else IMAGE_TO_IMAGE_PIPELINES if image else None)
+    if table is None:
+        return type(pipe)
+    if base not in table:
+        raise ValueError(f"{base} has no {'ControlNet' if controlnet else 'inpainting' if mask else 'image-to-image'} "
+                         "pipeline")  # the tools check the model's family first
+    return getattr(diffusers, table[base])
+
+
 def denoise(
     pipe: Any,
     call: DiffusionCall,
@@ -172,10 +235,9 @@ def denoise(
     GenerationCancelled at the first step boundary after `job.cancel` is set, so no partial image
     ever leaves this function.
     """
-    import diffusers
     import torch
 
-    # 1. A private scheduler and pipeline view over the shared components.
+    # 1. A private scheduler and pipeline view over the shared components (never cast: see `view`).
     scheduler = pipe.scheduler.from_config(pipe.scheduler.config)
     components: dict[str, Any] = {"scheduler": scheduler}
     if ip_adapter is not None:
@@ -183,14 +245,10 @@ def denoise(
     if unet is not None:
         components["unet"] = unet
     if controlnet is not None:
-        view_class = getattr(diffusers, CONTROLNET_PIPELINES[type(pipe).__name__])
-        run = view_class.from_pipe(pipe, controlnet=controlnet, **components)
-    elif call.image is not None:
-        auto = diffusers.AutoPipelineForInpainting if call.mask is not None else diffusers.AutoPipelineForImage2Image
-        run = auto.from_pipe(pipe, **components)
-    else:
-        run = type(pipe).from_pipe(pipe, **components)
-    run.set_progress_bar_config(disable=True)
+        components["controlnet"] = controlnet
+    view_class = view_class_for(pipe, controlnet=controlnet is not None, image=call.image is not None,
+                                mask=call.mask is not None)
+    run = view(view_class, pipe, **components)
 
     # 2. One CPU generator per image: image i is reproducible alone from seeds[i].
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in call.seeds]
@@ -232,6 +290,7 @@ def denoise(
 
     # 5. Denoise and decode; adapters attached to the shared UNet come off again whatever happens.
     job.check()
+    job.status = f"denoising with {view_class.__name__}"  # what a failure names until the first step reports
     if ip_adapter is not None:
         run.load_ip_adapter(ip_adapter.state_dict, subfolder=None, weight_name=None, image_encoder_folder=None)
     try:

@@ -3,7 +3,7 @@
 A loaded "model" may be a diffusers pipeline (components are modules), a transformers model,
 or one of the engine's small bundles (dataclasses holding models and tensors). Everything is
 walked down to its tensors, and each tensor storage is counted once however many objects share
-it, so components shared through `from_pipe` never count twice.
+it, so components shared by pipeline views never count twice.
 """
 
 from __future__ import annotations
@@ -44,6 +44,56 @@ def tensors_of(value: Any, _seen: set[int] | None = None) -> Iterator[Any]:
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from tensors_of(item, seen)
+
+
+def parts_of(value: Any) -> dict[str, Any]:
+    """The named parts of a loaded model: a pipeline's components, a bundle's fields, or the model itself ("")."""
+    if hasattr(value, "components") and isinstance(getattr(value, "components", None), dict):
+        return dict(value.components)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {item.name: getattr(value, item.name) for item in dataclasses.fields(value)}
+    return {"": value}
+
+
+def dtype_layout(value: Any) -> dict[str, tuple[str, ...]]:
+    """The dtypes of each part's floating-point tensors (parts without any are left out), e.g.
+    {"unet": ("bfloat16",), "text_encoder_2": ("float16", "float32")} for T5 with its float32 `wo` layers."""
+    layout = {}
+    for name, part in parts_of(value).items():
+        found = {str(t.dtype).removeprefix("torch.") for t in tensors_of(part) if t.is_floating_point()}
+        if found:
+            layout[name] = tuple(sorted(found))
+    return layout
+
+
+def bytes_by_dtype(value: Any) -> dict[str, int]:
+    """Bytes of the distinct tensor storages of `value` by their dtype (every device together)."""
+    counted: set[tuple[str, int]] = set()
+    totals: dict[str, int] = {}
+    for tensor in tensors_of(value):
+        key = storage_key(tensor)
+        if key in counted or tensor.device.type == "meta":
+            continue
+        counted.add(key)
+        name = str(tensor.dtype).removeprefix("torch.")
+        totals[name] = totals.get(name, 0) + tensor.untyped_storage().nbytes()
+    return totals
+
+
+def restore_dtypes(value: Any, layout: dict[str, tuple[str, ...]]) -> list[str]:
+    """Cast back the parts of `value` that were of one dtype in `layout` and are not now; returns their names.
+    Parts that held a mix of dtypes cannot be put back this way and are left as they are."""
+    import torch
+
+    restored = []
+    now = dtype_layout(value)
+    for name, part in parts_of(value).items():
+        wanted = layout.get(name)
+        if wanted is None or now.get(name) == wanted or len(wanted) != 1 or not isinstance(part, torch.nn.Module):
+            continue
+        part.to(dtype=getattr(torch, wanted[0]))
+        restored.append(name or "the model")
+    return restored
 
 
 def storage_key(tensor: Any) -> tuple[str, int]:

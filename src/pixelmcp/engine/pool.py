@@ -12,7 +12,9 @@ copied there (PIXELMCP_MODEL_REPLICAS copies at most), so two requests for one h
 once; the micro-batcher's next batch then goes to the other copy.
 
 Memory: every loaded model's bytes are measured (storages shared between models are counted
-once) and kept within the device budget. Models a job uses are leased (pinned) for the job; to
+once), again after each job that used it, and kept within the device budget. A model keeps the
+dtypes it was loaded with: after each job the pool checks, and a part that a library cast behind
+its back is cast back, logged and counted (`dtype_repairs`; the tests hold it at 0). Models a job uses are leased (pinned) for the job; to
 make room, unpinned models are evicted least-recently-used first, to CPU RAM when there is an
 accelerator and RAM to spare (the next use is a device copy, not a disk read), else freed. A job
 that runs out of device memory anyway is retried once after every model not in use is freed.
@@ -35,7 +37,7 @@ from pixelmcp.engine import devices, memory, weights
 from pixelmcp.engine.downloads import Downloads
 from pixelmcp.engine.loading import quiet_libraries
 from pixelmcp.engine.queue import DeviceQueue, Job, QueueStats
-from pixelmcp.errors import ModelLoadError, OutOfMemory
+from pixelmcp.errors import EngineFailure, GenerationCancelled, ModelLoadError, OutOfMemory, PixelError
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,9 @@ class LoadedModel:
     device: str
     dtype: str
     load_seconds: float
-    bytes: int = 0  # on its device (or in RAM, for the CPU tier)
+    bytes: int = 0  # on its device (or in RAM, for the CPU tier), measured after every job that used it
+    layout: dict[str, tuple[str, ...]] = field(default_factory=dict)  # each part's dtypes as loaded
+    loaded_dtypes: dict[str, int] = field(default_factory=dict)  # bytes per dtype as loaded
     tier: str = "device"  # "device", or "cpu" once evicted to RAM
     pins: int = 0
     uses: int = 0
@@ -68,6 +72,7 @@ class PoolStats(QueueStats):
     tier_reloads: int = 0
     evictions: int = 0
     oom_retries: int = 0
+    dtype_repairs: int = 0  # jobs after which a model's dtypes were not the ones it was loaded with (a bug)
 
 
 class ModelPool:
@@ -188,7 +193,7 @@ class ModelPool:
         quiet_libraries()  # before the loader's first import, whose fallbacks would warn on stderr
         value = loader(source, device, dtype)
         loaded = LoadedModel(spec, value, device, str(dtype).removeprefix("torch."), 0.0,
-                             self._measure(value, device))
+                             self._measure(value, device), memory.dtype_layout(value), memory.bytes_by_dtype(value))
         self._models[spec.alias, device] = loaded
         if self._used_bytes(device) > self.budget_for(device):
             loaded.pins += 1  # the new model stays; only others may make way
@@ -320,7 +325,9 @@ class ModelPool:
             device = ", ".join(chosen) or "not chosen yet (no model loaded)"
             models = [
                 dict(alias=m.spec.alias, kind=m.spec.kind, tier=m.tier, device=m.device if m.tier == "device" else "cpu",
-                     dtype=m.dtype, bytes=m.bytes, in_use=m.pins > 0, uses=m.uses,
+                     dtype=m.dtype, dtypes=memory.bytes_by_dtype(m.value), loaded_dtypes=m.loaded_dtypes,
+                     bytes=m.bytes, in_use=m.pins > 0,
+                     uses=m.uses,
                      idle_seconds=round(now - m.last_used, 1), load_seconds=round(m.load_seconds, 3))
                 for m in self._models.values()
             ]
@@ -384,33 +391,82 @@ class ModelPool:
         once."""
         job.device = device or self.device
         try:
-            try:
-                return work(job)
-            except Exception as e:
-                if not devices.is_out_of_memory(e):
-                    raise
-                logger.warning("out of memory on %s (%s); freeing unused models and retrying once", job.device, e)
-                self.stats.oom_retries += 1
-                self.evict_unpinned(job.device)  # the job's own models stay leased; everything else makes way
-            try:
-                return work(job)
-            except Exception as e:
-                if not devices.is_out_of_memory(e):
-                    raise
-                raise OutOfMemory(
-                    f"{job.device} ran out of memory even after freeing every model not in use ({e}). "
-                    "Ask for fewer or smaller images (n, width, height), use a smaller model, or set "
-                    "offload = \"model\" for it in the config file."
-                ) from e
+            return self._run_retrying(work, job)
+        except (PixelError, GenerationCancelled):
+            raise
+        except Exception as e:  # noqa: BLE001 (the engine's boundary: libraries fail with any type)
+            logger.exception("job failed at %r on %s", job.status, job.device)
+            raise self._failure(job, e) from e
         finally:
             self._release_leases(job)
+
+    def _run_retrying(self, work: Callable[[Job], T], job: Job) -> T:
+        """`work(job)`; on out-of-memory, once more after every model not in use on the device is freed."""
+        try:
+            return work(job)
+        except Exception as e:
+            if not devices.is_out_of_memory(e):
+                raise
+            logger.warning("out of memory on %s (%s); freeing unused models and retrying once", job.device, e)
+            self.stats.oom_retries += 1
+            self.evict_unpinned(job.device)  # the job's own models stay leased; everything else makes way
+        try:
+            return work(job)
+        except Exception as e:
+            if not devices.is_out_of_memory(e):
+                raise
+            raise OutOfMemory(
+                f"{job.device} ran out of memory even after freeing every model not in use ({e}). "
+                "Ask for fewer or smaller images (n, width, height), use a smaller model, or set "
+                "offload = \"model\" for it in the config file."
+            ) from e
 
     def _release_leases(self, job: Job) -> None:
         with self._load_lock:
             for loaded in job.leases:
                 loaded.pins -= 1
                 loaded.last_used = time.monotonic()
+            for loaded in {id(m): m for m in job.leases}.values():
+                self._settle(loaded)
             job.leases.clear()
+
+    def _settle(self, loaded: LoadedModel) -> None:
+        """After a job: the model in the dtypes it was loaded with, and its bytes as the device holds them now."""
+        if loaded.value is None or loaded.tier != "device":
+            return
+        now = memory.dtype_layout(loaded.value)
+        if now != loaded.layout:
+            self.stats.dtype_repairs += 1
+            changed = ", ".join(f"{name or 'the model'} {'/'.join(loaded.layout.get(name, ('-',)))} -> "
+                                f"{'/'.join(dtypes)}" for name, dtypes in now.items()
+                                if loaded.layout.get(name) != dtypes)
+            restored = memory.restore_dtypes(loaded.value, loaded.layout)
+            logger.error("%s changed dtype during a job (%s); cast back: %s. This is a bug: please report it.",
+                         loaded.spec.alias, changed, ", ".join(restored) or "nothing (mixed parts)")
+        loaded.bytes = self._measure(loaded.value, loaded.device)
+
+    def _failure(self, job: Job, error: Exception) -> EngineFailure:
+        """A library's exception inside a job, as a tool error naming the models, the step and what to do."""
+        models = ", ".join(_described(m) for m in {id(m): m for m in job.leases}.values())
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        text = (f"The work failed inside the model library at '{job.status}'"
+                + (f" with {models}" if models else "") + f": {type(error).__name__}" + (f": {reason}" if reason else "")
+                + ". This is not caused by the arguments; the traceback is in the server log. ")
+        if "dtype" in reason.lower() or "same type" in reason.lower():
+            text += ("The models of this call disagree on their precision: try the call again (the pool restores "
+                     "each model's dtype after every job), or set PIXELMCP_DTYPE=float32 to run everything in one "
+                     "precision, and report it with the log.")
+        else:
+            text += "Try the call again; if it fails again, try another model or PIXELMCP_DTYPE=float32, and report it with the log."
+        return EngineFailure(text)
+
+
+def _described(loaded: LoadedModel) -> str:
+    """'alias (bfloat16 on cuda:0)', or with the dtypes it holds now when a part no longer has its own."""
+    now = memory.dtype_layout(loaded.value) if loaded.value is not None else loaded.layout
+    changed = sorted({dtype for name, dtypes in now.items() if loaded.layout.get(name) != dtypes for dtype in dtypes})
+    held = f", holding {'/'.join(changed)} now" if changed else ""
+    return f"{loaded.spec.alias} ({loaded.dtype} on {loaded.device}{held})"
 
 
 def resolve_source(spec: ModelSpec, settings: Settings) -> str:

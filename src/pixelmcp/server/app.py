@@ -7,6 +7,7 @@ engine on the first call that needs them, so `initialize` and `tools/list` answe
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -15,14 +16,15 @@ from contextlib import asynccontextmanager
 import anyio
 from mcp.server.extension import Extension
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.tools import Tool
+from mcp.shared.exceptions import MCPError
 from mcp_types import ToolAnnotations
 
 from pixelmcp import __version__
 from pixelmcp.config import Settings
 from pixelmcp.engine.pool import ModelPool
-from pixelmcp.errors import PixelError, StoreError
+from pixelmcp.errors import GenerationCancelled, PixelError, StoreError
 from pixelmcp.media.store import ImageStore, UnknownImageError
 from pixelmcp.prompts import templates
 from pixelmcp.registry import provider_infos
@@ -168,7 +170,7 @@ def build_server(settings: Settings) -> MCPServer:
     )
     registered = []
     for fn, title, hints in tools:
-        tool = Tool.from_function(fn, annotations=ToolAnnotations(title=title, **hints),
+        tool = Tool.from_function(_reported(fn), annotations=ToolAnnotations(title=title, **hints),
                                   meta=apps.ui_meta() if fn.__name__ in apps.UI_TOOLS else None)
         tool.parameters = portable_schema(tool.parameters)  # accepted by OpenAI strict, Gemini, Anthropic alike
         if tool.name in jobs.SLOW_TOOLS and tool.fn_metadata.output_schema is not None:
@@ -202,6 +204,28 @@ def build_server(settings: Settings) -> MCPServer:
         return models.models_report(resources.current()).model_dump_json(indent=1)
 
     return server
+
+
+def _reported(fn):
+    """The tool, with an unexpected exception turned into a tool error that says what failed and what to do (the
+    traceback goes to the server log): mcp 2.x would answer only "Error executing tool NAME"."""
+
+    @functools.wraps(fn)
+    async def tool(*args, **kwargs):
+        try:
+            return await fn(*args, **kwargs)
+        except (ToolError, MCPError, GenerationCancelled):
+            raise
+        except Exception as e:  # noqa: BLE001 (the tools' boundary: anything else is a fault of ours or a library's)
+            logger.exception("%s failed unexpectedly", fn.__name__)
+            reason = (str(e).strip().splitlines() or [""])[0][:300]
+            raise PixelError(
+                f"{fn.__name__} failed: {type(e).__name__}" + (f": {reason}" if reason else "") + ". This is a "
+                "fault inside pixelmcp or a library it uses, not in the arguments; the traceback is in the server "
+                "log. Try the call again; if it fails again, report it with the log."
+            ) from e
+
+    return tool
 
 
 async def _unload_idle_models(pool: ModelPool, keep_alive_s: float) -> None:
