@@ -23,61 +23,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from realsize import build_pipeline  # noqa: E402
 
 REAL = {"sd15": (512, 25), "sdxl": (1024, 25), "flux-schnell": (1024, 4)}
 TINY = {"sd15": "sd15", "sdxl": "sdxl", "flux-schnell": "flux"}
 KINDS = {"sd15": "sd15", "sdxl": "sdxl", "flux-schnell": "flux"}
-
-
-def build_real(name: str, device: str, dtype):
-    """A real-size pipeline with random weights, built directly on `device` in `dtype`."""
-    import diffusers
-    import torch
-    from realsize import config
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTextModelWithProjection,
-        T5Config,
-        T5EncoderModel,
-    )
-
-    from pixelmcp.engine.tiny import clip_tokenizer, t5_tokenizer
-
-    family = {"sd15": "sd15", "sdxl": "sdxl", "flux-schnell": "flux-schnell"}[name]
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            parts = {"vae": diffusers.AutoencoderKL.from_config(config(family, "vae"))}
-            scheduler_config = config(family, "scheduler", "scheduler_config.json")
-            if name == "flux-schnell":
-                parts["transformer"] = diffusers.FluxTransformer2DModel.from_config(config(family, "transformer"))
-                parts["text_encoder"] = CLIPTextModel(CLIPTextConfig.from_dict(config(family, "text_encoder")))
-                parts["text_encoder_2"] = T5EncoderModel(T5Config.from_dict(config(family, "text_encoder_2")))
-                parts.update(tokenizer=clip_tokenizer(), tokenizer_2=t5_tokenizer(),
-                             scheduler=diffusers.FlowMatchEulerDiscreteScheduler.from_config(scheduler_config))
-                pipe = diffusers.FluxPipeline(**parts)
-            else:
-                parts["unet"] = diffusers.UNet2DConditionModel.from_config(config(family, "unet"))
-                parts["text_encoder"] = CLIPTextModel(CLIPTextConfig.from_dict(config(family, "text_encoder")))
-                parts["tokenizer"] = clip_tokenizer()
-                if name == "sdxl":
-                    parts["text_encoder_2"] = CLIPTextModelWithProjection(
-                        CLIPTextConfig.from_dict(config(family, "text_encoder_2")))
-                    parts["tokenizer_2"] = clip_tokenizer()
-                    parts["scheduler"] = diffusers.EulerDiscreteScheduler.from_config(scheduler_config)
-                    pipe = diffusers.StableDiffusionXLPipeline(**parts)
-                else:
-                    parts["scheduler"] = diffusers.PNDMScheduler.from_config(scheduler_config)
-                    pipe = diffusers.StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
-                                                             requires_safety_checker=False)
-    finally:
-        torch.set_default_dtype(previous)
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module):
-            component.eval()
-    return pipe
 
 
 def load_tiny(name: str, device: str, dtype):
@@ -112,7 +62,7 @@ def main() -> None:
         steps = args.steps or steps
         dtype = torch.float32 if device == "cpu" else (torch.bfloat16 if name == "flux-schnell" else torch.float16)
         started = time.perf_counter()
-        pipe = load_tiny(name, device, dtype) if args.tiny else build_real(name, device, dtype)
+        pipe = load_tiny(name, device, dtype) if args.tiny else build_pipeline(name, device, dtype)
         pipe.set_progress_bar_config(disable=True)
         build_s = time.perf_counter() - started
         guidance = 0.0 if name == "flux-schnell" else 7.0

@@ -40,6 +40,69 @@ def sd15_components(dtype=None, device: str = "cpu") -> dict:
     return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(), scheduler=scheduler)
 
 
+#: Real-size families by benchmark name, and the shared/model-configs folder of each.
+FAMILIES = {"sd15": "sd15", "sdxl": "sdxl", "flux-schnell": "flux-schnell"}
+
+
+def build_pipeline(name: str, device: str, dtype):
+    """A real-size pipeline (sd15, sdxl or flux-schnell) with random weights, built directly on `device` in `dtype`.
+
+    Only the modules are made inside `torch.device(device)`: a scheduler made there keeps its tables on the GPU,
+    and diffusers' schedulers then fail in numpy ("can't convert cuda:0 device type tensor to numpy").
+    """
+    import diffusers
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    from pixelmcp.engine.tiny import clip_tokenizer, t5_tokenizer
+
+    family = FAMILIES[name]
+    scheduler_config = config(family, "scheduler", "scheduler_config.json")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    torch.manual_seed(0)
+    try:
+        with torch.device(device):
+            parts = {"vae": diffusers.AutoencoderKL.from_config(config(family, "vae"))}
+            parts["text_encoder"] = CLIPTextModel(CLIPTextConfig.from_dict(config(family, "text_encoder")))
+            if name == "flux-schnell":
+                parts["transformer"] = diffusers.FluxTransformer2DModel.from_config(config(family, "transformer"))
+                parts["text_encoder_2"] = T5EncoderModel(T5Config.from_dict(config(family, "text_encoder_2")))
+            else:
+                parts["unet"] = diffusers.UNet2DConditionModel.from_config(config(family, "unet"))
+                if name == "sdxl":
+                    parts["text_encoder_2"] = CLIPTextModelWithProjection(
+                        CLIPTextConfig.from_dict(config(family, "text_encoder_2")))
+    finally:
+        torch.set_default_dtype(previous)
+    for module in parts.values():
+        module.eval()
+    parts["tokenizer"] = clip_tokenizer()
+    if name == "flux-schnell":
+        parts.update(tokenizer_2=t5_tokenizer(),
+                     scheduler=diffusers.FlowMatchEulerDiscreteScheduler.from_config(scheduler_config))
+        return diffusers.FluxPipeline(**parts)
+    if name == "sdxl":
+        parts.update(tokenizer_2=clip_tokenizer(),
+                     scheduler=diffusers.EulerDiscreteScheduler.from_config(scheduler_config))
+        return diffusers.StableDiffusionXLPipeline(**parts)
+    parts["scheduler"] = diffusers.PNDMScheduler.from_config(scheduler_config)
+    return diffusers.StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                             requires_safety_checker=False)
+
+
+def save_pipeline(name: str, folder: Path, device: str, dtype) -> Path:
+    """Build `name` at real size (random weights) and save it to `folder` once, in `dtype`; reuse it afterwards."""
+    if (folder / ".complete").exists():
+        return folder
+    started = time.perf_counter()
+    pipe = build_pipeline(name, device, dtype)
+    pipe.save_pretrained(folder)
+    (folder / ".complete").write_text("ok\n")
+    print(f"built real-size {name} in {folder} ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
+    return folder
+
+
 def build_sd15(folder: Path) -> Path:
     """Save a real-size SD 1.5 pipeline (random weights, fp32) once; reuse it afterwards."""
     from diffusers import StableDiffusionPipeline

@@ -30,3 +30,19 @@ def test_encode_benchmark_runs_and_prints_its_ratios(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("per-image time before/now ") and "stall before/now" in last
+
+
+def test_served_benchmark_runs_at_tiny_size_on_cpu():
+    # pixelmcp serve over stdio against direct diffusers, alternating, and 4 concurrent requests against 4 in a row.
+    script = SCRIPT.with_name("bench_served.py")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, str(script), "--tiny", "--runs", "1", "--batch", "4"], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("device: cpu")
+    assert [line.split("|")[1].strip() for line in lines[3:6]] == ["sd15", "sdxl", "flux-schnell"]
+    assert all(float(line.split("|")[7]) > 0 for line in lines[3:6])  # a ratio for each model
+    assert any(line.startswith("4 SD 1.5 requests: ") and "throughput ratio" in line for line in lines)
+    assert lines[-1].startswith("median ratio served/direct: ")
+    float(lines[-1].rsplit(" ", 1)[1])

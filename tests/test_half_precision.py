@@ -153,3 +153,37 @@ async def test_views_made_with_from_pipe_would_fail_the_lane_and_a_dtype_mismatc
         report = ok(await client.call_tool("list_models", {}))
     assert report["stats"]["dtype_repairs"] == 2
     assert_models_as_loaded({**report, "stats": {"dtype_repairs": 0}}, "bfloat16", "after the repairs")
+
+
+async def test_compile_never_makes_a_call_wait_and_warm_shapes_run_compiled(make_settings):
+    # PIXELMCP_COMPILE: the first call at a shape runs at once, uncompiled, while that shape compiles in the
+    # background; once it is warm, calls at it run compiled (the same picture) and other shapes still run plain.
+    # The eager backend traces with dynamo exactly as inductor would, without inductor's C++ build.
+    from helpers import assert_same_picture
+
+    import anyio
+
+    server = build_server(make_settings(compile=True, compile_backend="eager", dtype="bfloat16"))
+    arguments = {"prompt": "a lighthouse", "seed": 4, **QUIET}
+    async with Client(server) as client:
+        first = ok(await client.call_tool("generate_image", arguments))
+        report = ok(await client.call_tool("list_models", {}))["compile"]
+        assert report["backend"] == "eager" and report["compiled_calls"] == 0
+        assert report["compiling"] or report["warm"] == [[64, 64, 1, True]]
+        with anyio.fail_after(240):
+            while report["compiling"]:
+                await anyio.sleep(0.2)
+                report = ok(await client.call_tool("list_models", {}))["compile"]
+        assert report["warm"] == [[64, 64, 1, True]] and report["failed"] == 0
+        compiled = ok(await client.call_tool("generate_image", arguments))
+        other = ok(await client.call_tool("generate_image", {**arguments, "width": 48}))
+        final = ok(await client.call_tool("list_models", {}))
+        with anyio.fail_after(240):  # the new shape compiles in the background too
+            while final["compile"]["compiling"]:
+                await anyio.sleep(0.2)
+                final = ok(await client.call_tool("list_models", {}))
+        assert final["compile"]["warm"] == [[48, 64, 1, True], [64, 64, 1, True]]
+    assert final["compile"]["compiled_calls"] == 1  # the warm shape; 48 px ran plain
+    assert_same_picture(first["path"], compiled["path"])
+    assert other["width"] == 48
+    assert_models_as_loaded(final, "bfloat16", "compiled")

@@ -225,13 +225,15 @@ def denoise(
     controlnet: Any = None,
     ip_adapter: Any = None,
     unet: Any = None,
+    denoiser: Any = None,
 ) -> tuple[list, str]:
     """Run one pipeline call; returns (PIL images, scheduler name).
 
     From noise, or from `call.image` (image-to-image; inpainting within `call.mask`, with `unet`
     standing in for the base's when the model has a dedicated inpainting one). With `controlnet`,
     the call is steered by `call.control_image`; with `ip_adapter` (an engine.control.IPAdapter),
-    by `call.ip_image`. Either way the shared base pipeline is left exactly as it was. Raises
+    by `call.ip_image`. `denoiser` (a compiled one, engine/compiling.py) runs in place of the pipeline's
+    UNet or transformer. Either way the shared base pipeline is left exactly as it was. Raises
     GenerationCancelled at the first step boundary after `job.cancel` is set, so no partial image
     ever leaves this function.
     """
@@ -244,6 +246,8 @@ def denoise(
         components.update(image_encoder=ip_adapter.image_encoder, feature_extractor=ip_adapter.feature_extractor)
     if unet is not None:
         components["unet"] = unet
+    if denoiser is not None:
+        components["unet" if getattr(pipe, "unet", None) is not None else "transformer"] = denoiser
     if controlnet is not None:
         components["controlnet"] = controlnet
     view_class = view_class_for(pipe, controlnet=controlnet is not None, image=call.image is not None,

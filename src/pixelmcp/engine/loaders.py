@@ -27,7 +27,8 @@ def loader_for(settings: Settings, spec: ModelSpec) -> Loader:
 
 
 def pipeline_loader(settings: Settings, spec: ModelSpec) -> Loader:
-    """The diffusion pipeline loader with the server's optimisation settings."""
+    """The diffusion pipeline loader with the server's optimisation settings (compiling is not the loader's: it
+    happens in the background, engine/compiling.py)."""
     from pixelmcp.engine import diffusion
 
-    return diffusion.load_pipeline(spec, channels_last=settings.channels_last, compile=settings.compile)
+    return diffusion.load_pipeline(spec, channels_last=settings.channels_last)

@@ -79,9 +79,12 @@ class LocalImageGenerator:
             start, mask = _edit_inputs(first)
             call = diffusion.DiffusionCall.of(requests, control_image=control_map, ip_scale=ip_scale, image=start,
                                               mask=mask)
+            plain = first.edit is None and controlnet is None and ip_adapter is None  # what a compiled graph fits
+            compiler = self.pool.compiler
+            compiled = compiler.denoiser_for(pipe, call, spec.alias) if compiler is not None and plain else None
             images, scheduler = diffusion.denoise(
                 pipe, call, job, lambda done, total: job.report(done, total, f"step {done}/{total}"),
-                controlnet=controlnet, ip_adapter=ip_adapter, unet=unet,
+                controlnet=controlnet, ip_adapter=ip_adapter, unet=unet, denoiser=compiled,
             )
         timings = {"load_s": job.load_seconds, "run_s": time.perf_counter() - started}
 

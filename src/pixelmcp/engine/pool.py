@@ -34,6 +34,7 @@ from pixelmcp.backends import Progress
 from pixelmcp.catalog import TINY_PREFIX, ModelSpec
 from pixelmcp.config import Settings
 from pixelmcp.engine import devices, memory, weights
+from pixelmcp.engine.compiling import BackgroundCompiler
 from pixelmcp.engine.downloads import Downloads
 from pixelmcp.engine.loading import quiet_libraries
 from pixelmcp.engine.queue import DeviceQueue, Job, QueueStats
@@ -87,6 +88,8 @@ class ModelPool:
         self._load_lock = threading.RLock()
         self._devices: list[str] | None = None
         self._accelerator_gb: float | None = None
+        #: Compiled denoisers, made in the background (PIXELMCP_COMPILE; engine/compiling.py).
+        self.compiler = BackgroundCompiler(settings.compile_backend, settings.cache_dir) if settings.compile else None
         #: Task groups that outlive single requests (lent by the server's lifespan); micro-batches run in them.
         self.background_groups: list[Any] = []
 
@@ -290,6 +293,8 @@ class ModelPool:
 
     def close(self) -> list[str]:
         """Release every model (the server stops); returns their aliases."""
+        if self.compiler is not None:
+            self.compiler.wait(timeout=10.0)  # a compilation cannot be stopped half-way; it is given a moment
         with self._load_lock:
             released = [m.spec.alias for m in self._models.values()]
             for loaded in list(self._models.values()):
@@ -337,6 +342,7 @@ class ModelPool:
                                busy=self.queue.load(d)) for d in chosen]
         return dict(device=device, budget_bytes=budget, used_bytes=used, loaded=models, stats=vars(self.stats).copy(),
                     queued={k: v for k, v in self.queue.waiting.items() if v}, devices=per_device,
+                    compile=self.compiler.report() if self.compiler is not None else None,
                     downloads=self.downloads.in_progress())
 
     # ------------------------------------------------------------------ jobs

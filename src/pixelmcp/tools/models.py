@@ -69,6 +69,14 @@ class AppInfo(BaseModel):
     tools: list[str] = Field(description="the tools whose results open in it")
 
 
+class CompileInfo(BaseModel):
+    backend: str
+    compiled_calls: int = Field(description="text-to-image calls that ran a compiled denoiser")
+    warm: list[list] = Field(description="[width, height, images, guided] shapes that run compiled")
+    compiling: list[list] = Field(description="shapes being compiled in the background now")
+    failed: int = Field(description="models whose compilation failed (they run uncompiled; see the server log)")
+
+
 class ModelsReport(BaseModel):
     profile: str
     device: str = Field(description="the device models run on (several GPUs: each, comma-separated)")
@@ -79,6 +87,7 @@ class ModelsReport(BaseModel):
     stats: dict[str, int] = Field(description="hits, loads, tier_reloads, evictions, jobs, cancelled, ...")
     loaded: list[LoadedEntry]
     downloads: list[DownloadEntry] = Field(description="models being downloaded now")
+    compile: CompileInfo | None = Field(None, description="with PIXELMCP_COMPILE: what is compiled (null: off)")
     catalog: list[CatalogEntry]
     providers: list[ProviderInfo] = Field(description="remote providers, used as provider:model in `model` arguments")
     app: AppInfo = Field(description="the viewer, gallery and mask painter that hosts with MCP Apps show")
@@ -100,6 +109,7 @@ def models_report(app: AppState, task: str | None = None) -> ModelsReport:
                         queued=snapshot["queued"], stats=snapshot["stats"],
                         loaded=[LoadedEntry(**m) for m in snapshot["loaded"]],
                         downloads=[DownloadEntry(**d) for d in snapshot["downloads"]], catalog=catalog,
+                        compile=CompileInfo(**snapshot["compile"]) if snapshot["compile"] else None,
                         providers=provider_infos(app.settings),
                         app=AppInfo(uri=STUDIO_URI, shown_by=list(APP_HOSTS), tools=list(UI_TOOLS)))
 
