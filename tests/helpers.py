@@ -59,3 +59,48 @@ def shapes(size=(64, 64), offset=0) -> Image.Image:
     draw.rectangle((8 + offset, 8, 30 + offset, 30), fill=(20, 20, 20))
     draw.ellipse((34, 30 - offset, 58, 54 - offset), fill=(240, 240, 240))
     return image
+
+
+def run_cli(args: tuple[str, ...] | list[str], env: dict[str, str], cwd) -> "subprocess.CompletedProcess":
+    """`pixelmcp ARGS` as the console script runs it, in this process: the same `main`, environment, working
+    folder, output streams and exit codes, without a new interpreter importing torch each time (tests that need a
+    real process, its signals or its start-up, spawn one). Runs in a thread of its own, so it also works inside a
+    test's event loop."""
+    import contextlib
+    import os
+    import subprocess
+    import threading
+    import traceback
+
+    from pixelmcp.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    ended: dict[str, int] = {}
+
+    def command() -> None:
+        saved_env, saved_cwd = dict(os.environ), os.getcwd()
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    main(list(args))
+                    ended["code"] = 0
+                except SystemExit as e:  # as the interpreter ends: a message on stderr is exit code 1
+                    if isinstance(e.code, str):
+                        print(e.code, file=err)
+                    ended["code"] = 1 if isinstance(e.code, str) else (e.code or 0)
+                except BaseException:  # noqa: BLE001 (an uncaught error: a traceback and exit code 1)
+                    traceback.print_exc(file=err)
+                    ended["code"] = 1
+        finally:
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+
+    thread = threading.Thread(target=command, name=f"pixelmcp {' '.join(args)[:40]}")
+    thread.start()
+    thread.join(300)
+    assert not thread.is_alive(), f"pixelmcp {' '.join(args)} did not end within 300 s"
+    return subprocess.CompletedProcess(list(args), ended["code"], out.getvalue(), err.getvalue())

@@ -11,15 +11,36 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
+from helpers import run_cli
 from PIL import Image
 
 
-@pytest.fixture
-def cli(tiny_cache, tmp_path):
+def cli_env(tiny_cache, tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PIXELMCP_", "OPENAI_", "GEMINI_", "GOOGLE_", "HF_TOKEN"))}
     env.update(PIXELMCP_PROFILE="tiny", PIXELMCP_OUTPUT_DIR=str(tmp_path / "out"), PIXELMCP_CACHE_DIR=str(tiny_cache),
                HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
+    return env
+
+
+@pytest.fixture
+def cli(tiny_cache, tmp_path):
+    """`pixelmcp ARGS` as a user types it, in this process (tests/helpers.py `run_cli`)."""
+    env = cli_env(tiny_cache, tmp_path)
+
+    def run(*args: str, check: bool = True, **extra_env) -> subprocess.CompletedProcess:
+        out = run_cli(args, {**env, **extra_env}, tmp_path)
+        if check:
+            assert out.returncode == 0, out.stderr[-3000:]
+        return out
+
+    return run
+
+
+@pytest.fixture
+def cli_process(tiny_cache, tmp_path):
+    """`pixelmcp ARGS` in a process of its own, as the console script starts (for what only a process shows)."""
+    env = cli_env(tiny_cache, tmp_path)
 
     def run(*args: str, check: bool = True, **extra_env) -> subprocess.CompletedProcess:
         out = subprocess.run([sys.executable, "-m", "pixelmcp.cli", *args], capture_output=True, text=True,
@@ -36,8 +57,8 @@ def pixels(path: Path) -> bytes:
         return image.convert("RGB").tobytes()
 
 
-def test_generate_saves_the_image_and_prints_json(cli, tmp_path):
-    out = cli("generate", "a red kite", "--seed", "3", "--steps", "2", "--no-rewrite", "-o", "kite.png", "--json")
+def test_generate_saves_the_image_and_prints_json(cli_process, tmp_path):
+    out = cli_process("generate", "a red kite", "--seed", "3", "--steps", "2", "--no-rewrite", "-o", "kite.png", "--json")
     data = json.loads(out.stdout)
     assert data["seed"] == 3 and data["steps"] == 2 and data["saved"] == ["kite.png"]
     assert pixels(tmp_path / "kite.png") == pixels(Path(data["path"]))
@@ -99,8 +120,8 @@ def test_from_refuses_files_without_parameters(cli, tmp_path):
     assert out.returncode == 2 and "no pixelmcp parameters" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_tool_errors_exit_non_zero_with_the_tools_message(cli):
-    out = cli("generate", "a", "--width", "65", check=False)
+def test_tool_errors_exit_non_zero_with_the_tools_message(cli_process):
+    out = cli_process("generate", "a", "--width", "65", check=False)
     assert out.returncode == 1
     assert "Invalid width=65: not a multiple of 8" in out.stderr and "Traceback" not in out.stderr
 

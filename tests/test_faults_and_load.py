@@ -67,8 +67,26 @@ async def test_a_crash_inside_a_tool_is_contained(server, monkeypatch):
     async with Client(server) as client:
         crashed = await client.call_tool("generate_image", {"prompt": "a", "rewrite": False})
         after = ok(await client.call_tool("generate_image", {"prompt": "a", "rewrite": False}))
-    assert crashed.is_error and "generate_image" in crashed.content[0].text
+    text = error_text(crashed)
+    assert "generate_image" in text and "KeyError: 'unexpected internal state'" in text
+    assert "tiny-sd15 (float32 on cpu)" in text and "server log" in text and "Try the call again" in text
     assert after["model"] == "tiny-sd15"
+
+
+async def test_a_crash_outside_the_engine_names_the_tool_the_error_and_the_log(server, monkeypatch, caplog):
+    from pixelmcp.router import Router
+
+    async def broken(self, model):
+        raise RuntimeError("a library failed here")
+
+    monkeypatch.setattr(Router, "generator", broken)
+    async with Client(server) as client:
+        crashed = await client.call_tool("generate_image", {"prompt": "a", "rewrite": False})
+        listed = ok(await client.call_tool("list_models", {}))  # the server is still up
+    text = error_text(crashed)
+    assert "generate_image failed: RuntimeError: a library failed here" in text and "server log" in text
+    assert "Traceback" not in text and "Traceback" in caplog.text  # the traceback stays on the server
+    assert listed["profile"] == "tiny"
 
 
 async def test_many_concurrent_http_clients_are_all_answered_without_leaks(tiny_cache, tmp_path):

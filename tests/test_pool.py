@@ -97,12 +97,16 @@ async def test_cancelling_a_running_job_sets_its_cancel_event_and_waits_for_the_
     assert pool.stats.cancelled == 1
 
 
-async def test_errors_from_the_worker_reach_the_caller_unwrapped(pool):
+async def test_a_library_error_in_the_worker_reaches_the_caller_as_a_tool_error_that_keeps_its_cause(pool):
+    from pixelmcp.errors import EngineFailure
+
     def work(job: Job) -> None:
+        job.report(3, 4, "step 3/4")
         raise KeyError("boom")
 
-    with pytest.raises(KeyError, match="boom"):
+    with pytest.raises(EngineFailure, match="at 'step 3/4': KeyError: 'boom'") as raised:
         await pool.run(work)
+    assert isinstance(raised.value.__cause__, KeyError)  # (the traceback goes to the log with it)
 
 
 async def test_heartbeats_report_the_job_status_while_waiting(pool, monkeypatch):

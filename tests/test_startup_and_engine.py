@@ -66,6 +66,13 @@ def test_pool_loads_once_and_reuses_the_pipeline(tiny_pool):
     assert pool.device == "cpu" and str(first.unet.dtype) == "torch.float32"
 
 
+def tensors_of(model) -> list[tuple[str, str, int]]:
+    """Each tensor of a pipeline or module as (dtype, device, storage address): what a view must never change."""
+    from pixelmcp.engine import memory
+
+    return [(str(t.dtype), str(t.device), t.untyped_storage().data_ptr()) for t in memory.tensors_of(model)]
+
+
 def test_each_request_gets_its_own_scheduler_over_shared_components(tiny_pool, monkeypatch):
     from pixelmcp.engine import diffusion
 
@@ -73,17 +80,18 @@ def test_each_request_gets_its_own_scheduler_over_shared_components(tiny_pool, m
     spec = settings.catalog["tiny-sd15"]
     pipe = pool.get(spec, diffusion.load_pipeline(spec), Job())
     seen = []
-    original = type(pipe).from_pipe
+    original = diffusion.view
 
-    def spy(shared, **kwargs):
-        view = original(shared, **kwargs)
-        seen.append(view)
-        return view
+    def spy(view_class, shared, **kwargs):
+        seen.append(original(view_class, shared, **kwargs))
+        return seen[-1]
 
-    monkeypatch.setattr(type(pipe), "from_pipe", classmethod(lambda cls, shared, **kw: spy(shared, **kw)))
+    monkeypatch.setattr(diffusion, "view", spy)
+    before = tensors_of(pipe)
     call = diffusion.DiffusionCall("a cat", None, 32, 32, 2, 5.0, (1,))
     diffusion.denoise(pipe, call, Job(), lambda done, total: None)
     diffusion.denoise(pipe, call, Job(), lambda done, total: None)
+    assert tensors_of(pipe) == before  # not a dtype, a device or a storage of the shared model changed
     assert len(seen) == 2
     for view in seen:
         assert view.unet is pipe.unet and view.vae is pipe.vae and view.text_encoder is pipe.text_encoder
@@ -148,17 +156,19 @@ def test_controlnet_view_shares_the_base_components_and_the_pool_caches_the_cont
     assert pool.get(wanted, control.load_controlnet(wanted), Job()) is controlnet
 
     views = []
-    view_class = diffusers.StableDiffusionControlNetPipeline
-    original = view_class.from_pipe.__func__
+    original = diffusion.view
 
-    def spy(cls, shared, **kwargs):
-        views.append(original(cls, shared, **kwargs))
+    def spy(view_class, shared, **kwargs):
+        views.append(original(view_class, shared, **kwargs))
         return views[-1]
 
-    monkeypatch.setattr(view_class, "from_pipe", classmethod(spy))
+    monkeypatch.setattr(diffusion, "view", spy)
+    before = tensors_of(pipe), tensors_of(controlnet)
     call = diffusion.DiffusionCall("a", None, 32, 32, 2, 5.0, (1,), control_image=Image.new("RGB", (32, 32)))
     diffusion.denoise(pipe, call, Job(), lambda d, t: None, controlnet=controlnet)
+    assert (tensors_of(pipe), tensors_of(controlnet)) == before
     (view,) = views
+    assert type(view) is diffusers.StableDiffusionControlNetPipeline
     assert view.unet is pipe.unet and view.vae is pipe.vae
     assert view.text_encoder is pipe.text_encoder and view.tokenizer is pipe.tokenizer
     assert view.controlnet is controlnet and view.scheduler is not pipe.scheduler

@@ -12,12 +12,16 @@ copied there (PIXELMCP_MODEL_REPLICAS copies at most), so two requests for one h
 once; the micro-batcher's next batch then goes to the other copy.
 
 Memory: every loaded model's bytes are measured (storages shared between models are counted
-once), again after each job that used it, and kept within the device budget. A model keeps the
-dtypes it was loaded with: after each job the pool checks, and a part that a library cast behind
-its back is cast back, logged and counted (`dtype_repairs`; the tests hold it at 0). Models a job uses are leased (pinned) for the job; to
-make room, unpinned models are evicted least-recently-used first, to CPU RAM when there is an
-accelerator and RAM to spare (the next use is a device copy, not a disk read), else freed. A job
-that runs out of device memory anyway is retried once after every model not in use is freed.
+once), again after each job that used it, and kept within the device budget. Models a job uses
+are leased (pinned) for the job; to make room, unpinned models are evicted least-recently-used
+first, to CPU RAM when there is an accelerator and RAM to spare (the next use is a device copy,
+not a disk read), else freed. A job that runs out of device memory anyway is retried once after
+every model not in use is freed.
+
+Dtypes: a model keeps the dtypes it was loaded with. After each job the pool checks; a part that a
+library cast behind its back is cast back, logged as a bug and counted (`dtype_repairs`; the tests
+hold it at 0). A library's exception inside a job becomes an EngineFailure naming the models, the
+step and what to do; the traceback goes to the log.
 """
 
 from __future__ import annotations
@@ -331,9 +335,7 @@ class ModelPool:
             models = [
                 dict(alias=m.spec.alias, kind=m.spec.kind, tier=m.tier, device=m.device if m.tier == "device" else "cpu",
                      dtype=m.dtype, dtypes=memory.bytes_by_dtype(m.value), loaded_dtypes=m.loaded_dtypes,
-                     bytes=m.bytes, in_use=m.pins > 0,
-                     uses=m.uses,
-                     idle_seconds=round(now - m.last_used, 1), load_seconds=round(m.load_seconds, 3))
+                     bytes=m.bytes, in_use=m.pins > 0, uses=m.uses, idle_seconds=round(now - m.last_used, 1), load_seconds=round(m.load_seconds, 3))
                 for m in self._models.values()
             ]
             budget = sum(self.budget_for(d) for d in chosen) if chosen else None
