@@ -3,6 +3,7 @@ resource_link blocks for frameworks that fail on them."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -85,15 +86,17 @@ async def test_defaults_move_into_the_description_and_still_apply(server, tools)
     assert len(data["images"]) == 1
 
 
-def test_portable_schema_rewrites_const_and_non_null_defaults_and_keeps_null_ones():
+def test_portable_schema_rewrites_const_and_non_null_defaults_and_drops_null_ones_and_titles():
     schema = {"type": "object", "properties": {
         "mode": {"const": "auto", "type": "string", "default": "auto", "description": "How."},
-        "maybe": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
-        "nested": {"type": "object", "properties": {}}}}
+        "maybe": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None, "title": "Maybe"},
+        "title": {"type": "string", "title": "Title"},  # an argument named title stays
+        "nested": {"type": "object", "properties": {}}}, "title": "toolArguments"}
     portable = portable_schema(schema)
     assert portable["properties"]["mode"] == {"enum": ["auto"], "type": "string",
                                               "description": 'How. Default: "auto".'}
-    assert portable["properties"]["maybe"]["default"] is None
+    assert portable["properties"]["maybe"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}  # omitted = null
+    assert portable["properties"]["title"] == {"type": "string"} and "title" not in portable
     assert "additionalProperties" not in portable["properties"]["nested"]
     assert schema["properties"]["mode"]["const"] == "auto"  # the input is left as it was
 
@@ -117,3 +120,13 @@ async def test_list_models_filters_by_task_so_no_tool_has_an_argument_free_open_
         everything = ok(await client.call_tool("list_models", {}))
     assert [entry["alias"] for entry in segmenters["catalog"]] == ["tiny-clipseg"]
     assert len(everything["catalog"]) > 10
+
+
+async def test_the_tools_cost_an_assistant_at_most_1200_characters_each_on_average(tools):
+    # Every tool's description and input schema is sent with every turn of a conversation: prose belongs in the
+    # README, and the arguments' names explain themselves.
+    sizes = {tool.name: len(tool.description or "") + len(json.dumps(tool.input_schema)) for tool in tools}
+    assert sum(sizes.values()) / len(sizes) <= 1200, sizes
+    for tool in tools:  # no pydantic titles repeating the names, no "default": null saying nothing
+        text = json.dumps(tool.input_schema)
+        assert '"title"' not in text and '"default": null' not in text, tool.name

@@ -7,6 +7,9 @@ habits are outside what some dialects take:
 - non-null `default` values: outside the strict subset some OpenAI-compatible endpoints enforce.
   The default moves into the description ("Default: 1."); the server still applies it when the
   argument is left out, so clients that omit an argument see no change.
+- `"default": null` on every optional argument: an argument left out is the same as null, so it says nothing.
+- `title` on every property and on the schema (pydantic's "Negative Prompt" for negative_prompt): it repeats
+  the argument's name, and every tool's schema is sent with every turn of a conversation. Dropped.
 `additionalProperties: false`, which OpenAI's strict mode wants on every object, is deliberately
 not written: google-genai's MCP conversion fails on any boolean `additionalProperties` (it expects
 a schema there), which would take every tool of the session down with it, while every strict
@@ -30,13 +33,16 @@ def _portable(node: Any) -> Any:
         return [_portable(item) for item in node]
     if not isinstance(node, dict):
         return node
-    node = {key: _portable(value) if key != "default" else value for key, value in node.items()}
+    node = {key: _portable(value) if key != "default" else value for key, value in node.items()
+            if not (key == "title" and isinstance(value, str))}
     if "const" in node:
         node["enum"] = [node.pop("const")]
     properties = node.get("properties")
     if isinstance(properties, dict):
         for prop in properties.values():
-            if isinstance(prop, dict) and prop.get("default") is not None:
+            if isinstance(prop, dict) and "default" in prop and prop["default"] is None:
+                del prop["default"]
+            elif isinstance(prop, dict) and prop.get("default") is not None:
                 value = prop.pop("default")
                 shown = json.dumps(value)
                 text = prop.get("description", "").rstrip()

@@ -43,39 +43,23 @@ OptionalNumber = Annotated[float | None, AfterValidator(_finite)]
 #: The `rewrite` argument: true, false or "auto".
 RewriteChoice = bool | Literal["auto"]
 
-# Arguments every image tool shares.
+# Arguments every image tool shares. Descriptions are short: every tool's schema is sent on every turn; the README
+# says the rest, and each check's error says what to change.
 PromptArg = Annotated[str, Field(description="What the image should show.")]
-NegativePromptArg = Annotated[
-    str | None, Field(description="What to keep out of the image (models with guidance only).")
-]
-ModelArg = Annotated[
-    str | None,
-    Field(description="Model alias from the server's catalog (e.g. sdxl, flux-schnell), or provider:model "
-                      "(e.g. openai:gpt-image-1, gemini:gemini-2.5-flash-image); default from config."),
-]
-WidthArg = Annotated[int | None, Field(description="Width in px; a multiple of 8 (16 for SD3/FLUX). Default per model.")]
-HeightArg = Annotated[int | None, Field(description="Height in px; same rules as width. Default per model.")]
-StepsArg = Annotated[int | None, Field(description="Denoising steps. Default per model.")]
-GuidanceArg = Annotated[OptionalNumber, Field(description="Prompt adherence (CFG). Default per model.")]
-SeedArg = Annotated[
-    int | None, Field(description="0..4294967295. Same seed and arguments give the same image; omit for random. "
-                                  "Local models only.")
-]
-NArg = Annotated[int, Field(description="Number of images; image i uses seed + i.")]
-ImageArg = Annotated[
-    str,
-    Field(description="A pixelmcp://images/<id> uri from an earlier result, a data:image/...;base64 uri, bare "
-                      "base64, or a file path inside the server's allowed folders."),
-]
+NegativePromptArg = Annotated[str | None, Field(description="What to keep out.")]
+ModelArg = Annotated[str | None, Field(description="An alias from list_models, or provider:model.")]
+WidthArg = Annotated[int | None, Field(description="Pixels, a multiple of 8 (SD3/FLUX: 16).")]
+HeightArg = Annotated[int | None, Field(description="Pixels, as width.")]
+StepsArg = Annotated[int | None, Field(description="Denoising steps.")]
+GuidanceArg = Annotated[OptionalNumber, Field(description="Prompt adherence (CFG).")]
+SeedArg = Annotated[int | None, Field(description="0..4294967295; same seed and arguments: same image.")]
+NArg = Annotated[int, Field(description="Images to make; image i has seed + i.")]
+ImageArg = Annotated[str, Field(description="A pixelmcp:// uri, data: uri, base64, or allowed file path.")]
 VerifyArg = Annotated[
     bool | Literal["auto", "caption"],
-    Field(description="'caption' (or true): add a one-sentence description of each image by the vision model, so "
-                      "you know what it shows; false: none; 'auto': when it costs no second model on a small GPU."),
+    Field(description="'caption'/true: the vision model describes each image; 'auto': when cheap."),
 ]
-RewriteArg = Annotated[
-    RewriteChoice,
-    Field(description="Expand the prompt with an LLM first: true, false, or 'auto' (short prompts, local models only)."),
-]
+RewriteArg = Annotated[RewriteChoice, Field(description="Expand the prompt with an LLM first ('auto': if short).")]
 
 
 def check_image_request(

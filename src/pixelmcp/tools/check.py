@@ -23,18 +23,16 @@ from pixelmcp.tools.state import AppContext, app_state
 
 
 async def check_job(
-    job_id: Annotated[str, Field(description="The id from a result's job.id.")],
+    job_id: Annotated[str, Field(description="A result's job.id.")],
     ctx: AppContext,
     wait_s: Annotated[
         OptionalNumber,
-        Field(description="Seconds to wait for the job to finish before answering with its status; default and "
-                          "most: the server's call budget."),
+        Field(description="Seconds to wait before answering with its status; default and most: the call budget."),
     ] = None,
     cancel: Annotated[bool, Field(description="Stop the job; nothing of it is kept.")] = False,
 ) -> CallToolResult:
-    """Collect a job that a slow tool call handed back instead of its result: returns that tool's complete result
-    (the same images, links and fields) once the job is done, or its current status (queued, downloading,
-    loading, running, with progress) after waiting up to wait_s. cancel=true stops it."""
+    """Collect a job a slow tool call answered with: the tool's own result once done, else its status and
+    progress after up to wait_s. cancel=true stops it."""
     app = app_state(ctx)
     budget = app.settings.call_budget_s
     if wait_s is not None and (wait_s < 0 or (budget and wait_s > budget)):  # (OptionalNumber refused NaN)

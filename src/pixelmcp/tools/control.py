@@ -79,12 +79,10 @@ async def controlnet_generate(
     image: ImageArg,
     ctx: AppContext,
     control_type: Annotated[
-        str, Field(description="canny, depth, pose or segmentation (or another type the model's catalog entry "
-                                "maps).")
+        str, Field(description="canny, depth, pose or segmentation.")
     ] = "canny",
     preprocess: Annotated[
-        bool, Field(description="Make the control map from the image (canny edges, depth, segmentation, or pose "
-                                "skeletons of the people in a photo); false: the image is the map.")
+        bool, Field(description="Make the map from the image; false: the image is the map.")
     ] = True,
     conditioning_scale: Annotated[Number, Field(description="How strongly the map steers, 0..2.")] = 1.0,
     negative_prompt: NegativePromptArg = None,
@@ -97,19 +95,19 @@ async def controlnet_generate(
     n: NArg = 1,
     rewrite: RewriteArg = "auto",
     verify: VerifyArg = "auto",
-    low_threshold: Annotated[int, Field(description="Canny lower hysteresis threshold (canny only).")] = 100,
-    high_threshold: Annotated[int, Field(description="Canny upper hysteresis threshold (canny only).")] = 200,
+    low_threshold: Annotated[int, Field(description="Canny: lower threshold.")] = 100,
+    high_threshold: Annotated[int, Field(description="Canny: upper threshold.")] = 200,
     person_threshold: Annotated[
-        Number, Field(description="Pose only: how sure the detector must be that a box is a person, 0..1.")
+        Number, Field(description="Pose: person confidence, 0..1.")
     ] = DEFAULT_PERSON_THRESHOLD,
     keypoint_threshold: Annotated[
-        Number, Field(description="Pose only: how sure the keypoint model must be to draw a joint, 0..1.")
+        Number, Field(description="Pose: joint confidence, 0..1.")
     ] = DEFAULT_KEYPOINT_THRESHOLD,
     revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, ControlNetResult]:
-    """Generate images that keep the structure of `image` (its edges, depth or pose) while the prompt sets the
-    content. Width and height follow the image unless given. Returns the images and the control map used."""
+    """Generate images that keep the structure of `image` (edges, depth, pose, segments) while the prompt sets the
+    content. Returns the images and the control map."""
     app = app_state(ctx)
     started = time.perf_counter()
 
@@ -164,20 +162,17 @@ async def controlnet_generate(
 
 async def style_transfer(
     prompt: PromptArg,
-    style_image: Annotated[str, Field(description="The reference image whose style (or subject) to use; "
-                                                  "same forms as any image argument.")],
+    style_image: Annotated[str, Field(description="The reference image (any image form).")],
     ctx: AppContext,
     scale: Annotated[
-        OptionalNumber, Field(description="Strength of the reference, 0..2 (0 = ignore it); default 0.8. Local models.")
+        OptionalNumber, Field(description="Strength of the reference, 0..2; default 0.8.")
     ] = None,
     mode: Annotated[
         Literal["style", "subject"],
-        Field(description="style: take colours, texture and medium but not the content; subject: keep the "
-                          "reference's subject or identity."),
+        Field(description="style: its colours, texture, medium; subject: its subject or identity."),
     ] = "style",
     image: Annotated[
-        str | None, Field(description="Optional structure image: its canny edges (or, for gemini, its layout) also "
-                                      "steer the result.")
+        str | None, Field(description="Optional structure image whose edges also steer.")
     ] = None,
     negative_prompt: NegativePromptArg = None,
     model: ModelArg = None,
@@ -192,9 +187,8 @@ async def style_transfer(
     revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, StyleTransferResult]:
-    """Generate images in the style of a reference image (mode='style'), or keeping its subject (mode='subject'),
-    via IP-Adapter (or a Gemini image model); with `image`, its edges also fix the composition. Returns previews
-    and pixelmcp:// links."""
+    """Generate images in the style of a reference image, or keeping its subject (mode); with `image`, its edges
+    also fix the composition."""
     app = app_state(ctx)
     started = time.perf_counter()
 

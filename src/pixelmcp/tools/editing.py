@@ -62,19 +62,16 @@ DEFAULT_SUBJECT = "the main subject"
 #: Cut-out alpha ramps from 0 to 1 over this band of segmenter scores (soft, but no haze far from the subject).
 CUTOUT_RAMP = (0.25, 0.75)
 
-EditPromptArg = Annotated[str, Field(description="What the edited image (or the repainted area) should show, e.g. "
-                                                 "'a stormy sky', 'a red brick wall'.")]
+EditPromptArg = Annotated[str, Field(description="What the result (or the repainted area) should show.")]
 EditRewriteArg = Annotated[
     RewriteChoice,
-    Field(description="Expand the prompt with an LLM first: true, false (default: an edit is taken as written), "
-                      "or 'auto'."),
+    Field(description="Expand the prompt with an LLM first."),
 ]
 StrengthArg = Annotated[
     OptionalNumber,
-    Field(description="How much may change, more than 0 and at most 1 (0.3: touch-ups; 1: repaint fully). Default: "
-                      "the model's (0.75) without a mask, 1 within a mask. Local models only."),
+    Field(description="How much may change, (0, 1]: 0.3 touches up, 1 repaints; default 0.75, 1 in a mask."),
 ]
-SideArg = Annotated[int, Field(description="Pixels to add on this side (0 or more).")]
+SideArg = Annotated[int, Field(description="Pixels to add on this side.")]
 
 
 class EditImageResult(GenerateImageResult):
@@ -122,13 +119,10 @@ async def edit_image(
     prompt: EditPromptArg,
     ctx: AppContext,
     mask: Annotated[
-        str | None, Field(description="Where to repaint: an image (same forms as `image`; any size, stretched to the "
-                                      "image's) that is white where to repaint and black where to keep; soft edges "
-                                      "allowed. An all-white mask repaints everything.")
+        str | None, Field(description="Where to repaint: an image, white to repaint, black to keep (any size).")
     ] = None,
     mask_prompt: Annotated[
-        str | None, Field(description="Where to repaint, in words (e.g. 'the sky'): a mask is made from them, "
-                                      "stored and linked in the result. Instead of mask.")
+        str | None, Field(description="Where to repaint, in words (e.g. 'the sky'), instead of mask.")
     ] = None,
     strength: StrengthArg = None,
     negative_prompt: NegativePromptArg = None,
@@ -142,9 +136,8 @@ async def edit_image(
     revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, EditImageResult]:
-    """Edit an image: change all of it (image-to-image, `strength` says how much), or only the area of a mask
-    (inpainting; `mask` image or `mask_prompt` words). Pixels outside the mask stay exactly as they were, and
-    the result has the image's size. Returns previews, pixelmcp:// links and the mask used."""
+    """Edit an image: all of it (strength says how much), or only a mask's area (mask image or mask_prompt words),
+    the rest kept exactly."""
     app = app_state(ctx)
     started = time.perf_counter()
 
@@ -206,7 +199,7 @@ async def edit_image(
 
 async def extend_image(
     image: ImageArg,
-    prompt: Annotated[str, Field(description="What the whole, larger picture shows (the new border continues it).")],
+    prompt: Annotated[str, Field(description="What the whole, larger picture shows.")],
     ctx: AppContext,
     left: SideArg = 0,
     right: SideArg = 0,
@@ -223,8 +216,7 @@ async def extend_image(
     revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, ExtendImageResult]:
-    """Extend an image (outpainting): a larger canvas with the original placed unchanged and the new border
-    generated to continue it. The result is exactly (width + left + right) x (height + top + bottom)."""
+    """Extend an image (outpainting): the original kept unchanged, a new border generated around it."""
     app = app_state(ctx)
     started = time.perf_counter()
 
@@ -276,14 +268,12 @@ async def extend_image(
 async def upscale_image(
     image: ImageArg,
     ctx: AppContext,
-    scale: Annotated[int, Field(description="2 or 4: the result is exactly this many times the image's size.")] = 2,
+    scale: Annotated[int, Field(description="2 or 4.")] = 2,
     prompt: Annotated[
-        str | None, Field(description="What the image shows, to guide the added detail; default: a neutral "
-                                      f"'{DEFAULT_UPSCALE_PROMPT}'.")
+        str | None, Field(description="What it shows (guides the added detail).")
     ] = None,
     strength: Annotated[
-        OptionalNumber, Field(description="How much the model may redraw each tile, more than 0 and at most 1 "
-                                          f"(default {DEFAULT_UPSCALE_STRENGTH}; higher invents more detail).")
+        OptionalNumber, Field(description=f"How much each tile may be redrawn, (0, 1]; default {DEFAULT_UPSCALE_STRENGTH}.")
     ] = None,
     negative_prompt: NegativePromptArg = None,
     model: ModelArg = None,
@@ -291,9 +281,7 @@ async def upscale_image(
     guidance_scale: GuidanceArg = None,
     seed: SeedArg = None,
 ) -> Annotated[CallToolResult, UpscaleImageResult]:
-    """Upscale an image 2x or 4x: enlarged, then refined tile by tile by a local diffusion model (image-to-image
-    at low strength, overlapping tiles with feathered seams), so memory stays bounded at any size. The result is
-    exactly `scale` times the image's width and height."""
+    """Upscale an image exactly 2x or 4x: enlarged, then refined tile by tile by a local diffusion model."""
     app = app_state(ctx)
     started = time.perf_counter()
 
@@ -342,11 +330,10 @@ async def remove_background(
     image: ImageArg,
     ctx: AppContext,
     subject: Annotated[
-        str | None, Field(description=f"What to keep, in words (default: '{DEFAULT_SUBJECT}'), e.g. 'the dog'.")
+        str | None, Field(description=f"What to keep, e.g. 'the dog'; default '{DEFAULT_SUBJECT}'.")
     ] = None,
 ) -> Annotated[CallToolResult, RemoveBackgroundResult]:
-    """Cut the subject out of an image: an RGBA PNG whose alpha is the subject's mask (found by a local
-    segmentation model), at the image's size. The preview shows it over a checkerboard."""
+    """Cut the subject out of an image: an RGBA PNG whose alpha is the subject's mask, at the image's size."""
     app = app_state(ctx)
     started = time.perf_counter()
     if subject is not None and not subject.strip():

@@ -52,8 +52,8 @@ async def list_images(
     offset: Annotated[int, Field(description="How many of the newest images to skip (paging).")] = 0,
     limit: Annotated[int, Field(description=f"How many images to return (1..{MAX_PAGE}).")] = 12,
 ) -> Annotated[CallToolResult, ImageList]:
-    """List the images this server has made and stored, newest first, with their prompt, model, seed, size and
-    pixelmcp:// uri (pass it to any tool that takes an image), and a small preview of each."""
+    """List the images this server has made, newest first: prompt, model, seed, size, a small preview, and the
+    pixelmcp:// uri any image argument takes."""
     app = app_state(ctx)
     if offset < 0:
         raise InvalidArgument("offset", offset, "is negative", "Use 0 for the newest images.")

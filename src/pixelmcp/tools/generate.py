@@ -67,16 +67,14 @@ async def generate_image(
     n: NArg = 1,
     rewrite: RewriteArg = "auto",
     best_of: Annotated[
-        int, Field(description="Make this many candidates for each image (consecutive seeds) and return the best by "
-                               "alignment with the prompt, 1..4; the others are stored and linked.")
+        int, Field(description="1..4 candidates per image; the best by alignment is returned, the others linked.")
     ] = 1,
     verify: VerifyArg = "auto",
     revised_prompt: RevisedPromptArg = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, GenerateImageResult]:
-    """Generate images from a text prompt on the server's GPU (or a provider's model, e.g. openai:gpt-image-1).
-    Returns a preview plus a pixelmcp:// link to each full PNG, each scored for how well it matches the prompt;
-    a short prompt may first be expanded by an LLM, and the revised prompt is returned."""
+    """Generate images from a prompt (local GPU, or provider:model): previews and pixelmcp:// links, each scored
+    against the prompt; a short prompt may be expanded first (revised_prompt)."""
     app = app_state(ctx)
     started = time.perf_counter()
 
@@ -158,8 +156,8 @@ async def rewrite_prompt(
     ] = None,
     sampled: Annotated[CreateMessageResult | None, Resolve(sample_rewrite)] = None,
 ) -> RewriteResult:
-    """Expand a terse image prompt into a detailed one (subject, setting, composition, lighting, medium) without
-    changing what was asked for. Use it to preview or edit the prompt before calling generate_image."""
+    """Expand a terse image prompt into a detailed one without changing its subject; to preview or edit a prompt
+    before generate_image."""
     app = app_state(ctx)
     prompt = arguments.check_text("prompt", prompt, app.settings, required=True)
     style = arguments.check_text("style", style, app.settings, required=False)

@@ -133,13 +133,11 @@ def tools_of(spec: ModelSpec) -> list[str]:
 async def list_models(
     ctx: AppContext,
     task: Annotated[
-        Task | None, Field(description="Only the catalog entries for this task (generate: image models; rewrite, "
-                                       "preprocess, classify, answer, segment); omit for all.")
+        Task | None, Field(description="Only this task's catalog entries; omit for all.")
     ] = None,
 ) -> ModelsReport:
-    """List the models this server can use (aliases for the `model` argument of other tools, and the remote
-    providers usable as provider:model), which are loaded on which device, the memory they use, and
-    load/hit/eviction counters; for OpenAI-compatible endpoints, whether each of their servers answers."""
+    """List the models this server can use (`model` aliases, provider:model), what is loaded where, and the
+    memory used."""
     from pixelmcp.providers.health import check_endpoints
 
     app = app_state(ctx)

@@ -86,8 +86,7 @@ async def sample_rewrite(ctx: AppContext, prompt: str, style: str | None, model:
 #: The prompt the model receives, given instead of a rewrite (an earlier result's revised_prompt, rewrite_prompt's).
 RevisedPromptArg = Annotated[
     str | None,
-    Field(description="Optional: the prompt the model receives, e.g. the revised_prompt of an earlier result or of "
-                      "rewrite_prompt; no rewrite runs, and `prompt` is kept in the result as what was asked for."),
+    Field(description="The exact prompt to send (no rewrite)."),
 ]
 
 #: The parameter every image tool declares: the client's LLM's rewrite, when rewriting by MCP

@@ -27,8 +27,7 @@ from pixelmcp.tools.state import AppContext, AppState, app_state
 
 ClaimsArg = Annotated[
     bool | None,
-    Field(description="Check the answer's claims against the image(s) (similarity, and counts by a detector) and "
-                      "flag weak ones; default: the server's PIXELMCP_CLAIM_CHECK (on)."),
+    Field(description="Check the answer's claims against the image(s); default: PIXELMCP_CLAIM_CHECK."),
 ]
 
 MAX_COMPARE_IMAGES = 8
@@ -121,16 +120,15 @@ class CompareResult(BaseModel):
 
 
 async def classify_image(
-    labels: Annotated[list[str], Field(description="Candidate labels, e.g. ['cat', 'dog', 'car'].")],
+    labels: Annotated[list[str], Field(description="Candidate labels, e.g. ['cat', 'dog'].")],
     ctx: AppContext,
     image: Annotated[str | None, Field(description="One image (any image form). Give image or images.")] = None,
-    images: Annotated[list[str] | None, Field(description="Several images, classified in one batch.")] = None,
+    images: Annotated[list[str] | None, Field(description="Several images, in one batch.")] = None,
     model: ModelArg = None,
     template: Annotated[str, Field(description="Prompt per label; {} is replaced by the label.")] = "a photo of {}",
     multi_label: Annotated[bool, Field(description="Score each label independently (several may apply).")] = False,
 ) -> ClassifyResult:
-    """Zero-shot classify one or more images against your labels with CLIP or SigLIP; returns every label's score,
-    ranked, and the top label per image. Use it for quick, checkable judgements (what is this, which style)."""
+    """Zero-shot classify images against your labels (CLIP or SigLIP): every label's score, ranked, per image."""
     app = app_state(ctx)
     started = time.perf_counter()
     spec, classifier = app.router.classifier(model)
@@ -161,14 +159,12 @@ async def ask_about_image(
     max_tokens: Annotated[int, Field(description=f"Longest answer, in tokens (1..{MAX_ANSWER_TOKENS}).")] = 512,
     detail: Annotated[
         Literal["auto", "low", "high"],
-        Field(description="How many pixels the model sees: low about 0.2 MP (fast), auto about 1 MP, high about "
-                          "3.2 MP (small text, fine detail; slower). Larger images are shrunk to fit."),
+        Field(description="Pixels the model sees: low 0.2 MP, auto 1 MP, high 3.2 MP (small text; slower)."),
     ] = "auto",
     check_claims: ClaimsArg = None,
 ) -> Annotated[CallToolResult, AnswerResult]:
-    """Ask a vision-language model (local, or a provider's via provider:model) a question about one image. The
-    answer's claims come back checked against the image (similarity, and counts by a detector), with weak ones
-    flagged; answers can still be wrong about fine detail, small text and exact counts."""
+    """Ask a vision-language model a question about one image; the answer's claims come back checked against the
+    image, weak ones flagged."""
     app = app_state(ctx)
     started = time.perf_counter()
     spec, answerer = app.router.answerer(model)
@@ -193,9 +189,8 @@ async def compare_images(
     model: ModelArg = None,
     check_claims: ClaimsArg = None,
 ) -> Annotated[CallToolResult, CompareResult]:
-    """Compare 2-8 images: a vision-language model answers your question (default: what differs), and measured
-    facts come with it for every pair (CLIP similarity; for same-size images SSIM, mean difference, boxes of changed
-    regions and a diff heat-map), and the answer's claims are checked against the images, weak ones flagged."""
+    """Compare 2-8 images: a vision-language model answers (default: what differs), with measured facts per pair
+    (similarity, SSIM, changed regions, a heat-map)."""
     app = app_state(ctx)
     started = time.perf_counter()
     spec, answerer = app.router.answerer(model)
