@@ -20,7 +20,7 @@ import anyio
 from mcp import Client
 
 sys.path.insert(0, str(Path(__file__).parent))
-from realsize import build_sd15, catalog_env  # noqa: E402
+from realsize import build_sd15, catalog_env
 
 
 def build_clip_large(folder: Path) -> Path:

@@ -18,7 +18,7 @@ import anyio
 from mcp import Client
 
 sys.path.insert(0, str(Path(__file__).parent))
-from realsize import build_sd15, catalog_env  # noqa: E402
+from realsize import build_sd15, catalog_env
 
 
 async def main(count: int, side: int) -> None:

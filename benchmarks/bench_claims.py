@@ -27,7 +27,7 @@ from mcp import Client
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_alignment import build_clip_large  # noqa: E402
+from bench_alignment import build_clip_large
 
 ANSWER = "Two people stand next to a red car. A dog sits on the grass. The sky is blue."
 
@@ -36,7 +36,7 @@ def stub_vlm() -> ThreadingHTTPServer:
     """An OpenAI-compatible chat endpoint that answers ANSWER at once."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             body = json.dumps({"id": "b", "object": "chat.completion", "created": 0, "model": "stub", "choices": [
                 {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": ANSWER}}],

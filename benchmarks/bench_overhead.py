@@ -19,7 +19,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 sys.path.insert(0, str(Path(__file__).parent))
-from realsize import build_sd15, catalog_env  # noqa: E402
+from realsize import build_sd15, catalog_env
 
 CACHE = Path(__file__).parent / ".cache"
 ARGS = dict(prompt="a lighthouse on a cliff at dusk", steps=2, guidance_scale=7.5, seed=1234)

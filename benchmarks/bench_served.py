@@ -27,7 +27,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 sys.path.insert(0, str(Path(__file__).parent))
-from realsize import save_pipeline  # noqa: E402
+from realsize import save_pipeline
 
 CACHE = Path(__file__).parent / ".cache"
 PROMPT = "a lighthouse on a cliff at dusk"

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from realsize import build_sd15, catalog_env  # noqa: E402
+from realsize import build_sd15, catalog_env
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from realsize import build_pipeline  # noqa: E402
+from realsize import build_pipeline
 
 REAL = {"sd15": (512, 25), "sdxl": (1024, 25), "flux-schnell": (1024, 4)}
 TINY = {"sd15": "sd15", "sdxl": "sdxl", "flux-schnell": "flux"}
@@ -69,12 +69,12 @@ def main() -> None:
         spec = ModelSpec(alias=name, kind=KINDS[name], source="(benchmark)")
         call = diffusion.DiffusionCall("a lighthouse on a cliff at dusk", None, side, side, steps, guidance, (7,))
 
-        def plain() -> None:
+        def plain(pipe=pipe, side=side, steps=steps, guidance=guidance) -> None:
             generator = torch.Generator("cpu").manual_seed(7)
             pipe("a lighthouse on a cliff at dusk", width=side, height=side, num_inference_steps=steps,
                  guidance_scale=guidance, generator=generator, output_type="pil")
 
-        def engine() -> None:
+        def engine(pipe=pipe, call=call) -> None:
             diffusion.denoise(pipe, call, Job(), lambda done, total: None)
 
         def timed(fn) -> float:

@@ -143,13 +143,12 @@ async def test_google_genai_passes_the_mcp_session_as_a_tool(serve, transport):
                 streams = stdio_client(StdioServerParameters(command=served.command, args=served.args, env=served.env))
             else:
                 streams = streamable_http_client(served.url)
-            async with streams as opened:
-                async with ClientSession(opened[0], opened[1]) as session:
-                    await session.initialize()
-                    # A config dict, not a GenerateContentConfig: google-genai deep-copies a config object,
-                    # and a live MCP session cannot be copied.
-                    response = await client.aio.models.generate_content(
-                        model="gemini-2.5-flash", contents="Make a picture of a red kite.", config={"tools": [session]})
+            async with streams as opened, ClientSession(opened[0], opened[1]) as session:
+                await session.initialize()
+                # A config dict, not a GenerateContentConfig: google-genai deep-copies a config object,
+                # and a live MCP session cannot be copied.
+                response = await client.aio.models.generate_content(
+                    model="gemini-2.5-flash", contents="Make a picture of a red kite.", config={"tools": [session]})
     finally:
         gemini.shutdown()
     assert response.text == "Here is your kite."

@@ -11,12 +11,12 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # a hub id must fail at once, never try the network
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from pixelmcp.config import Settings, load_settings  # noqa: E402
-from pixelmcp.server.app import build_server  # noqa: E402
+from pixelmcp.config import Settings, load_settings
+from pixelmcp.server.app import build_server
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from PIL import Image
 
@@ -57,10 +57,10 @@ class FakeAPI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self.do_POST("GET")
 
-            def do_POST(self, method: str = "POST") -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self, method: str = "POST") -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 try:
@@ -107,7 +107,7 @@ class FakeAPI:
     def to(self, route: str) -> list[Recorded]:
         return [r for r in self.requests if route in r.path]
 
-    def __enter__(self) -> FakeAPI:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

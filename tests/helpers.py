@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import subprocess
 
 from PIL import Image, ImageDraw
 
@@ -61,14 +62,13 @@ def shapes(size=(64, 64), offset=0) -> Image.Image:
     return image
 
 
-def run_cli(args: tuple[str, ...] | list[str], env: dict[str, str], cwd) -> "subprocess.CompletedProcess":
+def run_cli(args: tuple[str, ...] | list[str], env: dict[str, str], cwd) -> subprocess.CompletedProcess:
     """`pixelmcp ARGS` as the console script runs it, in this process: the same `main`, environment, working
     folder, output streams and exit codes, without a new interpreter importing torch each time (tests that need a
     real process, its signals or its start-up, spawn one). Runs in a thread of its own, so it also works inside a
     test's event loop."""
     import contextlib
     import os
-    import subprocess
     import threading
     import traceback
 

@@ -13,7 +13,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
 def test_gpu_benchmark_runs_at_tiny_size_on_cpu():
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--runs", "1", "--models", "sd15,sdxl,flux-schnell"],
-                         capture_output=True, text=True, timeout=300, env=env)
+                         capture_output=True, text=True, timeout=300, env=env, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("device: cpu")
@@ -37,7 +37,7 @@ def test_served_benchmark_runs_at_tiny_size_on_cpu():
     script = SCRIPT.with_name("bench_served.py")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, str(script), "--tiny", "--runs", "1", "--batch", "4"], capture_output=True,
-                         text=True, timeout=300, env=env)
+                         text=True, timeout=300, env=env, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("device: cpu")

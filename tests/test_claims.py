@@ -165,7 +165,7 @@ async def test_a_provider_lists_the_claims_and_the_detector_counts_them(openai_s
     scores, (counts,) = direct(settings, [image], [item["claim"] for item in listed])
     people, car, wall = check["claims"]
     assert (people["object"], people["count"], people["detected"]) == ("person", 2, {"person": counts["person"]})
-    assert ("the detector found %d person, not 2" % counts["person"] in people["flags"]) == (counts["person"] != 2)
+    assert (f"the detector found {counts['person']} person, not 2" in people["flags"]) == (counts["person"] != 2)
     assert car["detected"] == {"car": counts["car"]}
     assert ("the detector found no car" in car["flags"]) == (counts["car"] == 0)
     assert wall["detected"] is None

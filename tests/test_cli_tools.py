@@ -10,8 +10,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-from mcp import Client
 from helpers import run_cli
+from mcp import Client
 from PIL import Image
 
 
@@ -44,7 +44,7 @@ def cli_process(tiny_cache, tmp_path):
 
     def run(*args: str, check: bool = True, **extra_env) -> subprocess.CompletedProcess:
         out = subprocess.run([sys.executable, "-m", "pixelmcp.cli", *args], capture_output=True, text=True,
-                             timeout=300, cwd=tmp_path, env={**env, **extra_env})
+                             timeout=300, cwd=tmp_path, env={**env, **extra_env}, check=False)
         if check:
             assert out.returncode == 0, out.stderr[-3000:]
         return out

@@ -74,7 +74,7 @@ def run_cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedPr
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIXELMCP_")}
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "pixelmcp.cli", *args], capture_output=True, text=True,
-                          timeout=60, env=env)
+                          timeout=60, env=env, check=False)
 
 
 def test_models_command_lists_the_catalog_as_json():

@@ -176,8 +176,9 @@ async def test_chaining_by_uri_generate_then_controlnet_then_style(server):
 
 # --------------------------------------------------------------------------- errors
 
-SOURCE = "data:image/png;base64," + base64.b64encode(
-    (lambda b: (shapes().save(b, format="PNG"), b.getvalue())[1])(io.BytesIO())).decode()
+_buffer = io.BytesIO()
+shapes().save(_buffer, format="PNG")
+SOURCE = "data:image/png;base64," + base64.b64encode(_buffer.getvalue()).decode()
 
 CONTROL_ERRORS = [
     ({"control_type": "lineart"}, "Invalid control_type='lineart'", "has no ControlNet"),

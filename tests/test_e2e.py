@@ -121,7 +121,8 @@ async def test_http_token_is_required_on_every_request(tiny_cache, tmp_path):
 
 def test_serving_a_non_loopback_address_needs_a_token(tiny_cache, tmp_path):
     out = subprocess.run([sys.executable, "-m", "pixelmcp.cli", "serve", "--transport", "http", "--host", "0.0.0.0"],
-                         env=server_env(tiny_cache, tmp_path), capture_output=True, text=True, timeout=60)
+                         env=server_env(tiny_cache, tmp_path), capture_output=True, text=True, timeout=60,
+                         check=False)
     assert out.returncode != 0 and "PIXELMCP_HTTP_TOKEN" in out.stderr
 
 

@@ -159,9 +159,8 @@ async def test_compile_never_makes_a_call_wait_and_warm_shapes_run_compiled(make
     # PIXELMCP_COMPILE: the first call at a shape runs at once, uncompiled, while that shape compiles in the
     # background; once it is warm, calls at it run compiled (the same picture) and other shapes still run plain.
     # The eager backend traces with dynamo exactly as inductor would, without inductor's C++ build.
-    from helpers import assert_same_picture
-
     import anyio
+    from helpers import assert_same_picture
 
     server = build_server(make_settings(compile=True, compile_backend="eager", dtype="bfloat16"))
     arguments = {"prompt": "a lighthouse", "seed": 4, **QUIET}

@@ -31,8 +31,7 @@ async def test_siglip_loads_with_the_tokenizer_class_its_repos_name(server, sett
 
 def test_a_missing_package_is_named_with_its_install_command(tmp_path):
     spec = ModelSpec(alias="siglip-so400m", kind="siglip", source=str(tmp_path))
-    with pytest.raises(ModelLoadError) as refused:
-        with loading(spec, str(tmp_path)):
-            raise ImportError("SiglipTokenizer requires the SentencePiece library", name="sentencepiece")
+    with pytest.raises(ModelLoadError) as refused, loading(spec, str(tmp_path)):
+        raise ImportError("SiglipTokenizer requires the SentencePiece library", name="sentencepiece")
     message = str(refused.value)
     assert "'siglip-so400m'" in message and "`pip install sentencepiece`" in message

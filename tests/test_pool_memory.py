@@ -73,7 +73,7 @@ def test_a_resident_model_is_never_reloaded(budget_for_two):
 
 
 def test_leased_models_are_not_evicted_and_the_refusal_names_what_is_loaded(budget_for_two):
-    settings, measured = budget_for_two
+    settings, _ = budget_for_two
     pool = ModelPool(settings)
     job = Job()
     for alias in ("tiny-sd15", "tiny-sdxl"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from helpers import ok
@@ -49,7 +50,7 @@ async def test_sidecar_and_png_text_chunk_hold_every_parameter(server):
             "width": 64, "height": 48, "rewrite": False}
     async with Client(server) as client:
         data = ok(await client.call_tool("generate_image", args))
-    sidecar = json.loads(open(data["path"].removesuffix(".png") + ".json").read())
+    sidecar = json.loads(Path(data["path"].removesuffix(".png") + ".json").read_text())
     params = sidecar["params"]
     for key in ("prompt", "negative_prompt", "seed", "steps", "guidance_scale", "width", "height"):
         assert params[key] == args[key]

@@ -161,7 +161,7 @@ async def test_png_text_chunks_carry_no_control_characters_and_the_sidecar_keeps
     for value in chunks.values():
         assert not any(ord(c) < 32 and c != "\n" for c in value) and "\u202e" not in value and "\x7f" not in value
     assert json.loads(chunks["pixelmcp"])["prompt"] == prompt.strip()
-    sidecar = json.loads(open(data["path"].removesuffix(".png") + ".json").read())  # noqa: ASYNC230, SIM115
+    sidecar = json.loads(open(data["path"].removesuffix(".png") + ".json").read())  # noqa: SIM115
     assert sidecar["params"]["prompt"] == prompt.strip()
 
 

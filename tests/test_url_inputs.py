@@ -29,7 +29,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         "/missing.png": (404, {"Content-Type": "text/plain"}, b"no"),
     }
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         if self.path.startswith("/redirect-to"):
             target = self.path.split("?to=", 1)[1]
             self.send_response(302)

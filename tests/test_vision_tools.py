@@ -57,7 +57,7 @@ async def test_label_order_does_not_change_a_labels_score(server):
     async with Client(server) as client:
         first = ok(await client.call_tool("classify_image", {"image": image, "labels": ["cat", "dog", "car"]}))
         second = ok(await client.call_tool("classify_image", {"image": image, "labels": ["car", "cat", "dog"]}))
-    as_dict = lambda d: {e["label"]: e["score"] for e in d["results"][0]["labels"]}  # noqa: E731
+    as_dict = lambda d: {e["label"]: e["score"] for e in d["results"][0]["labels"]}
     for label, score in as_dict(first).items():
         assert math.isclose(score, as_dict(second)[label], abs_tol=1e-5)
 

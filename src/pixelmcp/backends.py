@@ -144,7 +144,7 @@ class CachedRewriter:
 
     def sampling_request(self, prompt: str, style: str | None) -> None:
         """These rewriters run here, never on the client's LLM."""
-        return None
+        return
 
     async def rewrite(self, prompt: str, *, style: str | None, progress: Progress, sampled: Any = None) -> Rewritten:
         from pixelmcp.prompts.rewrite import SYSTEM_PROMPT, clean_rewrite, user_message

@@ -104,8 +104,8 @@ BUILTIN: tuple[ProviderRow, ...] = (
     ProviderRow(
         name="openai-compatible", client="openai", key_env=("OPENAI_COMPATIBLE_API_KEY",), key_required=False,
         serves=tuple(tool for tools in SERVICE_TOOLS.values() for tool in tools),
-        examples=("openai-compatible:MODEL (the id the server serves, e.g. Qwen/Qwen2.5-VL-7B-Instruct or "
-                  "black-forest-labs/FLUX.1-dev)",),
+        examples=(("openai-compatible:MODEL (the id the server serves, e.g. Qwen/Qwen2.5-VL-7B-Instruct or "
+                   "black-forest-labs/FLUX.1-dev)"),),
         base_url_setting="openai_compatible_base_url", needs_base_url=True,
     ),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Self
 
 
 class ProgressView:
@@ -14,7 +15,7 @@ class ProgressView:
         self._progress = None
         self._task = None
 
-    def __enter__(self) -> ProgressView:
+    def __enter__(self) -> Self:
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

@@ -94,7 +94,7 @@ class BackgroundCompiler:
                 run(prompt=prompt, num_images_per_prompt=1 if not isinstance(call.prompt, str) else len(call.seeds),
                     width=call.width, height=call.height, num_inference_steps=2, guidance_scale=call.guidance_scale,
                     output_type="latent")
-        except Exception:  # noqa: BLE001 (a background thread's boundary: the plain denoiser keeps serving)
+        except Exception:  # a background thread's boundary: the plain denoiser keeps serving
             logger.exception("compiling the denoiser of %s failed; it keeps running uncompiled", alias)
             with self._lock:
                 entry.failed = True

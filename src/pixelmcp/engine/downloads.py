@@ -105,7 +105,7 @@ class Downloads:
         logger.info("downloading %s (%s) in the background", download.spec.alias, download.spec.source)
         try:
             await anyio.to_thread.run_sync(_fetch, download.spec, dtype_of)
-        except Exception as e:  # every waiting request gets it
+        except Exception as e:  # noqa: BLE001 (every waiting request gets it, raised in its own call)
             download.error = e
             logger.error("download of %s failed: %s", download.spec.alias, e)
         else:

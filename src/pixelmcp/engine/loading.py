@@ -28,7 +28,7 @@ def loading(spec: ModelSpec, source: str, dtype: Any = None, *,
         raise ModelLoadError(import_advice(spec, e)) from e
     except (PixelError, GenerationCancelled):
         raise
-    except Exception as e:  # noqa: BLE001 (the load boundary: libraries fail with many types, e.g. a damaged
+    except Exception as e:  # the load boundary: libraries fail with many types, e.g. a damaged
         # .safetensors header as safetensors' SafetensorError, a damaged tokenizer file as a bare Exception
         # from tokenizers; every one is a model that could not be loaded)
         raise ModelLoadError(load_advice(spec, source, e)) from e

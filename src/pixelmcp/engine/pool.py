@@ -402,7 +402,7 @@ class ModelPool:
             return self._run_retrying(work, job)
         except (PixelError, GenerationCancelled):
             raise
-        except Exception as e:  # noqa: BLE001 (the engine's boundary: libraries fail with any type)
+        except Exception as e:  # the engine's boundary: libraries fail with any type
             logger.exception("job failed at %r on %s", job.status, job.device)
             raise self._failure(job, e) from e
         finally:

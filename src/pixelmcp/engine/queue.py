@@ -154,7 +154,7 @@ class DeviceQueue:
                     lock.release()
             except GenerationCancelled:
                 self.stats.cancelled += 1
-            except Exception as e:  # returned, and raised outside the task group, so it is not wrapped in a group
+            except Exception as e:  # noqa: BLE001 (raised outside the task group, so it is not wrapped in a group)
                 failure.append(e)
             finally:
                 finished = True

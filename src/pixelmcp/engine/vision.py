@@ -29,7 +29,7 @@ class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
         super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
 
 
-class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):  # noqa: N801 (the model family's own spelling)
+class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):  # (the model family's own spelling)
     """Qwen2.5-VL's processor without its video processor."""
 
     @classmethod

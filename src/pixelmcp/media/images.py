@@ -35,7 +35,7 @@ from pixelmcp.media.store import URI_PREFIX, ImageStore, UnknownImageError
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"})
 _FORMS = "a pixelmcp://images/<id> uri, a data:image/...;base64 uri, bare base64, or a path inside an allowed folder"
 _BASE64_CHARS = re.compile(r"^[A-Za-z0-9+/=_\-\r\n]{16,}$")
-_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.S)
+_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,(?P<data>.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)

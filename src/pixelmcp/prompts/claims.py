@@ -8,6 +8,7 @@ numbers them). The tools check each against the image with the similarity model,
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ def parse_claims(reply: str, images: int) -> list[Claim] | None:
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
 _IMAGE_MENTION = re.compile(r"\b(?:image|picture|photo)\s+(\d+)\b", re.IGNORECASE)
 _NUMBER_WORDS = {word: value for value, word in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"])}
 _COUNTED = re.compile(r"(?<!image )(?<!picture )(?<!photo )\b(\d{1,3}|" + "|".join(_NUMBER_WORDS) + r")\s+(?:[a-z-]+\s+){0,2}?([a-z]+s|people|men|"
                       r"women|children|geese|mice|sheep|deer|fish)\b", re.IGNORECASE)
 _NEGATION = re.compile(r"\b(?:no|not|none|nothing|nobody|neither|nor|without|cannot|absent)\b|n't\b", re.IGNORECASE)
@@ -170,6 +171,6 @@ def detector_label(noun: str, labels: set[str]) -> str | None:
 def labels_mentioned(text: str, labels: set[str]) -> list[str]:
     """The detector classes a claim's words name, singular or plural (alphabetical)."""
     words = [singular(word) for word in re.findall(r"[a-z]+", text.lower())]
-    phrases = set(words) | {f"{a} {b}" for a, b in zip(words, words[1:], strict=False)}
+    phrases = set(words) | {f"{a} {b}" for a, b in itertools.pairwise(words)}
     found = {label for phrase in phrases if (label := detector_label(phrase, labels)) is not None}
     return sorted(found)

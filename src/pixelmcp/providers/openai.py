@@ -228,17 +228,17 @@ class OpenAIProvider:
         target = httpx.URL(str(client.base_url)).join(url)
         headers = {"authorization": f"Bearer {client.api_key}"} if client.api_key != "no-key" else {}
         try:
-            async with httpx.AsyncClient(timeout=self.settings.provider_timeout_s, follow_redirects=True) as http:
-                async with http.stream("GET", target, headers=headers) as response:
-                    if response.status_code != 200:
-                        raise ProviderError(f"{what} linked its image at {target}, which answered HTTP "
-                                            f"{response.status_code}; call again.")
-                    data = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        data += chunk
-                        if len(data) > MAX_LINKED_BYTES:
-                            raise ProviderError(f"{what} linked an image over {MAX_LINKED_BYTES:,} bytes.")
-                    return bytes(data)
+            async with (httpx.AsyncClient(timeout=self.settings.provider_timeout_s, follow_redirects=True) as http,
+                        http.stream("GET", target, headers=headers) as response):
+                if response.status_code != 200:
+                    raise ProviderError(f"{what} linked its image at {target}, which answered HTTP "
+                                        f"{response.status_code}; call again.")
+                data = bytearray()
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > MAX_LINKED_BYTES:
+                        raise ProviderError(f"{what} linked an image over {MAX_LINKED_BYTES:,} bytes.")
+                return bytes(data)
         except httpx.HTTPError as e:
             raise ProviderError(f"{what} linked its image at {target}, which could not be fetched "
                                 f"({type(e).__name__}: {e}); call again.") from e

@@ -216,7 +216,7 @@ def _reported(fn):
             return await fn(*args, **kwargs)
         except (ToolError, MCPError, GenerationCancelled):
             raise
-        except Exception as e:  # noqa: BLE001 (the tools' boundary: anything else is a fault of ours or a library's)
+        except Exception as e:  # the tools' boundary: anything else is a fault of ours or a library's
             logger.exception("%s failed unexpectedly", fn.__name__)
             reason = (str(e).strip().splitlines() or [""])[0][:300]
             raise PixelError(

@@ -187,8 +187,8 @@ def claim_lines(check: ClaimCheck) -> list[str]:
     how = f"similarity by {check.similarity_model}" if check.similarity_model else "not scored"
     if check.detector:
         how += f", counts by {check.detector}"
-    lines = ["", f"Claim check ({how}; claims listed by {check.listed_by}): {check.flagged} of {len(check.claims)} "
-                 "claim(s) flagged. A check, not a proof."]
+    lines = ["", (f"Claim check ({how}; claims listed by {check.listed_by}): {check.flagged} of "
+                  f"{len(check.claims)} claim(s) flagged. A check, not a proof.")]
     for claim in check.claims:
         line = f"- \"{claim.claim}\" (image {claim.image + 1}): {claim.verdict}, {claim.support:.2f}"
         if claim.detected:

@@ -320,8 +320,8 @@ async def upscale_image(
     source_record, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
     result = UpscaleImageResult(**result_fields(request, RewriteOutcome(), made, records, started), scale=scale,
                                 strength=strength, source_image=source_record.ref())
-    lines = [f"Upscaled {source_record.uri} {scale}x ({source.width}x{source.height} -> {size[0]}x{size[1]}), "
-             f"strength {strength}."]
+    lines = [(f"Upscaled {source_record.uri} {scale}x ({source.width}x{source.height} -> {size[0]}x{size[1]}), "
+              f"strength {strength}.")]
     return await tool_result(app, result, records, made.images, progress, lines=lines, verb="Upscaled",
                              links=[(source_record, "source image")], align=prompt is not None)
 
