@@ -20,7 +20,8 @@ def loading(spec: ModelSpec, source: str, dtype: Any = None, *,
     model is downloaded on first use, as `pixelmcp pull` would), and the weights variant to ask for.
     Load from `fetched.folder` with `local_files_only=True`. A failure becomes a ModelLoadError saying
     what to do. With `download=False`, only the plan is made (files and sizes, from the hub's listing)."""
-    quiet_libraries()
+    if download:  # (a plan reads the hub's listing only: no model library needs importing, which takes seconds)
+        quiet_libraries()
     dtype_bytes = getattr(dtype, "itemsize", 4)
     try:
         yield fetch(source, preferred_variant=wanted_variant(spec.variant, dtype_bytes), paths=paths, download=download)
