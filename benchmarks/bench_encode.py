@@ -117,14 +117,11 @@ async def main(count: int, side: int) -> None:
             old.save(image, {"prompt": "a photo"})
             base64.b64encode(previous_preview(image, settings.preview_max_side, per_image_bytes))
 
-    async def quiet(done: float, total: float | None, message: str | None) -> None:
-        return None  # (no client to tell)
-
     async def now() -> None:
         records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", request, made, {}),
                                                  limiter=app.encoders)
         result = GenerateImageResult(**result_fields(request, rewrite, made, records, time.perf_counter()))
-        await tool_result(app, result, records, made.images, quiet)
+        await tool_result(app, result, records, made.images)
 
     await measure(now)  # warm up imports and thread pool
     old_s, old_stall = await measure(before)

@@ -39,6 +39,7 @@ from pixelmcp.tools.results import (
     store_images,
     store_reference,
     tool_result,
+    verify_images,
 )
 from pixelmcp.tools.rewriting import RevisedPromptArg, SampledArg, rewrite_for_generation
 from pixelmcp.tools.state import AppContext, app_state
@@ -155,9 +156,10 @@ async def controlnet_generate(
         people=made.people,
     )
     shows = f" ({made.people} {'person' if made.people == 1 else 'people'})" if made.people is not None else ""
-    return await tool_result(app, result, records, made.images, progress,
-                             lines=[f"Control map ({control_type}){shows}: {control_map.uri}"],
-                             links=[(control_map, f"{control_type} control map")], verify=verify)
+    checks = await verify_images(app, result, made.images, progress, verify=verify)
+    return await tool_result(app, result, records, made.images,
+                             lines=[f"Control map ({control_type}){shows}: {control_map.uri}", *checks],
+                             links=[(control_map, f"{control_type} control map")])
 
 
 async def style_transfer(
@@ -253,7 +255,8 @@ async def style_transfer(
     lines = [f"Style reference: {style_record.uri} (mode {mode}" + (f", scale {scale})" if scale is not None else ")")]
     if control_map:
         lines.append(f"Control map (canny): {control_map.uri}")
-    return await tool_result(app, result, records, made.images, progress, lines=lines, links=links, verify=verify)
+    lines += await verify_images(app, result, made.images, progress, verify=verify)
+    return await tool_result(app, result, records, made.images, lines=lines, links=links)
 
 
 # --------------------------------------------------------------------------- checks

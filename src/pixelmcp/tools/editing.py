@@ -47,6 +47,7 @@ from pixelmcp.tools.results import (
     store_images,
     store_reference,
     tool_result,
+    verify_images,
 )
 from pixelmcp.tools.rewriting import RevisedPromptArg, RewriteOutcome, SampledArg, rewrite_for_generation
 from pixelmcp.tools.state import AppContext, AppState, app_state
@@ -154,7 +155,8 @@ async def edit_image(
     inpaint = mask is not None or mask_prompt is not None
     segmenter = app.router.segmenter() if mask_prompt is not None else None
     source = await app.load_image(image, "image")
-    mask_image = _checked_mask(await app.load_image(mask, "mask"), source) if mask is not None else None
+    mask_image = (await anyio.to_thread.run_sync(_checked_mask, await app.load_image(mask, "mask"), source)
+                  if mask is not None else None)
     request = _edit_request(app, spec, source, mask_image, prompt=prompt, negative_prompt=negative_prompt,
                             steps=steps, guidance_scale=guidance_scale, seed=seed, n=n,
                             strength=_check_strength(strength, spec, inpaint))
@@ -164,14 +166,14 @@ async def edit_image(
     if segmenter is not None:
         segmenter_spec, backend = segmenter
         (scores,) = await backend.segment(segmenter_spec, source, [mask_prompt], progress)
-        mask_image = _mask_from_scores(scores, mask_prompt)
+        mask_image = await anyio.to_thread.run_sync(_mask_from_scores, scores, mask_prompt)
         request = replace(request, edit=replace(request.edit, mask=mask_image))
     request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled,
                                                       revised_prompt)
     made = await generator.generate(request, progress)
 
     # 3. Back to the image's size, the original kept outside the mask; store and answer.
-    def store() -> tuple[StoredImage, StoredImage | None, list[StoredImage]]:
+    def store() -> tuple[StoredImage, StoredImage | None, list[StoredImage], float | None]:
         _restore(made, source, mask_image)
         source_record = reference_record(app, image, source, "source image")
         mask_record = (store_reference(app, mask_image, "mask", mask_prompt=mask_prompt)
@@ -180,21 +182,21 @@ async def edit_image(
             width=source.width, height=source.height, strength=request.edit.strength, mask_prompt=mask_prompt,
             source_image=source_record.uri, mask=mask_record.uri if mask_record else None,
         ))
-        return source_record, mask_record, records
+        return source_record, mask_record, records, editing.coverage(mask_image) if mask_image is not None else None
 
-    source_record, mask_record, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
+    source_record, mask_record, records, coverage = await anyio.to_thread.run_sync(store, limiter=app.encoders)
     result = EditImageResult(
         **result_fields(request, rewritten, made, records, started), mode="inpaint" if inpaint else "image-to-image",
         strength=request.edit.strength, source_image=source_record.ref(),
         mask=mask_record.ref() if mask_record else None, mask_prompt=mask_prompt,
-        mask_coverage=editing.coverage(mask_image) if mask_image is not None else None,
+        mask_coverage=coverage,
     )
     lines = [f"Edited {source_record.uri}" + (f" within the mask {mask_record.uri}" if mask_record else "")
              + (f" (made from {mask_prompt!r}, {result.mask_coverage:.0%} of the image)" if mask_prompt else "")
              + (f"; strength {request.edit.strength}." if request.edit.strength is not None else ".")]
     links = [(source_record, "source image")] + ([(mask_record, "mask")] if mask_record else [])
-    return await tool_result(app, result, records, made.images, progress, lines=lines, links=links, verb="Edited",
-                             verify=verify)
+    lines += await verify_images(app, result, made.images, progress, verify=verify)
+    return await tool_result(app, result, records, made.images, lines=lines, links=links, verb="Edited")
 
 
 async def extend_image(
@@ -235,7 +237,7 @@ async def extend_image(
     size = (source.width + left + right, source.height + top + bottom)
     widest = max(sides, key=sides.get)
     _check_output_size(app, size, widest, sides[widest], "Add fewer pixels, or extend a smaller image")
-    canvas, border = editing.extended_canvas(source, left, right, top, bottom)
+    canvas, border = await anyio.to_thread.run_sync(editing.extended_canvas, source, left, right, top, bottom)
     request = _edit_request(app, spec, canvas, border, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
                             guidance_scale=guidance_scale, seed=seed, n=n, strength=None if spec.remote else 1.0)
     progress = ProgressReporter(ctx)
@@ -260,9 +262,9 @@ async def extend_image(
                                source_image=source_record.ref(), mask=mask_record.ref())
     added = ", ".join(f"{name} +{value}" for name, value in sides.items() if value)
     lines = [f"Extended {source_record.uri} ({source.width}x{source.height}; {added}); new border: {mask_record.uri}"]
-    return await tool_result(app, result, records, made.images, progress, lines=lines, verb="Extended",
-                             links=[(source_record, "source image"), (mask_record, "outpainting mask")],
-                             verify=verify)
+    lines += await verify_images(app, result, made.images, progress, verify=verify)
+    return await tool_result(app, result, records, made.images, lines=lines, verb="Extended",
+                             links=[(source_record, "source image"), (mask_record, "outpainting mask")])
 
 
 async def upscale_image(
@@ -299,7 +301,7 @@ async def upscale_image(
     source = await app.load_image(image, "image")
     size = (source.width * scale, source.height * scale)
     _check_output_size(app, size, "scale", scale, "Use scale=2, or upscale a smaller image")
-    enlarged = source.resize(size, Image.Resampling.LANCZOS)
+    enlarged = await anyio.to_thread.run_sync(source.resize, size, Image.Resampling.LANCZOS)
     request = _edit_request(app, spec, enlarged, None, prompt=prompt or DEFAULT_UPSCALE_PROMPT,
                             negative_prompt=negative_prompt, steps=steps, guidance_scale=guidance_scale, seed=seed,
                             n=1, strength=strength, tile=spec.default_width)
@@ -322,8 +324,9 @@ async def upscale_image(
                                 strength=strength, source_image=source_record.ref())
     lines = [(f"Upscaled {source_record.uri} {scale}x ({source.width}x{source.height} -> {size[0]}x{size[1]}), "
               f"strength {strength}.")]
-    return await tool_result(app, result, records, made.images, progress, lines=lines, verb="Upscaled",
-                             links=[(source_record, "source image")], align=prompt is not None)
+    lines += await verify_images(app, result, made.images, progress, align=prompt is not None)
+    return await tool_result(app, result, records, made.images, lines=lines, verb="Upscaled",
+                             links=[(source_record, "source image")])
 
 
 async def remove_background(
@@ -344,24 +347,24 @@ async def remove_background(
     source = await app.load_image(image, "image")
     app.store.check_writable(source.width * source.height * 4 + 65536)
     (scores,) = await segmenter.segment(spec, source, [subject], ProgressReporter(ctx))
-    low, high = (round(level * 255) for level in CUTOUT_RAMP)
-    alpha = scores.point(lambda v: 0 if v <= low else 255 if v >= high else round((v - low) * 255 / (high - low)))
-    if alpha.getextrema()[1] < editing.MASK_LEVEL:
+    alpha, (found, best) = await anyio.to_thread.run_sync(
+        lambda: (alpha := _cutout_alpha(scores), (alpha.getextrema()[1], scores.getextrema()[1])))
+    if found < editing.MASK_LEVEL:
         raise InvalidArgument("subject", subject, f"was not found in the image (the segmenter's highest score was "
-                              f"{scores.getextrema()[1] / 255:.2f}; {CUTOUT_RAMP[1]} is sure)",
+                              f"{best / 255:.2f}; {CUTOUT_RAMP[1]} is sure)",
                               "Name the subject to keep in other words, e.g. subject='the cat on the sofa'.")
 
-    def store() -> tuple[StoredImage, StoredImage, Image.Image]:
+    def store() -> tuple[StoredImage, StoredImage, Image.Image, float]:
         rgba = editing.cutout(source, alpha)
         source_record = reference_record(app, image, source, "source image")
         record = app.store.save(rgba, dict(tool="remove_background", model=spec.alias, subject=subject,
                                            prompt=subject, width=source.width, height=source.height,
                                            source_image=source_record.uri))
-        return record, source_record, editing.on_checkerboard(rgba)
+        return record, source_record, editing.on_checkerboard(rgba), editing.coverage(alpha)
 
-    record, source_record, preview = await anyio.to_thread.run_sync(store, limiter=app.encoders)
+    record, source_record, preview, coverage = await anyio.to_thread.run_sync(store, limiter=app.encoders)
     result = RemoveBackgroundResult(
-        **record.ref().model_dump(), model=spec.alias, subject=subject, coverage=editing.coverage(alpha),
+        **record.ref().model_dump(), model=spec.alias, subject=subject, coverage=coverage,
         source_image=source_record.ref(), timings=Timings(total_s=time.perf_counter() - started),
     )
     blocks = await anyio.to_thread.run_sync(image_blocks, [record], [preview], app.settings, limiter=app.encoders)
@@ -428,6 +431,12 @@ def _checked_mask(mask: Image.Image, source: Image.Image) -> Image.Image:
             "Paint the area to change white and the rest black, or omit mask to change the whole image.",
         )
     return fitted
+
+
+def _cutout_alpha(scores: Image.Image) -> Image.Image:
+    """The segmenter's scores as alpha: transparent below CUTOUT_RAMP, opaque above, a linear ramp between."""
+    low, high = (round(level * 255) for level in CUTOUT_RAMP)
+    return scores.point(lambda v: 0 if v <= low else 255 if v >= high else round((v - low) * 255 / (high - low)))
 
 
 def _mask_from_scores(scores: Image.Image, mask_prompt: str) -> Image.Image:

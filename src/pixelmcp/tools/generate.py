@@ -34,6 +34,7 @@ from pixelmcp.tools.results import (
     score_alignment,
     store_images,
     tool_result,
+    verify_images,
 )
 from pixelmcp.tools.rewriting import (
     RevisedPromptArg,
@@ -100,7 +101,8 @@ async def generate_image(
     result = GenerateImageResult(**result_fields(request, rewritten, made, records, started))
     if best_of > 1:
         return await _best_of(app, result, records, made.images, n, verify, progress)
-    return await tool_result(app, result, records, made.images, progress, verify=verify)
+    checks = await verify_images(app, result, made.images, progress, verify=verify)
+    return await tool_result(app, result, records, made.images, lines=checks)
 
 
 async def _best_of(app, result: GenerateImageResult, records: list[StoredImage], images: list, n: int,
@@ -118,10 +120,11 @@ async def _best_of(app, result: GenerateImageResult, records: list[StoredImage],
     result = result.model_copy(update={**infos[chosen[0]].model_dump(include={"id", "uri", "path", "width", "height",
                                                                                "seed"}),
                                        "images": [infos[i] for i in chosen], "candidates": [infos[i] for i in others]})
-    lines = [how, scored] + [_also_made(infos[i]) for i in others]
+    chosen_images = [images[i] for i in chosen]
+    checks = await verify_images(app, result, chosen_images, progress, align=False, verify=verify)
+    lines = [how, scored] + [_also_made(infos[i]) for i in others] + checks
     links = [(records[i], "candidate not chosen") for i in others]
-    return await tool_result(app, result, [records[i] for i in chosen], [images[i] for i in chosen], progress,
-                             lines=lines, links=links, align=False, verify=verify)
+    return await tool_result(app, result, [records[i] for i in chosen], chosen_images, lines=lines, links=links)
 
 
 def _also_made(info) -> str:

@@ -151,19 +151,29 @@ def result_fields(request: ImageRequest, rewrite: RewriteOutcome, made: Generate
 # --------------------------------------------------------------------------- answering
 
 
+async def verify_images(app: AppState, result: GenerateImageResult, images: list[Image.Image], progress: Progress,
+                        *, align: bool = True, verify: bool | str = False) -> list[str]:
+    """The checks of a result's images, into `result.images[i]`; the summary's lines. With `align` (and
+    PIXELMCP_ALIGNMENT on), each image is scored against the prompt; with `verify` ("caption", true, or "auto"
+    where it is cheap) each is described by the vision model. Their loads and runs report to `progress`, like the
+    tool's other phases."""
+    lines = []
+    if align and app.settings.alignment:
+        lines.append(await score_alignment(app, result, images, progress))
+    if await wants_captions(app, verify):
+        lines.append(await caption_images(app, result, images, progress))
+    return [line for line in lines if line]
+
+
 async def tool_result(app: AppState, result: GenerateImageResult, records: list[StoredImage],
-                      images: list[Image.Image], progress: Progress, *, lines: list[str] = (),
-                      links: list[tuple[StoredImage, str]] = (), verb: str = "Generated",
-                      align: bool = True, verify: bool | str = False) -> CallToolResult:
-    """Previews and links for the client, a short summary for the model, structured content for programs.
+                      images: list[Image.Image], *, lines: list[str] = (),
+                      links: list[tuple[StoredImage, str]] = (), verb: str = "Generated") -> CallToolResult:
+    """Previews and links for the client, a short summary for the model, structured content for programs: a
+    formatter, which runs no model (verify_images checks the images first).
 
     `lines` add to the summary; `links` are the other stored images the result used (a control map,
-    a reference), linked after the previews. With `align` (and PIXELMCP_ALIGNMENT on), each image is
-    scored against the prompt first; with `verify` ("caption", true, or "auto" where it is cheap) each is
-    described by the vision model (their loads and runs report to `progress`, like the tool's other phases).
-    The previews are encoded in a worker thread: the event loop keeps serving other clients meanwhile."""
-    aligned = await score_alignment(app, result, images, progress) if align and app.settings.alignment else None
-    captioned = await caption_images(app, result, images, progress) if await wants_captions(app, verify) else None
+    a reference), linked after the previews. The previews are encoded in a worker thread: the event loop keeps
+    serving other clients meanwhile."""
     made = [f"{result.width}x{result.height}"]
     if result.steps is not None:
         made.append(f"{result.steps} steps")
@@ -176,10 +186,6 @@ async def tool_result(app: AppState, result: GenerateImageResult, records: list[
     summary += [f"- {image.uri}" + (f" (seed {image.seed})" if image.seed is not None else "")
                 + f" saved at {image.path}" for image in result.images]
     summary += list(lines)
-    if aligned:
-        summary.append(aligned)
-    if captioned:
-        summary.append(captioned)
     if result.revised_prompt:
         summary.append(f"Revised prompt ({result.rewriter}): {result.revised_prompt}")
     if result.rewrite_note:

@@ -202,8 +202,8 @@ async def compare_images(
     loaded = await _load_all(app, images)
     progress = ProgressReporter(ctx)
 
-    # 1. Words: one multi-image prompt (images shrunk as for detail='auto').
-    shrunk = [_shrink(image, DETAIL_MAX_PIXELS["auto"]) for image in loaded]
+    # 1. Words: one multi-image prompt (images shrunk as for detail='auto', in a worker thread).
+    shrunk = await anyio.to_thread.run_sync(lambda: [_shrink(image, DETAIL_MAX_PIXELS["auto"]) for image in loaded])
     answer = await answerer.answer(spec, shrunk, compare_prompt(question, len(loaded)), 512, progress)
 
     # 2. Numbers: embeddings for every pair, pixel metrics where sizes allow.
