@@ -68,13 +68,8 @@ def dtype_layout(value: Any) -> dict[str, tuple[str, ...]]:
 
 def bytes_by_dtype(value: Any) -> dict[str, int]:
     """Bytes of the distinct tensor storages of `value` by their dtype (every device together)."""
-    counted: set[tuple[str, int]] = set()
     totals: dict[str, int] = {}
-    for tensor in tensors_of(value):
-        key = storage_key(tensor)
-        if key in counted or tensor.device.type == "meta":
-            continue
-        counted.add(key)
+    for tensor in distinct_storages(value, set()):
         name = str(tensor.dtype).removeprefix("torch.")
         totals[name] = totals.get(name, 0) + tensor.untyped_storage().nbytes()
     return totals
@@ -100,19 +95,24 @@ def storage_key(tensor: Any) -> tuple[str, int]:
     return (str(tensor.device), tensor.untyped_storage().data_ptr())
 
 
+def distinct_storages(value: Any, counted: set[tuple[str, int]]) -> Iterator[Any]:
+    """One tensor per storage of `value` not yet in `counted` (which each one joins); meta tensors hold nothing."""
+    for tensor in tensors_of(value):
+        key = storage_key(tensor)
+        if key in counted or tensor.device.type == "meta":
+            continue
+        counted.add(key)
+        yield tensor
+
+
 def bytes_by_device(value: Any, counted: set[tuple[str, int]] | None = None) -> dict[str, int]:
     """Bytes of the distinct tensor storages of `value`, by device ("cuda:0", "cuda:1", "cpu", "mps").
 
     Storages already in `counted` are skipped and new ones are added to it, so several values
     can be measured without counting what they share twice.
     """
-    counted = counted if counted is not None else set()
     totals: dict[str, int] = {}
-    for tensor in tensors_of(value):
-        key = storage_key(tensor)
-        if key in counted or tensor.device.type == "meta":
-            continue
-        counted.add(key)
+    for tensor in distinct_storages(value, counted if counted is not None else set()):
         where = f"cuda:{tensor.device.index or 0}" if tensor.device.type == "cuda" else tensor.device.type
         totals[where] = totals.get(where, 0) + tensor.untyped_storage().nbytes()
     return totals
