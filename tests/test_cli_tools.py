@@ -58,7 +58,8 @@ def pixels(path: Path) -> bytes:
 
 
 def test_generate_saves_the_image_and_prints_json(cli_process, tmp_path):
-    out = cli_process("generate", "a red kite", "--seed", "3", "--steps", "2", "--no-rewrite", "-o", "kite.png", "--json")
+    out = cli_process("generate", "a red kite", "--seed", "3", "--steps", "2", "--no-rewrite", "-o", "kite.png",
+                      "--json")
     data = json.loads(out.stdout)
     assert data["seed"] == 3 and data["steps"] == 2 and data["saved"] == ["kite.png"]
     assert pixels(tmp_path / "kite.png") == pixels(Path(data["path"]))

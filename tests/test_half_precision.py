@@ -143,7 +143,8 @@ async def test_views_made_with_from_pipe_would_fail_the_lane_and_a_dtype_mismatc
                                                        **QUIET})
         text = error_text(failed)
         assert "The work failed inside the model library" in text  # not only "Error executing tool edit_image"
-        assert "tiny-sd15+inpaint (bfloat16 on cpu)" in text and "tiny-sd15 (bfloat16 on cpu, holding float32 now)" in text
+        assert "tiny-sd15+inpaint (bfloat16 on cpu)" in text
+        assert "tiny-sd15 (bfloat16 on cpu, holding float32 now)" in text
         assert "must have the same dtype" in text and "PIXELMCP_DTYPE=float32" in text
         assert "StableDiffusionInpaintPipeline" in text  # where it failed
         monkeypatch.setattr(diffusion, "view", real_view)

@@ -249,8 +249,8 @@ class Settings(BaseSettings):
     )
     http_max_body_mb: float = Field(32, gt=0, description="largest HTTP request body (images sent as base64)")
     channels_last: bool = Field(False, description="channels_last memory layout for UNets and VAEs (often faster on GPU)")
-    compile: bool = Field(False, description="torch.compile the diffusion denoisers for text-to-image, in the background: "
-                                             "calls run uncompiled until their image size is compiled")
+    compile: bool = Field(False, description="torch.compile the diffusion denoisers for text-to-image, in the "
+                                             "background: calls run uncompiled until their image size is compiled")
     compile_backend: str = Field("inductor", description="torch.compile backend (inductor; eager traces only)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     models: dict[str, ModelOverride] = Field(default_factory=dict, description="catalog overrides and additions")

@@ -145,7 +145,7 @@ class MicroBatcher:
         except GenerationCancelled:
             for m in batch.members:
                 m.error = GenerationCancelled()
-        except Exception as e:  # noqa: BLE001 (every member gets the batch's error: a Busy refusal, a load failure, ...)
+        except Exception as e:  # noqa: BLE001 (every member gets the batch's error: a Busy refusal, a failed load)
             for m in batch.members:
                 m.error = e
         else:

@@ -64,6 +64,7 @@ class LoadedModel:
     bytes: int = 0  # on its device (or in RAM, for the CPU tier), measured after every job that used it
     layout: dict[str, tuple[str, ...]] = field(default_factory=dict)  # each part's dtypes as loaded
     loaded_dtypes: dict[str, int] = field(default_factory=dict)  # bytes per dtype as loaded
+    dtypes: dict[str, int] = field(default_factory=dict)  # bytes per dtype, measured after each job that used it
     tier: str = "device"  # "device", or "cpu" once evicted to RAM
     pins: int = 0
     uses: int = 0
@@ -201,6 +202,7 @@ class ModelPool:
         value = loader(source, device, dtype)
         loaded = LoadedModel(spec, value, device, str(dtype).removeprefix("torch."), 0.0,
                              self._measure(value, device), memory.dtype_layout(value), memory.bytes_by_dtype(value))
+        loaded.dtypes = dict(loaded.loaded_dtypes)
         self._models[spec.alias, device] = loaded
         if self._used_bytes(device) > self.budget_for(device):
             loaded.pins += 1  # the new model stays; only others may make way
@@ -334,8 +336,9 @@ class ModelPool:
             device = ", ".join(chosen) or "not chosen yet (no model loaded)"
             models = [
                 dict(alias=m.spec.alias, kind=m.spec.kind, tier=m.tier, device=m.device if m.tier == "device" else "cpu",
-                     dtype=m.dtype, dtypes=memory.bytes_by_dtype(m.value), loaded_dtypes=m.loaded_dtypes,
-                     bytes=m.bytes, in_use=m.pins > 0, uses=m.uses, idle_seconds=round(now - m.last_used, 1), load_seconds=round(m.load_seconds, 3))
+                     dtype=m.dtype, dtypes=m.dtypes, loaded_dtypes=m.loaded_dtypes,
+                     bytes=m.bytes, in_use=m.pins > 0, uses=m.uses, idle_seconds=round(now - m.last_used, 1),
+                     load_seconds=round(m.load_seconds, 3))
                 for m in self._models.values()
             ]
             budget = sum(self.budget_for(d) for d in chosen) if chosen else None
@@ -452,20 +455,22 @@ class ModelPool:
             logger.error("%s changed dtype during a job (%s); cast back: %s. This is a bug: please report it.",
                          loaded.spec.alias, changed, ", ".join(restored) or "nothing (mixed parts)")
         loaded.bytes = self._measure(loaded.value, loaded.device)
+        loaded.dtypes = memory.bytes_by_dtype(loaded.value)
 
     def _failure(self, job: Job, error: Exception) -> EngineFailure:
         """A library's exception inside a job, as a tool error naming the models, the step and what to do."""
         models = ", ".join(_described(m) for m in {id(m): m for m in job.leases}.values())
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        text = (f"The work failed inside the model library at '{job.status}'"
-                + (f" with {models}" if models else "") + f": {type(error).__name__}" + (f": {reason}" if reason else "")
+        text = (f"The work failed inside the model library at '{job.status}'" + (f" with {models}" if models else "")
+                + f": {type(error).__name__}" + (f": {reason}" if reason else "")
                 + ". This is not caused by the arguments; the traceback is in the server log. ")
         if "dtype" in reason.lower() or "same type" in reason.lower():
             text += ("The models of this call disagree on their precision: try the call again (the pool restores "
                      "each model's dtype after every job), or set PIXELMCP_DTYPE=float32 to run everything in one "
                      "precision, and report it with the log.")
         else:
-            text += "Try the call again; if it fails again, try another model or PIXELMCP_DTYPE=float32, and report it with the log."
+            text += ("Try the call again; if it fails again, try another model or PIXELMCP_DTYPE=float32, and "
+                     "report it with the log.")
         return EngineFailure(text)
 
 

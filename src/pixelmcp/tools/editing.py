@@ -275,7 +275,8 @@ async def upscale_image(
         str | None, Field(description="What it shows (guides the added detail).")
     ] = None,
     strength: Annotated[
-        OptionalNumber, Field(description=f"How much each tile may be redrawn, (0, 1]; default {DEFAULT_UPSCALE_STRENGTH}.")
+        OptionalNumber,
+        Field(description=f"How much each tile may be redrawn, (0, 1]; default {DEFAULT_UPSCALE_STRENGTH}."),
     ] = None,
     negative_prompt: NegativePromptArg = None,
     model: ModelArg = None,

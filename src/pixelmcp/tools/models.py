@@ -35,8 +35,8 @@ class LoadedEntry(BaseModel):
     tier: str = Field(description="device: ready; cpu: evicted to RAM, a quick copy away")
     device: str
     dtype: str = Field(description="the dtype it was loaded in")
-    dtypes: dict[str, int] = Field(description="bytes it holds per dtype, measured now (a deliberate mix, e.g. T5's "
-                                               "float32 layers in float16, shows here)")
+    dtypes: dict[str, int] = Field(description="bytes it holds per dtype, measured after each job that used it (a "
+                                               "deliberate mix, e.g. T5's float32 layers in float16, shows here)")
     loaded_dtypes: dict[str, int] = Field(description="bytes per dtype right after loading: `dtypes` stays equal")
     bytes: int = Field(description="bytes it holds on its device, measured after each job that used it")
     in_use: bool
