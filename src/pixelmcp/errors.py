@@ -12,6 +12,12 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none): what a tool error quotes of it."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
 class PixelError(ToolError):
     """Base class of pixelmcp's anticipated failures."""
 

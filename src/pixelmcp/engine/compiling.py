@@ -62,7 +62,7 @@ class BackgroundCompiler:
             if shape in entry.warm:
                 self.compiled_calls += 1
                 return entry.module
-            if shape not in entry.pending and not entry.pending:  # one shape at a time
+            if not entry.pending:  # one shape at a time
                 entry.pending.add(shape)
                 thread = threading.Thread(target=self._warm, args=(pipe, entry, call, shape, alias), daemon=True,
                                           name=f"compile {alias}")
@@ -73,22 +73,22 @@ class BackgroundCompiler:
     def _compile(self, pipe: Any) -> Any:
         import torch
 
+        from pixelmcp.engine.diffusion import denoiser_name
+
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(self.cache_dir / "inductor"))
-        denoiser = getattr(pipe, "unet", None) or pipe.transformer
-        return torch.compile(denoiser, backend=self.backend)
+        return torch.compile(getattr(pipe, denoiser_name(pipe)), backend=self.backend)
 
     def _warm(self, pipe: Any, entry: _Compiled, call: Any, shape: tuple, alias: str) -> None:
         """In a background thread: trace, compile and run the compiled denoiser once at `shape`."""
         import torch
 
-        from pixelmcp.engine.diffusion import view
+        from pixelmcp.engine.diffusion import denoiser_name, view
 
         started = time.perf_counter()
         logger.info("compiling the denoiser of %s for %dx%d, %d image(s), in the background", alias, *shape[:3])
-        part = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
         try:
             scheduler = pipe.scheduler.from_config(pipe.scheduler.config)
-            run = view(type(pipe), pipe, scheduler=scheduler, **{part: entry.module})
+            run = view(type(pipe), pipe, scheduler=scheduler, **{denoiser_name(pipe): entry.module})
             prompt = call.prompt if isinstance(call.prompt, str) else list(call.prompt)
             with torch.inference_mode():  # latents only: the VAE (and SDXL's upcast of it) is never touched
                 run(prompt=prompt, num_images_per_prompt=1 if not isinstance(call.prompt, str) else len(call.seeds),

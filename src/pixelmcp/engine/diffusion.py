@@ -104,7 +104,7 @@ class DiffusionCall:
         )
 
 
-def load_pipeline(spec: ModelSpec, *, channels_last: bool = False, compile: bool = False) -> Callable[[str, str, Any], Any]:
+def load_pipeline(spec: ModelSpec, *, channels_last: bool = False) -> Callable[[str, str, Any], Any]:
     """A loader for the pool: `from_pretrained` of the pipeline class of `spec.kind`, optionally optimised."""
 
     def load(source: str, device: str, dtype) -> Any:
@@ -121,7 +121,8 @@ def load_pipeline(spec: ModelSpec, *, channels_last: bool = False, compile: bool
             pipe = pipeline_class.from_pretrained(fetched.folder, local_files_only=True, **kwargs)
             place_pipeline(pipe, spec, device)
         pipe.set_progress_bar_config(disable=True)
-        return optimize_pipeline(pipe, spec, channels_last=channels_last, compile=compile)
+        # (no compile here: the server compiles in the background, engine/compiling.py)
+        return optimize_pipeline(pipe, spec, channels_last=channels_last, compile=False)
 
     return load
 
@@ -200,6 +201,11 @@ def view(view_class: type, pipe: Any, **overrides: Any) -> Any:
     return built
 
 
+def denoiser_name(pipe: Any) -> str:
+    """The component that denoises: `unet` (SD 1.5, SDXL) or `transformer` (SD3, FLUX)."""
+    return "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+
+
 def view_class_for(pipe: Any, *, controlnet: bool = False, image: bool = False, mask: bool = False) -> type:
     """The diffusers class of the view a call needs over `pipe`: ControlNet, inpainting, image-to-image or
     `pipe`'s own (text-to-image)."""
@@ -247,7 +253,7 @@ def denoise(
     if unet is not None:
         components["unet"] = unet
     if denoiser is not None:
-        components["unet" if getattr(pipe, "unet", None) is not None else "transformer"] = denoiser
+        components[denoiser_name(pipe)] = denoiser
     if controlnet is not None:
         components["controlnet"] = controlnet
     view_class = view_class_for(pipe, controlnet=controlnet is not None, image=call.image is not None,

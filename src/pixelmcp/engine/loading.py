@@ -10,7 +10,7 @@ from typing import Any
 from pixelmcp.catalog import ModelSpec
 from pixelmcp.engine.hub import Fetched, fetch
 from pixelmcp.engine.weights import wanted_variant
-from pixelmcp.errors import GenerationCancelled, ModelLoadError, PixelError
+from pixelmcp.errors import GenerationCancelled, ModelLoadError, PixelError, first_line
 
 
 @contextmanager
@@ -51,7 +51,7 @@ def import_advice(spec: ModelSpec, error: ImportError) -> str:
     package = {"sentencepiece": "sentencepiece", "google": "protobuf", "cv2": "opencv-python-headless",
                "timm": "timm", "torchvision": "torchvision", "einops": "einops"}.get(module, module)
     install = f"`pip install {package}`" if package else "the missing package"
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    reason = first_line(error) or type(error).__name__
     return (f"Could not load model {spec.alias!r}: it needs a Python package that is not installed ({reason}). "
             f"Install it with {install} in pixelmcp's environment and try again.")
 
@@ -69,7 +69,7 @@ def quiet_libraries() -> None:
 
 def load_advice(spec: ModelSpec, source: str, error: BaseException) -> str:
     """A load failure explained, with what to do about it."""
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    reason = first_line(error) or type(error).__name__
     text = f"Could not load model {spec.alias!r} from {source!r}: {reason}."
     if "out of memory" in str(error).lower():
         return text + " The GPU is out of memory: choose a smaller model or free memory."

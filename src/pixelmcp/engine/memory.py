@@ -55,33 +55,40 @@ def parts_of(value: Any) -> dict[str, Any]:
     return {"": value}
 
 
-def dtype_layout(value: Any) -> dict[str, tuple[str, ...]]:
-    """The dtypes of each part's floating-point tensors (parts without any are left out), e.g.
-    {"unet": ("bfloat16",), "text_encoder_2": ("float16", "float32")} for T5 with its float32 `wo` layers."""
-    layout = {}
+@dataclasses.dataclass(frozen=True)
+class Census:
+    """A loaded model's dtypes, in one walk over its tensors: bytes by dtype (each storage once), and each part's
+    floating-point dtypes, e.g. {"unet": ("bfloat16",), "text_encoder_2": ("float16", "float32")} for T5 with
+    its float32 `wo` layers (parts without any are left out). Bytes by device are `bytes_by_device`'s."""
+
+    by_dtype: dict[str, int]
+    layout: dict[str, tuple[str, ...]]
+
+
+def census(value: Any) -> Census:
+    """Count `value`'s tensors once, part by part (see Census)."""
+    counted: set[tuple[str, int]] = set()
+    by_dtype: dict[str, int] = {}
+    layout: dict[str, tuple[str, ...]] = {}
     for name, part in parts_of(value).items():
-        found = {str(t.dtype).removeprefix("torch.") for t in tensors_of(part) if t.is_floating_point()}
+        found = set()
+        for tensor, new in storages(part, counted):
+            dtype = str(tensor.dtype).removeprefix("torch.")
+            if tensor.is_floating_point():
+                found.add(dtype)
+            if new:
+                by_dtype[dtype] = by_dtype.get(dtype, 0) + tensor.untyped_storage().nbytes()
         if found:
             layout[name] = tuple(sorted(found))
-    return layout
+    return Census(by_dtype, layout)
 
 
-def bytes_by_dtype(value: Any) -> dict[str, int]:
-    """Bytes of the distinct tensor storages of `value` by their dtype (every device together)."""
-    totals: dict[str, int] = {}
-    for tensor in distinct_storages(value, set()):
-        name = str(tensor.dtype).removeprefix("torch.")
-        totals[name] = totals.get(name, 0) + tensor.untyped_storage().nbytes()
-    return totals
-
-
-def restore_dtypes(value: Any, layout: dict[str, tuple[str, ...]]) -> list[str]:
-    """Cast back the parts of `value` that were of one dtype in `layout` and are not now; returns their names.
+def restore_dtypes(value: Any, layout: dict[str, tuple[str, ...]], now: dict[str, tuple[str, ...]]) -> list[str]:
+    """Cast back the parts of `value` that were of one dtype in `layout` and are not `now`; returns their names.
     Parts that held a mix of dtypes cannot be put back this way and are left as they are."""
     import torch
 
     restored = []
-    now = dtype_layout(value)
     for name, part in parts_of(value).items():
         wanted = layout.get(name)
         if wanted is None or now.get(name) == wanted or len(wanted) != 1 or not isinstance(part, torch.nn.Module):
@@ -95,14 +102,15 @@ def storage_key(tensor: Any) -> tuple[str, int]:
     return (str(tensor.device), tensor.untyped_storage().data_ptr())
 
 
-def distinct_storages(value: Any, counted: set[tuple[str, int]]) -> Iterator[Any]:
-    """One tensor per storage of `value` not yet in `counted` (which each one joins); meta tensors hold nothing."""
+def storages(value: Any, counted: set[tuple[str, int]]) -> Iterator[tuple[Any, bool]]:
+    """Each tensor of `value`, and whether its storage is new to `counted` (which it then joins); a meta tensor's
+    never is: it holds nothing."""
     for tensor in tensors_of(value):
         key = storage_key(tensor)
-        if key in counted or tensor.device.type == "meta":
-            continue
-        counted.add(key)
-        yield tensor
+        new = key not in counted and tensor.device.type != "meta"
+        if new:
+            counted.add(key)
+        yield tensor, new
 
 
 def bytes_by_device(value: Any, counted: set[tuple[str, int]] | None = None) -> dict[str, int]:
@@ -112,9 +120,10 @@ def bytes_by_device(value: Any, counted: set[tuple[str, int]] | None = None) -> 
     can be measured without counting what they share twice.
     """
     totals: dict[str, int] = {}
-    for tensor in distinct_storages(value, counted if counted is not None else set()):
-        where = f"cuda:{tensor.device.index or 0}" if tensor.device.type == "cuda" else tensor.device.type
-        totals[where] = totals.get(where, 0) + tensor.untyped_storage().nbytes()
+    for tensor, new in storages(value, counted if counted is not None else set()):
+        if new:
+            where = f"cuda:{tensor.device.index or 0}" if tensor.device.type == "cuda" else tensor.device.type
+            totals[where] = totals.get(where, 0) + tensor.untyped_storage().nbytes()
     return totals
 
 

@@ -42,7 +42,7 @@ from pixelmcp.engine.compiling import BackgroundCompiler
 from pixelmcp.engine.downloads import Downloads
 from pixelmcp.engine.loading import quiet_libraries
 from pixelmcp.engine.queue import DeviceQueue, Job, QueueStats
-from pixelmcp.errors import EngineFailure, GenerationCancelled, ModelLoadError, OutOfMemory, PixelError
+from pixelmcp.errors import EngineFailure, GenerationCancelled, ModelLoadError, OutOfMemory, PixelError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -200,9 +200,9 @@ class ModelPool:
         logger.info("loading %s from %s on %s (%s)", spec.alias, source, device, dtype)
         quiet_libraries()  # before the loader's first import, whose fallbacks would warn on stderr
         value = loader(source, device, dtype)
+        counted = memory.census(value)
         loaded = LoadedModel(spec, value, device, str(dtype).removeprefix("torch."), 0.0,
-                             self._measure(value, device), memory.dtype_layout(value), memory.bytes_by_dtype(value))
-        loaded.dtypes = dict(loaded.loaded_dtypes)
+                             self._measure(value, device), counted.layout, counted.by_dtype, dict(counted.by_dtype))
         self._models[spec.alias, device] = loaded
         if self._used_bytes(device) > self.budget_for(device):
             loaded.pins += 1  # the new model stays; only others may make way
@@ -437,7 +437,7 @@ class ModelPool:
             for loaded in job.leases:
                 loaded.pins -= 1
                 loaded.last_used = time.monotonic()
-            for loaded in {id(m): m for m in job.leases}.values():
+            for loaded in _distinct(job.leases):
                 self._settle(loaded)
             job.leases.clear()
 
@@ -445,22 +445,24 @@ class ModelPool:
         """After a job: the model in the dtypes it was loaded with, and its bytes as the device holds them now."""
         if loaded.value is None or loaded.tier != "device":
             return
-        now = memory.dtype_layout(loaded.value)
+        counted = memory.census(loaded.value)
+        now = counted.layout
         if now != loaded.layout:
             self.stats.dtype_repairs += 1
             changed = ", ".join(f"{name or 'the model'} {'/'.join(loaded.layout.get(name, ('-',)))} -> "
                                 f"{'/'.join(dtypes)}" for name, dtypes in now.items()
                                 if loaded.layout.get(name) != dtypes)
-            restored = memory.restore_dtypes(loaded.value, loaded.layout)
+            restored = memory.restore_dtypes(loaded.value, loaded.layout, now)
             logger.error("%s changed dtype during a job (%s); cast back: %s. This is a bug: please report it.",
                          loaded.spec.alias, changed, ", ".join(restored) or "nothing (mixed parts)")
+            counted = memory.census(loaded.value)  # as it is after the repair
         loaded.bytes = self._measure(loaded.value, loaded.device)
-        loaded.dtypes = memory.bytes_by_dtype(loaded.value)
+        loaded.dtypes = counted.by_dtype
 
     def _failure(self, job: Job, error: Exception) -> EngineFailure:
         """A library's exception inside a job, as a tool error naming the models, the step and what to do."""
-        models = ", ".join(_described(m) for m in {id(m): m for m in job.leases}.values())
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        models = ", ".join(_described(m) for m in _distinct(job.leases))
+        reason = first_line(error)
         text = (f"The work failed inside the model library at '{job.status}'" + (f" with {models}" if models else "")
                 + f": {type(error).__name__}" + (f": {reason}" if reason else "")
                 + ". This is not caused by the arguments; the traceback is in the server log. ")
@@ -474,9 +476,14 @@ class ModelPool:
         return EngineFailure(text)
 
 
+def _distinct(leases: list[LoadedModel]) -> list[LoadedModel]:
+    """A job's leased models, each once (a job may lease one model several times)."""
+    return list({id(m): m for m in leases}.values())
+
+
 def _described(loaded: LoadedModel) -> str:
     """'alias (bfloat16 on cuda:0)', or with the dtypes it holds now when a part no longer has its own."""
-    now = memory.dtype_layout(loaded.value) if loaded.value is not None else loaded.layout
+    now = memory.census(loaded.value).layout if loaded.value is not None else loaded.layout
     changed = sorted({dtype for name, dtypes in now.items() if loaded.layout.get(name) != dtypes for dtype in dtypes})
     held = f", holding {'/'.join(changed)} now" if changed else ""
     return f"{loaded.spec.alias} ({loaded.dtype} on {loaded.device}{held})"

@@ -24,7 +24,7 @@ from mcp_types import ToolAnnotations
 from pixelmcp import __version__
 from pixelmcp.config import Settings
 from pixelmcp.engine.pool import ModelPool
-from pixelmcp.errors import GenerationCancelled, PixelError, StoreError
+from pixelmcp.errors import GenerationCancelled, PixelError, StoreError, first_line
 from pixelmcp.media.store import ImageStore, UnknownImageError
 from pixelmcp.prompts import templates
 from pixelmcp.registry import provider_infos
@@ -218,7 +218,7 @@ def _reported(fn):
             raise
         except Exception as e:  # the tools' boundary: anything else is a fault of ours or a library's
             logger.exception("%s failed unexpectedly", fn.__name__)
-            reason = (str(e).strip().splitlines() or [""])[0][:300]
+            reason = first_line(e)[:300]
             raise PixelError(
                 f"{fn.__name__} failed: {type(e).__name__}" + (f": {reason}" if reason else "") + ". This is a "
                 "fault inside pixelmcp or a library it uses, not in the arguments; the traceback is in the server "

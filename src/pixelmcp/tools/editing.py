@@ -348,8 +348,7 @@ async def remove_background(
     source = await app.load_image(image, "image")
     app.store.check_writable(source.width * source.height * 4 + 65536)
     (scores,) = await segmenter.segment(spec, source, [subject], ProgressReporter(ctx))
-    alpha, (found, best) = await anyio.to_thread.run_sync(
-        lambda: (alpha := _cutout_alpha(scores), (alpha.getextrema()[1], scores.getextrema()[1])))
+    alpha, found, best = await anyio.to_thread.run_sync(_cutout_alpha, scores)
     if found < editing.MASK_LEVEL:
         raise InvalidArgument("subject", subject, f"was not found in the image (the segmenter's highest score was "
                               f"{best / 255:.2f}; {CUTOUT_RAMP[1]} is sure)",
@@ -434,10 +433,12 @@ def _checked_mask(mask: Image.Image, source: Image.Image) -> Image.Image:
     return fitted
 
 
-def _cutout_alpha(scores: Image.Image) -> Image.Image:
-    """The segmenter's scores as alpha: transparent below CUTOUT_RAMP, opaque above, a linear ramp between."""
+def _cutout_alpha(scores: Image.Image) -> tuple[Image.Image, int, int]:
+    """The segmenter's scores as alpha (transparent below CUTOUT_RAMP, opaque above, a linear ramp between), the
+    alpha's highest level and the scores' highest."""
     low, high = (round(level * 255) for level in CUTOUT_RAMP)
-    return scores.point(lambda v: 0 if v <= low else 255 if v >= high else round((v - low) * 255 / (high - low)))
+    alpha = scores.point(lambda v: 0 if v <= low else 255 if v >= high else round((v - low) * 255 / (high - low)))
+    return alpha, alpha.getextrema()[1], scores.getextrema()[1]
 
 
 def _mask_from_scores(scores: Image.Image, mask_prompt: str) -> Image.Image:
