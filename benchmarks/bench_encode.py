@@ -85,16 +85,12 @@ async def main(count: int, side: int) -> None:
     from pixelmcp.engine.pool import ModelPool
     from pixelmcp.media.store import ImageStore
     from pixelmcp.router import Router
-    from pixelmcp.tools.arguments import check_image_request
-    from pixelmcp.tools.jobs import JobBoard
-    from pixelmcp.tools.results import (
-        GenerateImageResult,
-        result_fields,
-        store_images,
-        tool_result,
-    )
-    from pixelmcp.tools.rewriting import RewriteOutcome
-    from pixelmcp.tools.state import AppState
+    from pixelmcp.service.checks import check_image_request
+    from pixelmcp.service.jobs import JobBoard
+    from pixelmcp.service.results import GenerateImageResult, result_fields, store_images
+    from pixelmcp.service.rewriting import RewriteOutcome
+    from pixelmcp.service.state import AppState
+    from pixelmcp.tools.results import tool_result
 
     images = [photo_like(side, seed) for seed in range(count)]
     settings = load_settings(profile="tiny", output_dir=tempfile.mkdtemp(), log_level="WARNING", alignment=False,

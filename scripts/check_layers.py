@@ -22,6 +22,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("pixelmcp.cli",),
     ("pixelmcp.server",),
     ("pixelmcp.tools",),
+    ("pixelmcp.service",),
     ("pixelmcp.router",),
     ("pixelmcp.engine", "pixelmcp.providers"),
     ("pixelmcp.backends",),

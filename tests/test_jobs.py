@@ -142,7 +142,7 @@ async def test_controlnet_generate_past_its_budget_is_collected_with_its_control
 async def test_every_model_tool_publishes_a_schema_that_admits_the_job_answer(make_settings):
     import jsonschema
 
-    from pixelmcp.tools.jobs import SLOW_TOOLS
+    from pixelmcp.server.budget import SLOW_TOOLS
 
     async with Client(build_server(make_settings())) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from mcp.server.extension import Extension
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.tools import Tool
@@ -29,12 +28,13 @@ from pixelmcp.media.store import ImageStore, UnknownImageError
 from pixelmcp.prompts import templates
 from pixelmcp.registry import provider_infos
 from pixelmcp.router import Router
-from pixelmcp.server import apps, tasks
+from pixelmcp.server import apps, budget, tasks
 from pixelmcp.server.logs import configure_logging
 from pixelmcp.server.schemas import portable_schema
-from pixelmcp.tools import check, control, editing, gallery, generate, jobs, models, understanding
-from pixelmcp.tools.jobs import JobBoard
-from pixelmcp.tools.state import AppContext, AppState
+from pixelmcp.service.jobs import JobBoard, JobStatusResult, owner_of
+from pixelmcp.service.state import AppState
+from pixelmcp.tools import check, control, editing, gallery, generate, models, understanding
+from pixelmcp.tools.context import AppContext
 
 logger = logging.getLogger(__name__)
 
@@ -44,28 +44,6 @@ argument is provider:model (list_models shows which are ready). Tool results car
 preview plus a pixelmcp://images/<id> link to the full PNG; pass that uri as the image argument \
 of another tool to chain work without re-sending bytes. Same seed and arguments give the same \
 image on local models."""
-
-
-class _CallBudget(Extension):
-    """Every slow tool call blocks at most PIXELMCP_CALL_BUDGET_S, then answers with a job (tools/jobs.py)."""
-
-    identifier = "io.github.pixelmcp/jobs"
-
-    def __init__(self, held: _Resources):
-        self.held = held  # (not `resources`: an Extension's resources() lists what it contributes)
-
-    def settings(self) -> dict:
-        return {"callBudgetS": self.held.settings.call_budget_s, "collectWith": "check_job"}
-
-    async def intercept_tool_call(self, params, ctx, call_next):
-        state = self.held.current()
-        owner = jobs.owner_of(getattr(ctx.request, "headers", None))
-        handle = None
-        if tasks.declares_tasks(ctx):  # a Tasks-extension client gets a task handle instead of a job status
-            def handle(record):
-                return tasks.task_of(record, state.settings.job_retention_s, tasks.CreateTaskResult)
-        return await jobs.within_budget(state.jobs, state.pool.background, state.settings.call_budget_s, params.name,
-                                        owner, lambda: call_next(ctx), handle)
 
 
 class _Resources:
@@ -173,9 +151,9 @@ def build_server(settings: Settings) -> MCPServer:
         tool = Tool.from_function(_reported(fn), annotations=ToolAnnotations(title=title, **hints),
                                   meta=apps.ui_meta() if fn.__name__ in apps.UI_TOOLS else None)
         tool.parameters = portable_schema(tool.parameters)  # accepted by OpenAI strict, Gemini, Anthropic alike
-        if tool.name in jobs.SLOW_TOOLS and tool.fn_metadata.output_schema is not None:
+        if tool.name in budget.SLOW_TOOLS and tool.fn_metadata.output_schema is not None:
             # A call past its budget answers with a job instead: the published schema admits both shapes.
-            tool.fn_metadata.output_schema = jobs.job_schema(tool.fn_metadata.output_schema)
+            tool.fn_metadata.output_schema = budget.job_schema(tool.fn_metadata.output_schema)
         registered.append(tool)
     server = MCPServer(
         "pixelmcp",
@@ -185,7 +163,8 @@ def build_server(settings: Settings) -> MCPServer:
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=registered,
-        extensions=[_CallBudget(resources), tasks.TasksExtension(lambda: resources.current().jobs, settings),
+        extensions=[budget.CallBudget(settings.call_budget_s, resources.current),
+                    tasks.TasksExtension(lambda: resources.current().jobs, settings),
                     apps.studio_app()],
     )
     for template in templates.TEMPLATES:
@@ -195,8 +174,8 @@ def build_server(settings: Settings) -> MCPServer:
     @server.resource("pixelmcp://jobs/{job_id}", name="job", mime_type="application/json",
                      description="Where a job stands (the same status check_job reports).")
     async def read_job(job_id: str, ctx: AppContext) -> str:
-        found = resources.current().jobs.find(job_id, jobs.owner_of(ctx.headers))
-        return jobs.JobStatusResult(job=jobs.info_of(found)).model_dump_json(indent=1)
+        record = resources.current().jobs.find(job_id, owner_of(ctx.headers))
+        return JobStatusResult(job=record.info()).model_dump_json(indent=1)
 
     @server.resource("pixelmcp://models", name="models", mime_type="application/json",
                      description="The model catalog, what is loaded where, memory used, and pool counters.")

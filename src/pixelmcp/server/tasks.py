@@ -3,7 +3,7 @@
 A client that declares the extension in a request's capabilities gets a task handle
 (`resultType: "task"`) instead of a job status when a slow call outlives its budget, and follows it
 with `tasks/get` (the tool's complete result arrives inlined once the task is completed),
-`tasks/update` and `tasks/cancel`. Tasks are pixelmcp's jobs (tools/jobs.py) under the extension's
+`tasks/update` and `tasks/cancel`. Tasks are pixelmcp's jobs (service/jobs.py) under the extension's
 names and states: queued, downloading, loading and running are `working`; a tool result, error
 result included, is `completed`; a protocol error the call raised is `failed`; a cancelled job is
 `cancelled`. Every other client keeps the job path (`check_job`).
@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from mcp.server.extension import Extension, MethodBinding
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, RequestParams, Result
+from mcp_types import RequestParams, Result
 from pydantic import ConfigDict, Field
 
 from pixelmcp.errors import PixelError
-from pixelmcp.tools import jobs
+from pixelmcp.service import jobs
 
 TASKS = "io.modelcontextprotocol/tasks"
 MODERN = frozenset({"2026-07-28"})
@@ -75,18 +75,13 @@ def declares_tasks(ctx: Any) -> bool:
     return ctx.protocol_version in MODERN and TASKS in extensions
 
 
-def task_of(found: jobs.JobRecord | dict, retention_s: float, cls: type[_Task] | None = None) -> _Task:
-    """A job as a task (a live record, or what a finished job left on disk): a DetailedTask for tasks/get, or
-    `cls` (CreateTaskResult: the handle a tools/call answers with, which carries no result)."""
+def task_of(record: jobs.JobRecord, retention_s: float, cls: type[_Task] | None = None) -> _Task:
+    """A job as a task: a DetailedTask for tasks/get, or `cls` (CreateTaskResult: the handle a tools/call answers
+    with, which carries no result)."""
     cls = cls or DetailedTask
-    info = jobs.info_of(found)
-    if isinstance(found, jobs.JobRecord):
-        result, raised, updated = found.result, found.raised, found.updated
-    else:
-        result = CallToolResult.model_validate(found["result"]) if found.get("result") else None
-        raised, updated = None, None
+    info, result, raised = record.info(), record.result, record.raised
     fields: dict[str, Any] = dict(task_id=info.id, created_at=info.created,
-                                  last_updated_at=jobs.iso_time(updated) if updated else info.created,
+                                  last_updated_at=jobs.iso_time(record.updated),
                                   ttl_ms=int(retention_s * 1000), status_message=info.message)
     if info.status == "cancelled":
         return cls(status="cancelled", **fields)
@@ -98,7 +93,7 @@ def task_of(found: jobs.JobRecord | dict, retention_s: float, cls: type[_Task] |
     if info.status in jobs.FINISHED and result is not None:
         extra = {}
         if cls is DetailedTask:
-            extra["result"] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+            extra["result"] = result
         return cls(status="completed", **fields, **extra)
     return cls(status="working", **fields)
 
@@ -117,7 +112,7 @@ class TasksExtension(Extension):
                 MethodBinding("tasks/update", UpdateTaskParams, self._update, protocol_versions=MODERN),
                 MethodBinding("tasks/cancel", TaskParams, self._cancel, protocol_versions=MODERN)]
 
-    def _find(self, ctx: Any, task_id: str) -> jobs.JobRecord | dict:
+    def _find(self, ctx: Any, task_id: str) -> jobs.JobRecord:
         if not declares_tasks(ctx):
             raise MCPError(MISSING_CAPABILITY, "Missing required client capability",
                            {"requiredCapabilities": {"extensions": {TASKS: {}}}})
@@ -134,8 +129,10 @@ class TasksExtension(Extension):
         return Acknowledged()
 
     async def _cancel(self, ctx: Any, params: TaskParams) -> Acknowledged:
-        found = self._find(ctx, params.task_id)
-        if isinstance(found, jobs.JobRecord):
-            jobs.cancel(found)
+        record = self._find(ctx, params.task_id)
+        if record.elsewhere and not record.finished:
+            self.board().ask_to_cancel(record.id)
+        else:
+            record.cancel()
         return Acknowledged()
 

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
 from pixelmcp.errors import InvalidArgument
-from pixelmcp.tools import jobs
+from pixelmcp.service.jobs import FINISHED, JobInfo, JobRecord, JobStatusResult, owner_of
 from pixelmcp.tools.arguments import OptionalNumber
-from pixelmcp.tools.jobs import (
-    FINISHED,
-    JobRecord,
-    info_of,
-    owner_of,
-    status_result,
-    stored_answer,
-)
-from pixelmcp.tools.state import AppContext, app_state
+from pixelmcp.tools.context import AppContext, app_state
 
 
 async def check_job(
@@ -40,30 +31,39 @@ async def check_job(
         raise InvalidArgument("wait_s", wait_s, f"out of range; accepted: {limit} seconds (the call budget, "
                               "PIXELMCP_CALL_BUDGET_S, bounds every call)",
                               "Pass a smaller wait_s, or omit it to wait as long as a call may.")
-    job_id, owner = job_id.strip(), owner_of(ctx.headers)
-    found = app.jobs.find(job_id, owner)
-    if not isinstance(found, JobRecord):  # what its file says: finished earlier, or running on another instance
-        if found["job"]["status"] in FINISHED:
-            return stored_answer(found)
-        if cancel:
-            app.jobs.ask_to_cancel(job_id)
-            return status_result(info_of(found), note="Another instance of this server runs it and was asked to "
-                                                      "stop it; call check_job again to see it cancelled.")
-        with anyio.move_on_after(wait_s if wait_s is not None else (budget or None)):
-            while found["job"]["status"] not in FINISHED:
-                await anyio.sleep(jobs.JOB_HEARTBEAT_S / 2)
-                found = app.jobs.find(job_id, owner)
-        return stored_answer(found)
+    record = app.jobs.find(job_id.strip(), owner_of(ctx.headers))
     if cancel:
-        if found.status in FINISHED:
-            return status_result(found.info(), note="It had already finished, so nothing was cancelled; call "
-                                                    "check_job without cancel to get its result.")
-        jobs.cancel(found)
-        with anyio.move_on_after(budget or None):
-            await found.done.wait()
-        return status_result(found.info())
-    with anyio.move_on_after(wait_s if wait_s is not None else (budget or None)):
-        await found.done.wait()
-    if found.done.is_set() and found.result is not None:
-        return found.result
-    return status_result(found.info())
+        if record.finished:
+            return status_result(record.info(), note="It had already finished, so nothing was cancelled; call "
+                                                     "check_job without cancel to get its result.")
+        if record.elsewhere:
+            app.jobs.ask_to_cancel(record.id)
+            return status_result(record.info(), note="Another instance of this server runs it and was asked to "
+                                                     "stop it; call check_job again to see it cancelled.")
+        record.cancel()
+        return status_result((await app.jobs.wait(record, budget or None)).info())
+    record = await app.jobs.wait(record, wait_s if wait_s is not None else (budget or None))
+    return answer_of(record)
+
+
+def answer_of(record: JobRecord) -> CallToolResult:
+    """A job's answer: its tool's result once it has one, else its status."""
+    if record.finished and record.result is not None:
+        return CallToolResult.model_validate(record.result)
+    return status_result(record.info())
+
+
+def status_result(info: JobInfo, *, waited: bool = False, note: str | None = None) -> CallToolResult:
+    """The answer for a job that is not done (or ended without a result): its status, and what to do next."""
+    what = f"{info.tool} job {info.id} is {info.status}"
+    if info.message and info.status not in FINISHED:
+        what += f" ({info.message}" + (f", about {info.eta_s:g} s left" if info.eta_s is not None else "") + ")"
+    if info.status in FINISHED:
+        text = f"{what}." + (f" {info.error}" if info.error else "")
+    else:
+        why = " after the time a call may take" if waited and info.status != "downloading" else ""
+        text = f"{what}. It is still working{why}: call check_job with job_id='{info.id}' to get its result."
+    if note:
+        text += f" {note}"
+    return CallToolResult(content=[TextContent(type="text", text=text)],
+                          structured_content=JobStatusResult(job=info).model_dump(mode="json"))

@@ -28,8 +28,8 @@ from pixelmcp.prompts.claims import (
     parse_claims,
     sentence_claims,
 )
-from pixelmcp.tools.results import ALIGNMENT_PARTLY, ALIGNMENT_WELL
-from pixelmcp.tools.state import AppState
+from pixelmcp.service.results import ALIGNMENT_PARTLY, ALIGNMENT_WELL
+from pixelmcp.service.state import AppState
 
 #: Confidence from which the detector's boxes are counted.
 DETECTION_THRESHOLD = 0.5

@@ -7,14 +7,15 @@ import time
 from dataclasses import replace
 from typing import Annotated, Literal
 
-import anyio
 from mcp_types import CallToolResult
 from pydantic import Field
 
 from pixelmcp.backends import ControlRequest, StyleRequest
 from pixelmcp.errors import InvalidArgument
-from pixelmcp.media.store import ImageRef, StoredImage
-from pixelmcp.tools import arguments
+from pixelmcp.media.store import ImageRef
+from pixelmcp.service import checks
+from pixelmcp.service.images import ImageRun, Keep, make_images
+from pixelmcp.service.results import GenerateImageResult
 from pixelmcp.tools.arguments import (
     GuidanceArg,
     HeightArg,
@@ -31,18 +32,9 @@ from pixelmcp.tools.arguments import (
     VerifyArg,
     WidthArg,
 )
-from pixelmcp.tools.results import (
-    GenerateImageResult,
-    ProgressReporter,
-    reference_record,
-    result_fields,
-    store_images,
-    store_reference,
-    tool_result,
-    verify_images,
-)
-from pixelmcp.tools.rewriting import RevisedPromptArg, SampledArg, rewrite_for_generation
-from pixelmcp.tools.state import AppContext, app_state
+from pixelmcp.tools.context import AppContext, app_state
+from pixelmcp.tools.results import ProgressReporter, answer
+from pixelmcp.tools.rewriting import RevisedPromptArg, SampledArg
 
 PREPROCESSORS = ("canny", "depth", "segmentation", "pose")
 MAX_CONDITIONING_SCALE = 2.0
@@ -126,40 +118,26 @@ async def controlnet_generate(
         preprocessor=app.router.map_maker(control_type) if preprocess else None,
         person_threshold=person_threshold, keypoint_threshold=keypoint_threshold,
     )
-    request = replace(arguments.check_image_request(
+    request = replace(checks.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
         steps=steps, guidance_scale=guidance_scale, seed=seed, n=n,
-        default_size=arguments.size_following(source, width, height, spec, "image"),
+        default_size=checks.size_following(source, width, height, spec, "image"),
     ), control=control)
-    progress = ProgressReporter(ctx)
-
-    # 2. Rewrite, then generate.
-    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled,
-                                                      revised_prompt)
-    made = await generator.generate(request, progress)
-
-    # 3. Store the control map and the images (in a worker thread: encoding must not stall the event loop).
-    pose = dict(person_threshold=person_threshold, keypoint_threshold=keypoint_threshold,
-                people=made.people) if made.people is not None else {}
-
-    def store() -> tuple[StoredImage, list[StoredImage]]:
-        stored_map = store_reference(app, made.control_map, "control map", control_type=control_type)
-        return stored_map, store_images(app, "controlnet_generate", request, made, dict(
-            control_type=control_type, preprocess=preprocess, conditioning_scale=conditioning_scale,
-            low_threshold=low_threshold, high_threshold=high_threshold, control_map=stored_map.uri, **pose,
-        ))
-
-    control_map, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
-    result = ControlNetResult(
-        **result_fields(request, rewritten, made, records, started), control_type=control_type,
-        conditioning_scale=conditioning_scale, preprocess=preprocess, control_map=control_map.ref(),
-        people=made.people,
-    )
-    shows = f" ({made.people} {'person' if made.people == 1 else 'people'})" if made.people is not None else ""
-    checks = await verify_images(app, result, made.images, progress, verify=verify)
-    return await tool_result(app, result, records, made.images,
-                             lines=[f"Control map ({control_type}){shows}: {control_map.uri}", *checks],
-                             links=[(control_map, f"{control_type} control map")])
+    pose = (dict(person_threshold=person_threshold, keypoint_threshold=keypoint_threshold)
+            if control_type == "pose" and preprocess else {})  # (the people found are stored too: store_images)
+    done = await make_images(app, ImageRun(
+        "controlnet_generate", request, generator, started, rewrite=rewrite, revised_prompt=revised_prompt,
+        sampled=sampled, verify=verify,
+        params=dict(control_type=control_type, preprocess=preprocess, conditioning_scale=conditioning_scale,
+                    low_threshold=low_threshold, high_threshold=high_threshold, **pose),
+        keep=[Keep("control_map", "control map", made=True, params=dict(control_type=control_type),
+                   title=f"{control_type} control map")],
+    ), ProgressReporter(ctx))
+    people = done.made.people
+    result = ControlNetResult(**done.fields, control_type=control_type, conditioning_scale=conditioning_scale,
+                              preprocess=preprocess, control_map=done.ref("control_map"), people=people)
+    shows = f" ({people} {'person' if people == 1 else 'people'})" if people is not None else ""
+    return await answer(app, result, done, lines=[f"Control map ({control_type}){shows}: {done.kept['control_map'].uri}"])
 
 
 async def style_transfer(
@@ -215,48 +193,31 @@ async def style_transfer(
                                   "Omit image, or choose a model with a canny ControlNet.") from e
     reference = await app.load_image(style_image, "style_image")
     structure = await app.load_image(image, "image") if image is not None else None
-    default_size = arguments.size_following(structure, width, height, spec, "image") if structure is not None else None
+    default_size = checks.size_following(structure, width, height, spec, "image") if structure is not None else None
     style = StyleRequest(adapter=adapter, image=reference, scale=scale, mode=mode)
     control = None
     if structure is not None:
         control = ControlRequest(control_type="canny", controlnet=controlnet, image=structure, preprocess=True,
                                  conditioning_scale=1.0)
-    request = replace(arguments.check_image_request(
+    request = replace(checks.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
         steps=steps, guidance_scale=guidance_scale, seed=seed, n=n, default_size=default_size,
     ), control=control, style=style)
-    progress = ProgressReporter(ctx)
-
-    # 2. Rewrite, then generate.
-    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled,
-                                                      revised_prompt)
-    made = await generator.generate(request, progress)
-
-    # 3. Store the reference (and control map) with the images, in a worker thread; answer.
-    def store() -> tuple[StoredImage, StoredImage | None, StoredImage | None, list[StoredImage]]:
-        style_stored = reference_record(app, style_image, reference, "style reference")
-        structure_stored = reference_record(app, image, structure, "structure image") if structure else None
-        map_stored = (store_reference(app, made.control_map, "control map", control_type="canny")
-                      if made.control_map is not None else None)
-        stored = store_images(app, "style_transfer", request, made, dict(
-            mode=mode, scale=scale, style_image=style_stored.uri,
-            structure_image=structure_stored.uri if structure_stored else None,
-            control_map=map_stored.uri if map_stored else None,
-        ))
-        return style_stored, structure_stored, map_stored, stored
-
-    style_record, structure_record, control_map, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
-    result = StyleTransferResult(
-        **result_fields(request, rewritten, made, records, started), mode=mode, scale=scale,
-        style_image=style_record.ref(), control_map=control_map.ref() if control_map else None,
-        structure_image=structure_record.ref() if structure_record else None,
-    )
-    links = [(style_record, "style reference")] + ([(control_map, "canny control map")] if control_map else [])
-    lines = [f"Style reference: {style_record.uri} (mode {mode}" + (f", scale {scale})" if scale is not None else ")")]
-    if control_map:
-        lines.append(f"Control map (canny): {control_map.uri}")
-    lines += await verify_images(app, result, made.images, progress, verify=verify)
-    return await tool_result(app, result, records, made.images, lines=lines, links=links)
+    done = await make_images(app, ImageRun(
+        "style_transfer", request, generator, started, rewrite=rewrite, revised_prompt=revised_prompt,
+        sampled=sampled, verify=verify, params=dict(mode=mode, scale=scale),
+        keep=[Keep("style_image", "style reference", reference, given=style_image),
+              Keep("structure_image", "structure image", structure, given=image, title=""),
+              Keep("control_map", "control map", made=True, params=dict(control_type="canny"),
+                   title="canny control map")],
+    ), ProgressReporter(ctx))
+    result = StyleTransferResult(**done.fields, mode=mode, scale=scale, style_image=done.ref("style_image"),
+                                 control_map=done.ref("control_map"), structure_image=done.ref("structure_image"))
+    lines = [f"Style reference: {result.style_image.uri} (mode {mode}" + (f", scale {scale})" if scale is not None
+                                                                         else ")")]
+    if result.control_map:
+        lines.append(f"Control map (canny): {result.control_map.uri}")
+    return await answer(app, result, done, lines=lines)
 
 
 # --------------------------------------------------------------------------- checks

@@ -19,12 +19,16 @@ from mcp_types import CallToolResult, TextContent
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from pixelmcp.backends import EditRequest, GeneratedImages, ImageRequest
+from pixelmcp.backends import EditRequest, ImageRequest
 from pixelmcp.catalog import ModelSpec
 from pixelmcp.errors import InvalidArgument
 from pixelmcp.media import editing
 from pixelmcp.media.store import ImageRef, StoredImage
-from pixelmcp.tools import arguments
+from pixelmcp.service import checks
+from pixelmcp.service.images import ImageRun, Keep, make_images
+from pixelmcp.service.results import GenerateImageResult, Timings, reference_record
+from pixelmcp.service.rewriting import RewriteChoice
+from pixelmcp.service.state import AppState
 from pixelmcp.tools.arguments import (
     GuidanceArg,
     ImageArg,
@@ -32,25 +36,13 @@ from pixelmcp.tools.arguments import (
     NArg,
     NegativePromptArg,
     OptionalNumber,
-    RewriteChoice,
     SeedArg,
     StepsArg,
     VerifyArg,
 )
-from pixelmcp.tools.results import (
-    GenerateImageResult,
-    ProgressReporter,
-    Timings,
-    image_blocks,
-    reference_record,
-    result_fields,
-    store_images,
-    store_reference,
-    tool_result,
-    verify_images,
-)
-from pixelmcp.tools.rewriting import RevisedPromptArg, RewriteOutcome, SampledArg, rewrite_for_generation
-from pixelmcp.tools.state import AppContext, AppState, app_state
+from pixelmcp.tools.context import AppContext, app_state
+from pixelmcp.tools.results import ProgressReporter, answer, image_blocks
+from pixelmcp.tools.rewriting import RevisedPromptArg, SampledArg
 
 UPSCALE_FACTORS = (2, 4)
 DEFAULT_UPSCALE_STRENGTH = 0.3
@@ -151,7 +143,7 @@ async def edit_image(
     if mask_prompt is not None and not mask_prompt.strip():
         raise InvalidArgument("mask_prompt", mask_prompt, "is empty", "Name the area to repaint, e.g. 'the sky', "
                               "or omit mask_prompt to change the whole image.")
-    mask_prompt = arguments.check_text("mask_prompt", mask_prompt, app.settings, required=False)
+    mask_prompt = checks.check_text("mask_prompt", mask_prompt, app.settings, required=False)
     inpaint = mask is not None or mask_prompt is not None
     segmenter = app.router.segmenter() if mask_prompt is not None else None
     source = await app.load_image(image, "image")
@@ -161,42 +153,27 @@ async def edit_image(
                             steps=steps, guidance_scale=guidance_scale, seed=seed, n=n,
                             strength=_check_strength(strength, spec, inpaint))
     progress = ProgressReporter(ctx)
-
-    # 2. The mask from words, then the rewrite and the edit.
-    if segmenter is not None:
+    if segmenter is not None:  # the mask from words
         segmenter_spec, backend = segmenter
         (scores,) = await backend.segment(segmenter_spec, source, [mask_prompt], progress)
         mask_image = await anyio.to_thread.run_sync(_mask_from_scores, scores, mask_prompt)
         request = replace(request, edit=replace(request.edit, mask=mask_image))
-    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled,
-                                                      revised_prompt)
-    made = await generator.generate(request, progress)
-
-    # 3. Back to the image's size, the original kept outside the mask; store and answer.
-    def store() -> tuple[StoredImage, StoredImage | None, list[StoredImage], float | None]:
-        _restore(made, source, mask_image)
-        source_record = reference_record(app, image, source, "source image")
-        mask_record = (store_reference(app, mask_image, "mask", mask_prompt=mask_prompt)
-                       if mask_image is not None else None)
-        records = store_images(app, "edit_image", request, made, dict(
-            width=source.width, height=source.height, strength=request.edit.strength, mask_prompt=mask_prompt,
-            source_image=source_record.uri, mask=mask_record.uri if mask_record else None,
-        ))
-        return source_record, mask_record, records, editing.coverage(mask_image) if mask_image is not None else None
-
-    source_record, mask_record, records, coverage = await anyio.to_thread.run_sync(store, limiter=app.encoders)
-    result = EditImageResult(
-        **result_fields(request, rewritten, made, records, started), mode="inpaint" if inpaint else "image-to-image",
-        strength=request.edit.strength, source_image=source_record.ref(),
-        mask=mask_record.ref() if mask_record else None, mask_prompt=mask_prompt,
-        mask_coverage=coverage,
-    )
-    lines = [f"Edited {source_record.uri}" + (f" within the mask {mask_record.uri}" if mask_record else "")
-             + (f" (made from {mask_prompt!r}, {result.mask_coverage:.0%} of the image)" if mask_prompt else "")
-             + (f"; strength {request.edit.strength}." if request.edit.strength is not None else ".")]
-    links = [(source_record, "source image")] + ([(mask_record, "mask")] if mask_record else [])
-    lines += await verify_images(app, result, made.images, progress, verify=verify)
-    return await tool_result(app, result, records, made.images, lines=lines, links=links, verb="Edited")
+    coverage = await anyio.to_thread.run_sync(editing.coverage, mask_image) if mask_image is not None else None
+    done = await make_images(app, ImageRun(
+        "edit_image", request, generator, started, rewrite=rewrite, revised_prompt=revised_prompt, sampled=sampled,
+        verify=verify, original=source, mask=mask_image,
+        params=dict(width=source.width, height=source.height, strength=request.edit.strength, mask_prompt=mask_prompt),
+        keep=[Keep("source_image", "source image", source, given=image),
+              Keep("mask", "mask", mask_image, params=dict(mask_prompt=mask_prompt))],
+    ), progress)
+    result = EditImageResult(**done.fields, mode="inpaint" if inpaint else "image-to-image",
+                             strength=request.edit.strength, source_image=done.ref("source_image"),
+                             mask=done.ref("mask"), mask_prompt=mask_prompt, mask_coverage=coverage)
+    mask_line = (f" within the mask {result.mask.uri}" if result.mask else "") + (
+        f" (made from {mask_prompt!r}, {coverage:.0%} of the image)" if mask_prompt else "")
+    strength_line = f"; strength {request.edit.strength}." if request.edit.strength is not None else "."
+    return await answer(app, result, done, lines=[f"Edited {result.source_image.uri}{mask_line}{strength_line}"],
+                        verb="Edited")
 
 
 async def extend_image(
@@ -240,31 +217,16 @@ async def extend_image(
     canvas, border = await anyio.to_thread.run_sync(editing.extended_canvas, source, left, right, top, bottom)
     request = _edit_request(app, spec, canvas, border, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
                             guidance_scale=guidance_scale, seed=seed, n=n, strength=None if spec.remote else 1.0)
-    progress = ProgressReporter(ctx)
-
-    # 2. Rewrite, then generate the border.
-    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled,
-                                                      revised_prompt)
-    made = await generator.generate(request, progress)
-
-    # 3. The original back in place, exactly; store and answer.
-    def store() -> tuple[StoredImage, StoredImage, list[StoredImage]]:
-        _restore(made, canvas, border)
-        source_record = reference_record(app, image, source, "source image")
-        mask_record = store_reference(app, border, "outpainting mask", **sides)
-        records = store_images(app, "extend_image", request, made, dict(
-            width=size[0], height=size[1], **sides, source_image=source_record.uri, mask=mask_record.uri,
-        ))
-        return source_record, mask_record, records
-
-    source_record, mask_record, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
-    result = ExtendImageResult(**result_fields(request, rewritten, made, records, started), **sides,
-                               source_image=source_record.ref(), mask=mask_record.ref())
+    done = await make_images(app, ImageRun(
+        "extend_image", request, generator, started, rewrite=rewrite, revised_prompt=revised_prompt, sampled=sampled,
+        verify=verify, original=canvas, mask=border, params=dict(width=size[0], height=size[1], **sides),
+        keep=[Keep("source_image", "source image", source, given=image),
+              Keep("mask", "outpainting mask", border, params=sides)],
+    ), ProgressReporter(ctx))
+    result = ExtendImageResult(**done.fields, **sides, source_image=done.ref("source_image"), mask=done.ref("mask"))
     added = ", ".join(f"{name} +{value}" for name, value in sides.items() if value)
-    lines = [f"Extended {source_record.uri} ({source.width}x{source.height}; {added}); new border: {mask_record.uri}"]
-    lines += await verify_images(app, result, made.images, progress, verify=verify)
-    return await tool_result(app, result, records, made.images, lines=lines, verb="Extended",
-                             links=[(source_record, "source image"), (mask_record, "outpainting mask")])
+    return await answer(app, result, done, verb="Extended", lines=[
+        f"Extended {result.source_image.uri} ({source.width}x{source.height}; {added}); new border: {result.mask.uri}"])
 
 
 async def upscale_image(
@@ -306,28 +268,15 @@ async def upscale_image(
     request = _edit_request(app, spec, enlarged, None, prompt=prompt or DEFAULT_UPSCALE_PROMPT,
                             negative_prompt=negative_prompt, steps=steps, guidance_scale=guidance_scale, seed=seed,
                             n=1, strength=strength, tile=spec.default_width)
-
-    # 2. Refine, tile by tile.
-    progress = ProgressReporter(ctx)
-    made = await generator.generate(request, progress)
-
-    # 3. Store and answer.
-    def store() -> tuple[StoredImage, list[StoredImage]]:
-        _restore(made, enlarged, None)
-        source_record = reference_record(app, image, source, "source image")
-        records = store_images(app, "upscale_image", request, made, dict(
-            width=size[0], height=size[1], scale=scale, strength=strength, source_image=source_record.uri,
-        ))
-        return source_record, records
-
-    source_record, records = await anyio.to_thread.run_sync(store, limiter=app.encoders)
-    result = UpscaleImageResult(**result_fields(request, RewriteOutcome(), made, records, started), scale=scale,
-                                strength=strength, source_image=source_record.ref())
-    lines = [(f"Upscaled {source_record.uri} {scale}x ({source.width}x{source.height} -> {size[0]}x{size[1]}), "
-              f"strength {strength}.")]
-    lines += await verify_images(app, result, made.images, progress, align=prompt is not None)
-    return await tool_result(app, result, records, made.images, lines=lines, verb="Upscaled",
-                             links=[(source_record, "source image")])
+    done = await make_images(app, ImageRun(
+        "upscale_image", request, generator, started, original=enlarged, align=prompt is not None,
+        params=dict(width=size[0], height=size[1], scale=scale, strength=strength),
+        keep=[Keep("source_image", "source image", source, given=image)],
+    ), ProgressReporter(ctx))
+    result = UpscaleImageResult(**done.fields, scale=scale, strength=strength, source_image=done.ref("source_image"))
+    line = (f"Upscaled {result.source_image.uri} {scale}x ({source.width}x{source.height} -> {size[0]}x{size[1]}), "
+            f"strength {strength}.")
+    return await answer(app, result, done, lines=[line], verb="Upscaled")
 
 
 async def remove_background(
@@ -343,7 +292,7 @@ async def remove_background(
     if subject is not None and not subject.strip():
         raise InvalidArgument("subject", subject, "is empty",
                               f"Name what to keep, or omit subject ('{DEFAULT_SUBJECT}').")
-    subject = arguments.check_text("subject", subject, app.settings, required=False) or DEFAULT_SUBJECT
+    subject = checks.check_text("subject", subject, app.settings, required=False) or DEFAULT_SUBJECT
     spec, segmenter = app.router.segmenter()
     source = await app.load_image(image, "image")
     app.store.check_writable(source.width * source.height * 4 + 65536)
@@ -468,17 +417,11 @@ def _edit_request(app: AppState, spec: ModelSpec, image: Image.Image, mask: Imag
     elif spec.sizes:
         work = image.size  # a provider's listed size nearest the image's aspect ratio (check_size picks it)
     else:
-        work = arguments.size_following(image, None, None, spec, "image")
-    request = arguments.check_image_request(
+        work = checks.size_following(image, None, None, spec, "image")
+    request = checks.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=None, height=None,
         steps=steps, guidance_scale=guidance_scale, seed=seed, n=n, default_size=work,
     )
     request = replace(request, edit=EditRequest(image=image, mask=mask, strength=strength, tile=tile))
     _check_steps_run(request)
     return request
-
-
-def _restore(made: GeneratedImages, original: Image.Image, mask: Image.Image | None) -> None:
-    """Each image back at the original's size, the original kept exactly where `mask` is black (in place)."""
-    radius = editing.feather_radius(original.size)
-    made.images = [editing.composite(original, image, mask, radius) for image in made.images]

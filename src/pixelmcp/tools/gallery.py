@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from pixelmcp.errors import InvalidArgument
 from pixelmcp.media.images import encode_preview
 from pixelmcp.media.store import StoredImage
-from pixelmcp.tools.state import AppContext, app_state
+from pixelmcp.tools.context import AppContext, app_state
 
 #: The MCP Apps interface (viewer, gallery, mask painter) the image tools point at.
 STUDIO_URI = "ui://pixelmcp/studio.html"

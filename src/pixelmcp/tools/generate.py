@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-import anyio
 from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import CallToolResult, CreateMessageResult
 from pydantic import BaseModel, Field
 
 from pixelmcp.backends import RewriteFailed
 from pixelmcp.errors import InvalidArgument, PixelError
-from pixelmcp.media.store import StoredImage
-from pixelmcp.tools import arguments
+from pixelmcp.service import checks
+from pixelmcp.service.images import ImageRun, make_images
+from pixelmcp.service.results import GenerateImageResult
+from pixelmcp.service.rewriting import run_rewriter
 from pixelmcp.tools.arguments import (
     GuidanceArg,
     HeightArg,
@@ -27,23 +28,9 @@ from pixelmcp.tools.arguments import (
     VerifyArg,
     WidthArg,
 )
-from pixelmcp.tools.results import (
-    GenerateImageResult,
-    ProgressReporter,
-    result_fields,
-    score_alignment,
-    store_images,
-    tool_result,
-    verify_images,
-)
-from pixelmcp.tools.rewriting import (
-    RevisedPromptArg,
-    SampledArg,
-    rewrite_for_generation,
-    run_rewriter,
-    sample_rewrite,
-)
-from pixelmcp.tools.state import AppContext, app_state
+from pixelmcp.tools.context import AppContext, app_state
+from pixelmcp.tools.results import ProgressReporter, answer
+from pixelmcp.tools.rewriting import RevisedPromptArg, SampledArg, sample_rewrite
 
 MAX_BEST_OF = 4
 
@@ -78,59 +65,17 @@ async def generate_image(
     against the prompt; a short prompt may be expanded first (revised_prompt)."""
     app = app_state(ctx)
     started = time.perf_counter()
-
-    # 1. Check every argument before any work.
     spec, generator = await app.router.generator(model)
     _check_best_of(app.settings, best_of, n)
-    request = arguments.check_image_request(
+    request = checks.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
         steps=steps, guidance_scale=guidance_scale, seed=seed, n=n * best_of,
     )
-    progress = ProgressReporter(ctx)
-
-    # 2. Rewrite the prompt, if asked; a failed rewrite falls back to the prompt as given.
-    request, rewritten = await rewrite_for_generation(app, request, rewrite, progress, sampled,
-                                                      revised_prompt)
-
-    # 3. Generate.
-    made = await generator.generate(request, progress)
-
-    # 4. Store and answer (encoding runs in worker threads, never on the event loop).
-    records = await anyio.to_thread.run_sync(lambda: store_images(app, "generate_image", request, made, {}),
-                                             limiter=app.encoders)
-    result = GenerateImageResult(**result_fields(request, rewritten, made, records, started))
-    if best_of > 1:
-        return await _best_of(app, result, records, made.images, n, verify, progress)
-    checks = await verify_images(app, result, made.images, progress, verify=verify)
-    return await tool_result(app, result, records, made.images, lines=checks)
-
-
-async def _best_of(app, result: GenerateImageResult, records: list[StoredImage], images: list, n: int,
-                   verify: bool | str, progress: ProgressReporter):
-    """The `n` candidates that match the prompt best, first; the others stay stored, listed and linked."""
-    scored = await score_alignment(app, result, images, progress)
-    infos = list(result.images)
-    if all(info.alignment is not None for info in infos):
-        order = sorted(range(len(infos)), key=lambda i: (-infos[i].alignment.score, i))  # ties: the earlier seed
-        how = f"Best {n} of {len(infos)} by alignment with the prompt."
-    else:
-        order = list(range(len(infos)))
-        how = f"best_of could not rank the {len(infos)} candidates, so they are in seed order."
-    chosen, others = order[:n], order[n:]
-    result = result.model_copy(update={**infos[chosen[0]].model_dump(include={"id", "uri", "path", "width", "height",
-                                                                               "seed"}),
-                                       "images": [infos[i] for i in chosen], "candidates": [infos[i] for i in others]})
-    chosen_images = [images[i] for i in chosen]
-    checks = await verify_images(app, result, chosen_images, progress, align=False, verify=verify)
-    lines = [how, scored] + [_also_made(infos[i]) for i in others] + checks
-    links = [(records[i], "candidate not chosen") for i in others]
-    return await tool_result(app, result, [records[i] for i in chosen], chosen_images, lines=lines, links=links)
-
-
-def _also_made(info) -> str:
-    details = ([f"seed {info.seed}"] if info.seed is not None else []) + (
-        [f"alignment {info.alignment.score:.2f}"] if info.alignment is not None else [])
-    return f"Also made: {info.uri}" + (f" ({', '.join(details)})" if details else "")
+    done = await make_images(app, ImageRun(
+        "generate_image", request, generator, started, rewrite=rewrite, revised_prompt=revised_prompt,
+        sampled=sampled, verify=verify, best_of=best_of,
+    ), ProgressReporter(ctx))
+    return await answer(app, GenerateImageResult(**done.fields), done)
 
 
 def _check_best_of(settings, best_of: int, n: int) -> None:
@@ -162,8 +107,8 @@ async def rewrite_prompt(
     """Expand a terse image prompt into a detailed one without changing its subject; to preview or edit a prompt
     before generate_image."""
     app = app_state(ctx)
-    prompt = arguments.check_text("prompt", prompt, app.settings, required=True)
-    style = arguments.check_text("style", style, app.settings, required=False)
+    prompt = checks.check_text("prompt", prompt, app.settings, required=True)
+    style = checks.check_text("style", style, app.settings, required=False)
     rewriter = app.router.rewriter(model)
     if rewriter is None:
         raise PixelError(

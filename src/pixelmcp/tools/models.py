@@ -8,8 +8,9 @@ from pydantic import BaseModel, Field
 
 from pixelmcp.catalog import IMAGE_KINDS, ModelSpec, Task
 from pixelmcp.registry import ProviderInfo, provider_infos
+from pixelmcp.service.state import AppState
+from pixelmcp.tools.context import AppContext, app_state
 from pixelmcp.tools.gallery import APP_HOSTS, STUDIO_URI, UI_TOOLS
-from pixelmcp.tools.state import AppContext, AppState, app_state
 
 
 class CatalogEntry(BaseModel):

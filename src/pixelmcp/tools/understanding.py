@@ -19,11 +19,13 @@ from pixelmcp.prompts.questions import (
     answer_prompt,
     compare_prompt,
 )
-from pixelmcp.tools import arguments
+from pixelmcp.service import checks
+from pixelmcp.service.results import Timings
+from pixelmcp.service.state import AppState
 from pixelmcp.tools.arguments import ImageArg, ModelArg
 from pixelmcp.tools.claims import ClaimCheck, check_answer, claim_lines
-from pixelmcp.tools.results import ProgressReporter, Timings, image_link
-from pixelmcp.tools.state import AppContext, AppState, app_state
+from pixelmcp.tools.context import AppContext, app_state
+from pixelmcp.tools.results import ProgressReporter, image_link
 
 ClaimsArg = Annotated[
     bool | None,
@@ -136,7 +138,7 @@ async def classify_image(
     if "{}" not in template or template.count("{}") != 1:
         raise InvalidArgument("template", template, "must contain {} exactly once (where the label goes)",
                               "Use e.g. 'a photo of {}'.")
-    arguments.check_text("template", template, app.settings, required=True)
+    checks.check_text("template", template, app.settings, required=True)
     given = _one_or_many(image, images, app.settings.max_batch_images)
     loaded = await _load_all(app, given, argument="image" if images is None else "images")
     neutral = template.format("something else")
@@ -168,7 +170,7 @@ async def ask_about_image(
     app = app_state(ctx)
     started = time.perf_counter()
     spec, answerer = app.router.answerer(model)
-    question = arguments.check_text("question", question, app.settings, required=True)
+    question = checks.check_text("question", question, app.settings, required=True)
     _check_max_tokens(max_tokens)
     (loaded,) = await _load_all(app, [image], argument="image", max_pixels=DETAIL_MAX_PIXELS[detail])
     progress = ProgressReporter(ctx)
@@ -198,7 +200,7 @@ async def compare_images(
     if not isinstance(images, list) or not 2 <= len(images) <= MAX_COMPARE_IMAGES:
         raise InvalidArgument("images", f"<{len(images)} images>", f"compare needs 2..{MAX_COMPARE_IMAGES} images",
                               "Pass at least two images (and at most eight); for one image use ask_about_image.")
-    question = arguments.check_text("question", question, app.settings, required=False) or DEFAULT_COMPARE_QUESTION
+    question = checks.check_text("question", question, app.settings, required=False) or DEFAULT_COMPARE_QUESTION
     loaded = await _load_all(app, images)
     progress = ProgressReporter(ctx)
 

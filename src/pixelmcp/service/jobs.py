@@ -4,9 +4,12 @@ finally answers with the tool's own complete result.
 
 A job is the whole tool call (argument checks, rewrite, generation, storing), run in the server's
 background task group from the start, so nothing is redone when it outlives the call. The call
-waits for it up to the budget: a call that finishes in time returns its normal result and leaves
-no job behind. Progress goes to the calling client while its call is open, and into the job's
-status always.
+waits for it up to the budget (server/budget.py): a call that finishes in time returns its normal
+result and leaves no job behind. Progress goes to the calling client while its call is open, and
+into the job's status always.
+
+A job has one shape, its JobRecord, whose `result` is the tool's answer as stored (JSON): a record
+read back from another process's file is the same class as a live one, and `wait` waits for either.
 
 Jobs outlive the call and the session that started them: any connection holding the same
 credential can collect them (stdio: the same machine; HTTP: the same bearer token, or any local
@@ -32,7 +35,6 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,17 +42,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from pixelmcp.errors import Busy, InvalidArgument, PixelError
 
 logger = logging.getLogger(__name__)
-
-#: The tools whose calls may outlive the budget (every tool that runs a model).
-SLOW_TOOLS = frozenset({"generate_image", "rewrite_prompt", "controlnet_generate", "style_transfer",
-                        "classify_image", "ask_about_image", "compare_images", "edit_image", "extend_image",
-                        "upscale_image", "remove_background"})
 
 Status = Literal["queued", "downloading", "loading", "running", "completed", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
@@ -99,14 +95,17 @@ class JobRecord:
     queue_position: int | None = None
     eta_s: float | None = None
     error: str | None = None
-    result: Any = None  # the tool's CallToolResult (or InputRequiredResult), once finished
+    result: dict[str, Any] | None = None  # the tool's answer as stored (a CallToolResult's JSON), once finished
     raised: BaseException | None = None  # a protocol error the call raised instead of answering
     detached: bool = False  # its call has returned: progress is recorded, no longer sent
     finished_at: float | None = None
+    elsewhere: bool = False  # read from the file of another instance that runs it (it is not running here)
     done: anyio.Event = field(default_factory=anyio.Event)
     answer_now: anyio.Event = field(default_factory=anyio.Event)  # done, or a download began: no use waiting
     scope: anyio.CancelScope | None = None
+    instance: str | None = None  # the instance that wrote it (records read from disk)
     _first_step: tuple[float, float] | None = None
+    _stored_info: JobInfo | None = None
 
     def update(self, done: float, total: float | None, message: str | None) -> None:
         """Record a progress report: the phase it means, the fraction done, an ETA from the steps so far."""
@@ -133,10 +132,34 @@ class JobRecord:
                 self.eta_s = round(rate * (total - done), 1)
 
     def info(self) -> JobInfo:
+        if self.elsewhere:
+            return self._stored_info
         end = self.finished_at or time.time()
         return JobInfo(id=self.id, tool=self.tool, status=self.status, progress=self.progress, message=self.message,
                        queue_position=self.queue_position, eta_s=self.eta_s if self.status == "running" else None,
                        elapsed_s=round(end - self.created, 1), created=iso_time(self.created), error=self.error)
+
+    def cancel(self) -> None:
+        """Stop the job: queued, it leaves the queue; running, it stops at the next step (engine/queue.py)."""
+        if self.scope is not None and not self.done.is_set():
+            self.scope.cancel()
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @classmethod
+    def stored(cls, data: dict[str, Any], mtime: float) -> JobRecord:
+        """The record another process wrote (JobBoard._write): finished, or running on another instance."""
+        info = JobInfo.model_validate(data["job"])
+        record = cls(id=info.id, tool=info.tool, owner=data.get("owner"), status=info.status, progress=info.progress,
+                     message=info.message, queue_position=info.queue_position, eta_s=info.eta_s, error=info.error,
+                     result=data.get("result"), detached=True, updated=mtime, elsewhere=True)
+        record._stored_info = info
+        record.instance = data.get("instance")
+        if record.finished:
+            record.done.set()
+        return record
 
 
 def _phase(message: str) -> Status:
@@ -182,14 +205,15 @@ class JobBoard:
         self._jobs[record.id] = record
         return record
 
-    def close(self, record: JobRecord, result: Any = None, raised: BaseException | None = None,
+    def close(self, record: JobRecord, result: dict[str, Any] | None = None, raised: BaseException | None = None,
               cancelled: bool = False) -> None:
-        """The call's work ended: keep its answer (a job) or forget it (answered within its call)."""
+        """The call's work ended (`result`: its answer as stored): keep it (a job) or forget it (answered within
+        its call)."""
         record.finished_at = record.updated = time.time()
         record.result, record.raised = result, raised
         if cancelled:
             record.status = "cancelled"
-        elif raised is not None or getattr(result, "is_error", False):
+        elif raised is not None or (result or {}).get("isError"):
             record.status = "failed"
             record.error = str(raised) if raised is not None else _text_of(result)
         else:
@@ -211,30 +235,37 @@ class JobBoard:
 
     # ------------------------------------------------------------------ lookup
 
-    def find(self, job_id: str, owner: str | None) -> JobRecord | dict:
-        """A job of this server process (its record), or on disk (its stored form): finished, or running on another
-        instance that shares the output folder."""
+    def find(self, job_id: str, owner: str | None) -> JobRecord:
+        """A job of this server process, or on disk: finished, or running on another instance that shares the
+        output folder."""
         self.sweep()
         record = self._jobs.get(job_id)
         if record is not None and record.detached and record.owner == owner:
             return record
         stored = self._read(job_id) if record is None else None
-        if stored is not None and stored.get("owner") == owner:
-            if stored["job"]["status"] not in FINISHED and not self._running_elsewhere(job_id, stored):
+        if stored is not None and stored.owner == owner:
+            if not stored.finished and not self._running_elsewhere(stored):
                 raise PixelError(f"Job {job_id!r} was running in a server process that has since stopped, so its work "
-                                 f"was lost. Call {stored['job']['tool']} again.")
+                                 f"was lost. Call {stored.tool} again.")
             return stored
         raise InvalidArgument("job_id", job_id, "is not a job of this server, or has expired (finished jobs are kept "
                                                 f"{self.retention_s:g} s)",
                               "Pass the id a tool call returned; if it has expired, call the tool again.")
 
-    def _running_elsewhere(self, job_id: str, stored: dict) -> bool:
+    async def wait(self, record: JobRecord, timeout_s: float | None) -> JobRecord:
+        """The job once finished, or as it stands after `timeout_s` (None: no limit). A job another instance runs
+        is followed through its file, which that instance rewrites every JOB_HEARTBEAT_S."""
+        with anyio.move_on_after(timeout_s):
+            if not record.elsewhere:
+                await record.done.wait()
+            while not record.finished:
+                await anyio.sleep(JOB_HEARTBEAT_S / 2)
+                record = self.find(record.id, record.owner)
+        return record
+
+    def _running_elsewhere(self, record: JobRecord) -> bool:
         """Another live instance runs it: its file is another instance's, and fresh."""
-        try:
-            age = time.time() - (self.folder / f"{job_id}.json").stat().st_mtime
-        except OSError:
-            return False
-        return stored.get("instance") != self.instance and age < JOB_STALE_S
+        return record.instance != self.instance and time.time() - record.updated < JOB_STALE_S
 
     def ask_to_cancel(self, job_id: str) -> None:
         """Ask the instance running a job to stop it (it looks at its next heartbeat)."""
@@ -255,7 +286,7 @@ class JobBoard:
     def post(self, record: JobRecord) -> None:
         """A running job's heartbeat: act on a cancel another instance asked for, else rewrite its file."""
         if self.cancel_asked(record):
-            cancel(record)
+            record.cancel()
         else:
             self._write(record)
 
@@ -277,8 +308,7 @@ class JobBoard:
 
     def _write(self, record: JobRecord) -> None:
         data = {"owner": record.owner, "instance": self.instance, "job": record.info().model_dump(mode="json"),
-                "result": record.result.model_dump(mode="json", by_alias=True, exclude_none=True)
-                if isinstance(record.result, CallToolResult) else None}
+                "result": record.result}
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             temporary = self.folder / f".{record.id}.tmp"
@@ -288,122 +318,23 @@ class JobBoard:
         except OSError as e:  # the job still answers from memory while this process runs
             logger.warning("could not write job %s to %s: %s", record.id, self.folder, e)
 
-    def _read(self, job_id: str) -> dict | None:
+    def _read(self, job_id: str) -> JobRecord | None:
         if not _ID.match(job_id):
             return None
         path = self.folder / f"{job_id}.json"
         try:
-            if path.stat().st_mtime < time.time() - self.retention_s:
+            mtime = path.stat().st_mtime
+            if mtime < time.time() - self.retention_s:
                 return None  # expired (deleted at the next write)
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            return JobRecord.stored(json.loads(path.read_text(encoding="utf-8")), mtime)
+        except (OSError, ValueError, KeyError):
             return None
-
-
-# --------------------------------------------------------------------------- the budget
-
-
-async def within_budget(board: JobBoard, tasks: Any, budget_s: float, tool: str, owner: str | None,
-                        call: Callable[[], Awaitable[Any]],
-                        handle: Callable[[JobRecord], Any] | None = None) -> Any:
-    """Run a tool call; if it is not done within `budget_s`, answer with a job and let it go on in `tasks`.
-
-    The answer is the job's status, or `handle(record)` (a task handle, for a client of the Tasks
-    extension). A call the client cancels cancels its work too. A protocol error the call raises
-    within the budget is raised as it would have been.
-    """
-    if tool not in SLOW_TOOLS or not budget_s or tasks is None:
-        return await call()
-    try:
-        record = board.open(tool, owner)
-    except PixelError as e:
-        return CallToolResult(content=[TextContent(type="text", text=str(e))], is_error=True)
-
-    async def work() -> None:
-        current_job.set(record)
-        with anyio.CancelScope() as scope:
-            record.scope = scope
-            try:
-                result = await call()
-            except Exception as e:  # noqa: BLE001 (a protocol error: re-raised by the waiting call, or kept)
-                board.close(record, raised=e)
-                return
-            board.close(record, result=result)
-        if scope.cancelled_caught:
-            board.close(record, cancelled=True)
-
-    async def keep_posted() -> None:
-        """While the job runs past its call, other instances sharing the output folder see where it stands."""
-        while not record.done.is_set():
-            with anyio.move_on_after(JOB_HEARTBEAT_S):
-                await record.done.wait()
-            if record.detached and not record.done.is_set():
-                board.post(record)
-
-    tasks.start_soon(work)
-    tasks.start_soon(keep_posted)
-    try:
-        with anyio.move_on_after(budget_s):
-            await record.answer_now.wait()
-    except anyio.get_cancelled_exc_class():
-        cancel(record)  # the client gave up on its call: the work stops too
-        board.forget(record)
-        raise
-    if not record.done.is_set():
-        board.detach(record)
-        return handle(record) if handle is not None else status_result(record.info(), waited=True)
-    board.forget(record)
-    if record.raised is not None:
-        raise record.raised
-    return record.result
-
-
-def cancel(record: JobRecord) -> None:
-    """Stop a job: queued, it leaves the queue; running, it stops at the next step (engine/queue.py)."""
-    if record.scope is not None and not record.done.is_set():
-        record.scope.cancel()
-
-
-def status_result(info: JobInfo, *, waited: bool = False, note: str | None = None) -> CallToolResult:
-    """The answer for a job that is not done (or ended without a result): its status, and what to do next."""
-    what = f"{info.tool} job {info.id} is {info.status}"
-    if info.message and info.status not in FINISHED:
-        what += f" ({info.message}" + (f", about {info.eta_s:g} s left" if info.eta_s is not None else "") + ")"
-    if info.status in FINISHED:
-        text = f"{what}." + (f" {info.error}" if info.error else "")
-    else:
-        why = " after the time a call may take" if waited and info.status != "downloading" else ""
-        text = f"{what}. It is still working{why}: call check_job with job_id='{info.id}' to get its result."
-    if note:
-        text += f" {note}"
-    return CallToolResult(content=[TextContent(type="text", text=text)],
-                          structured_content=JobStatusResult(job=info).model_dump(mode="json"))
-
-
-def info_of(found: JobRecord | dict) -> JobInfo:
-    """Where a job stands: a live record's, or what a finished job left on disk (JobBoard.find)."""
-    return found.info() if isinstance(found, JobRecord) else JobInfo.model_validate(found["job"])
-
-
-def stored_answer(stored: dict) -> CallToolResult:
-    """A finished job read back from disk: its tool's result, or its status."""
-    if stored.get("result") is not None:
-        return CallToolResult.model_validate(stored["result"])
-    return status_result(info_of(stored))
-
-
-def job_schema(result_schema: dict[str, Any]) -> dict[str, Any]:
-    """A tool's published output schema that also admits the job status a call past its budget returns."""
-    job = JobStatusResult.model_json_schema(ref_template="#/$defs/{model}")
-    defs = {**result_schema.get("$defs", {}), **job.pop("$defs", {})}
-    result = {k: v for k, v in result_schema.items() if k != "$defs"}
-    return {"type": "object", "anyOf": [result, job], "$defs": defs}
 
 
 def iso_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
-def _text_of(result: Any) -> str | None:
-    texts = [block.text for block in getattr(result, "content", []) if isinstance(block, TextContent)]
+def _text_of(result: dict[str, Any] | None) -> str | None:
+    texts = [block["text"] for block in (result or {}).get("content", []) if block.get("type") == "text"]
     return " ".join(texts) or None

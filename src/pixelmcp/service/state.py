@@ -1,8 +1,8 @@
-"""What every tool reaches through its context: the settings, the image store, the model pool, the router and
-the jobs of calls that outlived their budget.
+"""What every call works with: the settings, the image store, the model pool, the router and the jobs of calls
+that outlived their budget.
 
-The server's lifespan builds it (and tears it down); tools declare `ctx: AppContext` and read it
-with `app_state(ctx)`.
+The server's lifespan builds it (and tears it down); tools reach it through their context
+(tools/context.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from mcp.server.mcpserver import Context
 from PIL import Image
 
 from pixelmcp.config import Settings
@@ -20,7 +19,7 @@ from pixelmcp.engine.pool import ModelPool
 from pixelmcp.media.images import InputLimits, load_image
 from pixelmcp.media.store import ImageStore
 from pixelmcp.router import Router
-from pixelmcp.tools.jobs import JobBoard
+from pixelmcp.service.jobs import JobBoard
 
 
 @dataclass
@@ -50,17 +49,9 @@ class AppState:
             allow_private_urls=self.settings.allow_private_urls,
         )
 
-
     async def load_image(self, value: str, argument: str) -> Image.Image:
         """An image argument, resolved and decoded within the input limits (in a worker thread)."""
         limits = self.input_limits
         return await anyio.to_thread.run_sync(lambda: load_image(value, argument=argument, store=self.store,
                                                                  limits=limits))
 
-
-#: The context every tool declares: MCP's request context, with this server's state as its lifespan context.
-AppContext = Context[AppState, Any]
-
-
-def app_state(ctx: AppContext) -> AppState:
-    return ctx.request_context.lifespan_context
