@@ -86,8 +86,9 @@ async def main(count: int, side: int) -> None:
     from pixelmcp.media.store import ImageStore
     from pixelmcp.router import Router
     from pixelmcp.service.checks import check_image_request
+    from pixelmcp.service.images import result_fields, store_images
     from pixelmcp.service.jobs import JobBoard
-    from pixelmcp.service.results import GenerateImageResult, result_fields, store_images
+    from pixelmcp.service.results import GenerateImageResult
     from pixelmcp.service.rewriting import RewriteOutcome
     from pixelmcp.service.state import AppState
     from pixelmcp.tools.results import tool_result

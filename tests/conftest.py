@@ -11,6 +11,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # a hub id must fail at once, never try the network
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,47 @@ def settings(make_settings) -> Settings:
 @pytest.fixture
 def server(settings):
     return build_server(settings)
+
+
+class StepGate:
+    """Holds every denoising job at a step until the test releases it: work that stays "slow" exactly as long as
+    a test needs, on any machine, with no timing. A held job still stops when cancelled, as between real steps."""
+
+    def __init__(self, after: int):
+        self.after = after  # steps that run before the hold
+        self.opened = threading.Event()
+        self.reached = threading.Event()  # a job is held
+
+    def release(self) -> None:
+        self.opened.set()
+
+    async def wait_held(self, timeout_s: float = 120) -> None:
+        import anyio
+
+        with anyio.fail_after(timeout_s):
+            while not self.reached.is_set():
+                await anyio.sleep(0.02)
+
+
+@pytest.fixture
+def held(monkeypatch):
+    """A StepGate over the engine's step reports ("step i/n", "tile i/n"); `held.after` steps run first (1)."""
+    from pixelmcp.engine.queue import Job
+
+    gate = StepGate(after=1)
+    report = Job.report
+
+    def held_report(job, done, total, message):
+        report(job, done, total, message)
+        if total and message.startswith(("step ", "tile ")) and done >= gate.after and not gate.opened.is_set():
+            gate.reached.set()
+            while not gate.opened.wait(0.05):
+                report(job, done, total, message)  # as the next step would: a batch's job learns its members left
+                job.check()
+
+    monkeypatch.setattr(Job, "report", held_report)
+    yield gate
+    gate.release()
 
 
 def stored_files(settings: Settings) -> list[str]:

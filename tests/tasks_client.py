@@ -54,10 +54,11 @@ class TasksClient(ClientExtension):
 
     identifier = TASKS
 
-    def __init__(self, cancel_after_polls: int | None = None):
+    def __init__(self, cancel_after_polls: int | None = None, on_poll=None):
         self.handles: list[TaskHandle] = []
         self.states: list[TaskState] = []
         self.cancel_after_polls = cancel_after_polls
+        self.on_poll = on_poll  # called with each state seen
 
     def claims(self):
         return [ResultClaim(result_type="task", model=TaskHandle, resolve=self.resolve)]
@@ -70,6 +71,8 @@ class TasksClient(ClientExtension):
                 state = await ctx.session.send_request(GetTask(params=TaskIdParams(taskId=handle.task_id)), TaskState)
                 self.states.append(state)
                 polls += 1
+                if self.on_poll is not None:
+                    self.on_poll(state)
                 if state.status == "completed":
                     return CallToolResult.model_validate(state.result)
                 if state.status in ("failed", "cancelled"):

@@ -116,7 +116,7 @@ async def test_progress_is_reported_once_per_denoising_step_and_increases(server
     assert values == sorted(values) and len(set(values)) == len(values)
 
 
-async def test_cancelled_generation_stops_within_a_step_and_stores_nothing(server, settings):
+async def test_cancelled_generation_stops_within_a_step_and_stores_nothing(server, settings, held):
     step_seen = anyio.Event()
     steps_seen: list[float] = []
 
@@ -125,15 +125,18 @@ async def test_cancelled_generation_stops_within_a_step_and_stores_nothing(serve
             steps_seen.append(progress)
             step_seen.set()
 
-    long_job = {"prompt": "a city", "steps": 50, "width": 512, "height": 512, "seed": 9, **NO_REWRITE}
+    long_job = {"prompt": "a city", "steps": 50, "seed": 9, **NO_REWRITE}
     async with Client(server) as client:
+        held.after = 10**9  # the warm-up runs through
         ok(await client.call_tool("generate_image", {"prompt": "warm up", **NO_REWRITE}))
+        held.after = 1  # the long job is held at its first step until cancelled
         before = stored_files(settings)
         with anyio.fail_after(120):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(client.call_tool, "generate_image", long_job, None, on_progress)
                 await step_seen.wait()
                 tg.cancel_scope.cancel()
+            held.after = 10**9
             # The device is free again only once the worker stopped: this call waits for it.
             ok(await client.call_tool("generate_image", {"prompt": "after", **NO_REWRITE}))
     assert len(steps_seen) < 50

@@ -13,7 +13,8 @@ from mcp_types import CallToolResult, TextContent
 
 from pixelmcp.errors import PixelError
 from pixelmcp.server import tasks
-from pixelmcp.service.jobs import JOB_HEARTBEAT_S, JobBoard, JobRecord, JobStatusResult, current_job, owner_of
+from pixelmcp.service import jobs
+from pixelmcp.service.jobs import JobBoard, JobRecord, JobStatusResult, current_job, owner_of
 from pixelmcp.tools.check import status_result
 
 #: The tools whose calls may outlive the budget (every tool that runs a model).
@@ -79,7 +80,7 @@ async def within_budget(board: JobBoard, group: Any, budget_s: float, tool: str,
     async def keep_posted() -> None:
         """While the job runs past its call, other instances sharing the output folder see where it stands."""
         while not record.done.is_set():
-            with anyio.move_on_after(JOB_HEARTBEAT_S):
+            with anyio.move_on_after(jobs.JOB_HEARTBEAT_S):
                 await record.done.wait()
             if record.detached and not record.done.is_set():
                 board.post(record)

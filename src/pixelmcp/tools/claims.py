@@ -28,7 +28,7 @@ from pixelmcp.prompts.claims import (
     parse_claims,
     sentence_claims,
 )
-from pixelmcp.service.results import ALIGNMENT_PARTLY, ALIGNMENT_WELL
+from pixelmcp.service.images import ALIGNMENT_PARTLY, ALIGNMENT_WELL
 from pixelmcp.service.state import AppState
 
 #: Confidence from which the detector's boxes are counted.

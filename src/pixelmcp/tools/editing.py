@@ -25,8 +25,8 @@ from pixelmcp.errors import InvalidArgument
 from pixelmcp.media import editing
 from pixelmcp.media.store import ImageRef, StoredImage
 from pixelmcp.service import checks
-from pixelmcp.service.images import ImageRun, Keep, make_images
-from pixelmcp.service.results import GenerateImageResult, Timings, reference_record
+from pixelmcp.service.images import ImageRun, Keep, make_images, reference_record
+from pixelmcp.service.results import GenerateImageResult, Timings
 from pixelmcp.service.rewriting import RewriteChoice
 from pixelmcp.service.state import AppState
 from pixelmcp.tools.arguments import (
