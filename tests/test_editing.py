@@ -168,7 +168,7 @@ async def test_extend_gives_the_exact_size_with_the_original_placed_unchanged(se
 
 @pytest.mark.parametrize(("arguments", "argument", "words"), [
     ({}, "left", "all 0"),
-    ({"left": -4}, "left", "negative"),
+    ({"left": -4}, "left", "at least 0"),
     ({"right": 5000}, "right", "over this server's limit"),
 ])
 async def test_bad_extend_arguments_are_named(make_settings, arguments, argument, words):

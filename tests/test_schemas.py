@@ -91,11 +91,16 @@ def test_portable_schema_rewrites_const_and_non_null_defaults_and_drops_null_one
         "mode": {"const": "auto", "type": "string", "default": "auto", "description": "How."},
         "maybe": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None, "title": "Maybe"},
         "title": {"type": "string", "title": "Title"},  # an argument named title stays
+        "strength": {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1}, {"type": "null"}]},
+        "either": {"anyOf": [{"type": "boolean"}, {"type": "string"}]},
         "nested": {"type": "object", "properties": {}}}, "title": "toolArguments"}
     portable = portable_schema(schema)
     assert portable["properties"]["mode"] == {"enum": ["auto"], "type": "string",
                                               "description": 'How. Default: "auto".'}
-    assert portable["properties"]["maybe"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}  # omitted = null
+    assert portable["properties"]["maybe"] == {"type": ["string", "null"]}  # omitted = null
+    # Gemini's JSONSchema has no exclusive bounds: the server refuses the bound itself
+    assert portable["properties"]["strength"] == {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+    assert portable["properties"]["either"] == schema["properties"]["either"]  # not an optional: kept
     assert portable["properties"]["title"] == {"type": "string"} and "title" not in portable
     assert "additionalProperties" not in portable["properties"]["nested"]
     assert schema["properties"]["mode"]["const"] == "auto"  # the input is left as it was

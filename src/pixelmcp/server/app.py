@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
-from mcp.server.mcpserver.tools import Tool
 from mcp.shared.exceptions import MCPError
 from mcp_types import ToolAnnotations
 
@@ -31,6 +30,7 @@ from pixelmcp.router import Router
 from pixelmcp.server import apps, budget, tasks
 from pixelmcp.server.logs import configure_logging
 from pixelmcp.server.schemas import portable_schema
+from pixelmcp.server.validation import CheckedTool
 from pixelmcp.service.jobs import JobBoard, JobStatusResult, owner_of
 from pixelmcp.service.state import AppState
 from pixelmcp.tools import check, control, editing, gallery, generate, models, understanding
@@ -148,7 +148,7 @@ def build_server(settings: Settings) -> MCPServer:
     )
     registered = []
     for fn, title, hints in tools:
-        tool = Tool.from_function(_reported(fn), annotations=ToolAnnotations(title=title, **hints),
+        tool = CheckedTool.from_function(_reported(fn), annotations=ToolAnnotations(title=title, **hints),
                                   meta=apps.ui_meta() if fn.__name__ in apps.UI_TOOLS else None)
         tool.parameters = portable_schema(tool.parameters)  # accepted by OpenAI strict, Gemini, Anthropic alike
         if tool.name in budget.SLOW_TOOLS and tool.fn_metadata.output_schema is not None:

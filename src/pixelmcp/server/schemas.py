@@ -8,6 +8,11 @@ habits are outside what some dialects take:
   The default moves into the description ("Default: 1."); the server still applies it when the
   argument is left out, so clients that omit an argument see no change.
 - `"default": null` on every optional argument: an argument left out is the same as null, so it says nothing.
+- `exclusiveMinimum` / `exclusiveMaximum` (strength's "more than 0"): google-genai's JSONSchema refuses them
+  (extra_forbidden), failing the whole tool list. They become `minimum` / `maximum`; the server still
+  refuses the bound itself, saying "more than 0".
+- `anyOf: [{"type": T, ...}, {"type": "null"}]` for every optional argument: `"type": [T, "null"]` says the
+  same in a quarter of the characters, and every dialect tested reads it (Gemini as `nullable`).
 - `title` on every property and on the schema (pydantic's "Negative Prompt" for negative_prompt): it repeats
   the argument's name, and every tool's schema is sent with every turn of a conversation. Dropped.
 `additionalProperties: false`, which OpenAI's strict mode wants on every object, is deliberately
@@ -37,6 +42,15 @@ def _portable(node: Any) -> Any:
             if not (key == "title" and isinstance(value, str))}
     if "const" in node:
         node["enum"] = [node.pop("const")]
+    for exclusive, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if exclusive in node:
+            node[inclusive] = node.pop(exclusive)
+    branches = node.get("anyOf")
+    if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
+        (other,) = [branch for branch in branches if branch != {"type": "null"}]
+        if isinstance(other, dict) and isinstance(other.get("type"), str) and not set(other) & set(node) - {"anyOf"}:
+            del node["anyOf"]
+            node.update(other, type=[other["type"], "null"])
     properties = node.get("properties")
     if isinstance(properties, dict):
         for prop in properties.values():

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from pixelmcp.errors import InvalidArgument
 from pixelmcp.service.jobs import FINISHED, JobInfo, JobRecord, JobStatusResult, owner_of
-from pixelmcp.tools.arguments import OptionalNumber
+from pixelmcp.tools.arguments import number
 from pixelmcp.tools.context import AppContext, app_state
 
 
@@ -17,7 +17,7 @@ async def check_job(
     job_id: Annotated[str, Field(description="A result's job.id.")],
     ctx: AppContext,
     wait_s: Annotated[
-        OptionalNumber,
+        number(0) | None,
         Field(description="Seconds to wait before answering with its status; default and most: the call budget."),
     ] = None,
     cancel: Annotated[bool, Field(description="Stop the job; nothing of it is kept.")] = False,
@@ -26,7 +26,7 @@ async def check_job(
     progress after up to wait_s. cancel=true stops it."""
     app = app_state(ctx)
     budget = app.settings.call_budget_s
-    if wait_s is not None and (wait_s < 0 or (budget and wait_s > budget)):  # (OptionalNumber refused NaN)
+    if wait_s is not None and budget and wait_s > budget:  # (the schema refused NaN and negative waits)
         limit = f"0..{budget:g}" if budget else "0 or more"
         raise InvalidArgument("wait_s", wait_s, f"out of range; accepted: {limit} seconds (the call budget, "
                               "PIXELMCP_CALL_BUDGET_S, bounds every call)",

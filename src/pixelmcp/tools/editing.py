@@ -35,10 +35,11 @@ from pixelmcp.tools.arguments import (
     ModelArg,
     NArg,
     NegativePromptArg,
-    OptionalNumber,
     SeedArg,
     StepsArg,
     VerifyArg,
+    integer,
+    number,
 )
 from pixelmcp.tools.context import AppContext, app_state
 from pixelmcp.tools.results import ProgressReporter, answer, image_blocks
@@ -61,10 +62,10 @@ EditRewriteArg = Annotated[
     Field(description="Expand the prompt with an LLM first."),
 ]
 StrengthArg = Annotated[
-    OptionalNumber,
-    Field(description="How much may change, (0, 1]: 0.3 touches up, 1 repaints; default 0.75, 1 in a mask."),
+    number(above=0, high=1) | None,
+    Field(description="How much may change: 0.3 touches up, 1 repaints; default 0.75, 1 in a mask."),
 ]
-SideArg = Annotated[int, Field(description="Pixels to add on this side.")]
+SideArg = Annotated[integer(0), Field(description="Pixels to add on this side.")]
 
 
 class EditImageResult(GenerateImageResult):
@@ -203,10 +204,6 @@ async def extend_image(
     spec, generator = await app.router.generator(model)
     _check_edits(spec, "extend_image")
     sides = {"left": left, "right": right, "top": top, "bottom": bottom}
-    for name, value in sides.items():
-        if value < 0:
-            raise InvalidArgument(name, value, "is negative", f"Pass the pixels to add on the {name} (0 or more); "
-                                  "to cut the image down, crop it first.")
     if not any(sides.values()):
         raise InvalidArgument("left", left, "nothing to add: left, right, top and bottom are all 0",
                               "Pass the pixels to add on at least one side, e.g. right=256.")
@@ -232,13 +229,13 @@ async def extend_image(
 async def upscale_image(
     image: ImageArg,
     ctx: AppContext,
-    scale: Annotated[int, Field(description="2 or 4.")] = 2,
+    scale: Annotated[integer(2, 4), Field(description="2 or 4.")] = 2,
     prompt: Annotated[
         str | None, Field(description="What it shows (guides the added detail).")
     ] = None,
     strength: Annotated[
-        OptionalNumber,
-        Field(description=f"How much each tile may be redrawn, (0, 1]; default {DEFAULT_UPSCALE_STRENGTH}."),
+        number(above=0, high=1) | None,
+        Field(description=f"How much each tile may be redrawn; default {DEFAULT_UPSCALE_STRENGTH}."),
     ] = None,
     negative_prompt: NegativePromptArg = None,
     model: ModelArg = None,
@@ -344,9 +341,6 @@ def _check_strength(value: float | None, spec: ModelSpec, inpaint: bool) -> floa
         return None
     if value is None:
         return 1.0 if inpaint else spec.default_strength
-    if not 0.0 < value <= 1.0:
-        raise InvalidArgument("strength", value, "out of range; accepted: more than 0 and at most 1",
-                              "Use e.g. 0.3 for touch-ups, 0.75 for a new take on the image, 1 to repaint fully.")
     return value
 
 

@@ -27,6 +27,7 @@ from pixelmcp.tools.arguments import (
     StepsArg,
     VerifyArg,
     WidthArg,
+    integer,
 )
 from pixelmcp.tools.context import AppContext, app_state
 from pixelmcp.tools.results import ProgressReporter, answer
@@ -55,7 +56,8 @@ async def generate_image(
     n: NArg = 1,
     rewrite: RewriteArg = "auto",
     best_of: Annotated[
-        int, Field(description="1..4 candidates per image; the best by alignment is returned, the others linked.")
+        integer(1, MAX_BEST_OF), Field(description="Candidates per image; the best by alignment is returned, the "
+                                                   "others linked.")
     ] = 1,
     verify: VerifyArg = "auto",
     revised_prompt: RevisedPromptArg = None,
@@ -79,9 +81,6 @@ async def generate_image(
 
 
 def _check_best_of(settings, best_of: int, n: int) -> None:
-    if not 1 <= best_of <= MAX_BEST_OF:
-        raise InvalidArgument("best_of", best_of, f"out of range; accepted: 1..{MAX_BEST_OF}",
-                              "Use best_of=2..4 to pick the best of that many candidates, or 1 for none.")
     if best_of > 1 and not settings.alignment:
         raise InvalidArgument("best_of", best_of, "ranks candidates by alignment, which this server does not score "
                                                   "(PIXELMCP_ALIGNMENT=false)",

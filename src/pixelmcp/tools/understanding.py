@@ -22,7 +22,7 @@ from pixelmcp.prompts.questions import (
 from pixelmcp.service import checks
 from pixelmcp.service.results import Timings
 from pixelmcp.service.state import AppState
-from pixelmcp.tools.arguments import ImageArg, ModelArg
+from pixelmcp.tools.arguments import ImageArg, ModelArg, integer
 from pixelmcp.tools.claims import ClaimCheck, check_answer, claim_lines
 from pixelmcp.tools.context import AppContext, app_state
 from pixelmcp.tools.results import ProgressReporter, image_link
@@ -158,7 +158,7 @@ async def ask_about_image(
     question: Annotated[str, Field(description="What you want to know about the image.")],
     ctx: AppContext,
     model: ModelArg = None,
-    max_tokens: Annotated[int, Field(description=f"Longest answer, in tokens (1..{MAX_ANSWER_TOKENS}).")] = 512,
+    max_tokens: Annotated[integer(1, MAX_ANSWER_TOKENS), Field(description="Longest answer, in tokens.")] = 512,
     detail: Annotated[
         Literal["auto", "low", "high"],
         Field(description="Pixels the model sees: low 0.2 MP, auto 1 MP, high 3.2 MP (small text; slower)."),
@@ -171,7 +171,6 @@ async def ask_about_image(
     started = time.perf_counter()
     spec, answerer = app.router.answerer(model)
     question = checks.check_text("question", question, app.settings, required=True)
-    _check_max_tokens(max_tokens)
     (loaded,) = await _load_all(app, [image], argument="image", max_pixels=DETAIL_MAX_PIXELS[detail])
     progress = ProgressReporter(ctx)
     answer = await answerer.answer(spec, [loaded], answer_prompt(question), max_tokens, progress)
@@ -185,7 +184,8 @@ async def ask_about_image(
 
 
 async def compare_images(
-    images: Annotated[list[str], Field(description=f"2..{MAX_COMPARE_IMAGES} images, any image form, in order.")],
+    images: Annotated[list[str], Field(min_length=2, max_length=MAX_COMPARE_IMAGES,
+                                       description="The images (any image form), in order.")],
     ctx: AppContext,
     question: Annotated[str | None, Field(description="What to compare; default: what differs between them.")] = None,
     model: ModelArg = None,
@@ -197,9 +197,6 @@ async def compare_images(
     started = time.perf_counter()
     spec, answerer = app.router.answerer(model)
     similarity_spec, classifier = app.router.classifier(None)
-    if not isinstance(images, list) or not 2 <= len(images) <= MAX_COMPARE_IMAGES:
-        raise InvalidArgument("images", f"<{len(images)} images>", f"compare needs 2..{MAX_COMPARE_IMAGES} images",
-                              "Pass at least two images (and at most eight); for one image use ask_about_image.")
     question = checks.check_text("question", question, app.settings, required=False) or DEFAULT_COMPARE_QUESTION
     loaded = await _load_all(app, images)
     progress = ProgressReporter(ctx)
@@ -259,12 +256,6 @@ def _one_or_many(image: str | None, images: list[str] | None, maximum: int) -> l
         raise InvalidArgument("images", f"<{len(images)} images>", f"accepted: 1..{maximum} images",
                               "Split the batch (or raise PIXELMCP_MAX_BATCH_IMAGES).")
     return [image] if image is not None else list(images)
-
-
-def _check_max_tokens(value: int) -> None:
-    if not 1 <= value <= MAX_ANSWER_TOKENS:
-        raise InvalidArgument("max_tokens", value, f"out of range; accepted: 1..{MAX_ANSWER_TOKENS}",
-                              "Use e.g. 512.")
 
 
 async def _load_all(app: AppState, values: list[str], argument: str = "images",
