@@ -148,3 +148,34 @@ def test_logs_off_a_terminal_are_one_plain_line_per_record():
                                None)
     line = OneLine().format(record)
     assert "\n" not in line and "WARNING pixelmcp.x: first line\\nsecond line " + "x" * 200 in line
+
+
+def test_every_tool_argument_is_a_flag_of_its_command_with_the_tools_default():
+    import argparse
+    import inspect
+
+    from pixelmcp.cli import parser
+    from pixelmcp.cli.tools import COMMANDS, NOT_FLAGS
+
+    commands = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for command, (module, tool, _, positionals, left_out) in COMMANDS.items():
+        command_parser = commands[command]
+        args, _ = command_parser.parse_known_args([value for name, nargs in positionals
+                                                  for value in (["x"] * (nargs == "+" or 1))])
+        fn = getattr(__import__(f"pixelmcp.tools.{module}", fromlist=[tool]), tool)
+        wanted = set(inspect.signature(fn).parameters) - NOT_FLAGS - {name for name, _ in positionals} - set(left_out)
+        assert set(args.flags) == wanted, command
+        # No default of the command's own: a flag left out is left out of the call, and the tool's default holds.
+        assert all(getattr(args, name) is None for name in args.flags), command
+        for name in args.flags:
+            default = inspect.signature(fn).parameters[name].default
+            if default not in (None, inspect.Parameter.empty, False, True):
+                assert " ".join(json.dumps(default).split()) in " ".join(command_parser.format_help().split()), \
+                    (command, name)
+
+
+def test_the_serve_command_does_not_import_the_tools():
+    code = ("import sys; from pixelmcp.cli import parser; parser().parse_known_args(['serve']); "
+            "print(sorted(m for m in sys.modules if m.startswith('pixelmcp.tools')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -17,14 +17,14 @@ from pixelmcp import __version__
 
 def parser() -> argparse.ArgumentParser:
     from pixelmcp.cli import catalog, clients, doctor, serve, tools
-    from pixelmcp.cli.common import add_settings_flags
+    from pixelmcp.cli.common import CommandParser, add_settings_flags
 
     root = argparse.ArgumentParser(prog="pixelmcp", allow_abbrev=False,
                                    description="MCP server and CLI for making, editing and understanding images on "
                                                "your own GPU.")
     root.add_argument("--version", action="version", version=f"pixelmcp {__version__}")
     add_settings_flags(root, top=True)
-    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     serve.add_commands(sub)
     tools.add_commands(sub)
     catalog.add_commands(sub)

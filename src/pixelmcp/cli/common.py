@@ -5,8 +5,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
 from pydantic import ValidationError
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser whose flags may be made on first use (`pending`): a tool command's come from the tool's
+    signature, whose import costs most of a second, so they are made only when that command runs or shows its
+    help, never for `pixelmcp serve`."""
+
+    pending: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending(self)
+        return super().parse_known_args(args, namespace)
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, *, top: bool = False) -> None:

@@ -1,7 +1,8 @@
 """generate, control, style, edit, extend, upscale, cutout, ask, classify, compare: the MCP tools, from a terminal.
 
 Each command builds the same server the MCP transports serve and calls its tool through an
-in-memory MCP client, so validation, defaults, storage and results are exactly the tools'. On a
+in-memory MCP client, so validation, defaults, storage and results are exactly the tools'. Its
+flags are the tool's arguments, made from the tool's signature when the command runs. On a
 terminal, progress (model loading, denoising steps, tokens) is drawn as a bar on stderr; when
 piped, only the result is printed. `--json` prints the structured result.
 """
@@ -9,10 +10,15 @@ piped, only the result is printed. `--json` prints the structured result.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
+import inspect
 import json
 import os
 import shutil
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -20,158 +26,150 @@ import anyio
 
 from pixelmcp.cli.common import add_settings_flags, fail, load
 
+#: command: (tool module, tool, help, positional arguments (name, nargs), tool arguments the command leaves out)
+COMMANDS: dict[str, tuple[str, str, str, tuple[tuple[str, str | None], ...], tuple[str, ...]]] = {
+    "generate": ("generate", "generate_image", "make images from a prompt (generate_image)", (("prompt", "?"),), ()),
+    "control": ("control", "controlnet_generate", ("make images that keep another image's structure "
+                "(controlnet_generate)"), (("prompt", None), ("image", None)), ()),
+    "style": ("control", "style_transfer", "make images in the style of a reference (style_transfer)",
+              (("prompt", None), ("style_image", None)), ()),
+    "edit": ("editing", "edit_image", "edit an image, all of it or within a mask (edit_image)",
+             (("image", None), ("prompt", None)), ()),
+    "extend": ("editing", "extend_image", "extend an image's canvas, generating the new border (extend_image)",
+               (("image", None), ("prompt", None)), ()),
+    "upscale": ("editing", "upscale_image", "upscale an image 2x or 4x (upscale_image)", (("image", None),), ()),
+    "cutout": ("editing", "remove_background", "cut the subject out: an RGBA PNG (remove_background)",
+               (("image", None),), ()),
+    "ask": ("understanding", "ask_about_image", "ask a vision-language model about an image (ask_about_image)",
+            (("image", None), ("question", None)), ()),
+    "classify": ("understanding", "classify_image", "zero-shot labels for an image (classify_image)",
+                 (("image", None), ("labels", "+")), ("images",)),
+    "compare": ("understanding", "compare_images", "compare 2-8 images (compare_images)", (("images", "+"),), ()),
+}
+#: Arguments that take an image: a terminal path is resolved, and its folder allowed for the run.
+IMAGE_ARGUMENTS = frozenset({"image", "style_image", "mask", "images"})
+#: Arguments no command sets: the MCP context, and the client's LLM's rewrite (MCP sampling).
+NOT_FLAGS = frozenset({"ctx", "sampled"})
+ALIASES = {"guidance_scale": ["--guidance"]}
+
 
 def add_commands(sub) -> None:
-    generate = sub.add_parser("generate", help="make images from a prompt (generate_image)")
-    generate.add_argument("prompt", nargs="?", help="what the image should show")
-    generate.add_argument("--from", dest="source", metavar="ID_OR_PNG",
-                          help="re-run the parameters of a stored image (id, pixelmcp:// uri or PNG made by pixelmcp)")
-    _generation_flags(generate)
-    generate.add_argument("--best-of", type=int, help="make 2..4 candidates per image and keep the best by alignment")
-    generate.set_defaults(run=_generate)
-
-    control = sub.add_parser("control", help="make images that keep another image's structure (controlnet_generate)")
-    control.add_argument("prompt")
-    control.add_argument("image", help="image path, pixelmcp:// uri or data URI")
-    control.add_argument("--control-type", default="canny",
-                         help="canny (default), depth, pose, segmentation, or another type the model maps")
-    control.add_argument("--no-preprocess", dest="preprocess", action="store_false",
-                         help="use the image as the control map as it is")
-    control.add_argument("--conditioning-scale", type=float, default=1.0)
-    control.add_argument("--low-threshold", type=int, default=100)
-    control.add_argument("--high-threshold", type=int, default=200)
-    control.add_argument("--person-threshold", type=float,
-                         help="pose: the detector's confidence that counts a person, 0..1 (default 0.5)")
-    control.add_argument("--keypoint-threshold", type=float,
-                         help="pose: the confidence that draws a joint, 0..1 (default 0.3)")
-    _generation_flags(control)
-    control.set_defaults(run=_control)
-
-    style = sub.add_parser("style", help="make images in the style of a reference (style_transfer)")
-    style.add_argument("prompt")
-    style.add_argument("style_image", help="the reference image")
-    style.add_argument("--scale", type=float, help="adapter strength 0..2 (default 0.8; local models only)")
-    style.add_argument("--mode", choices=["style", "subject"], default="style")
-    style.add_argument("--image", help="optional structure image (its edges steer the result)")
-    _generation_flags(style)
-    style.set_defaults(run=_style)
-
-    edit = sub.add_parser("edit", help="edit an image, all of it or within a mask (edit_image)")
-    edit.add_argument("image", help="image path, pixelmcp:// uri or data URI")
-    edit.add_argument("prompt", help="what the edited image (or the repainted area) should show")
-    where = edit.add_mutually_exclusive_group()
-    where.add_argument("--mask", help="mask image: white = repaint, black = keep")
-    where.add_argument("--mask-prompt", help="the area to repaint, in words (e.g. 'the sky')")
-    edit.add_argument("--strength", type=float, help="how much may change, (0, 1]")
-    _edit_flags(edit)
-    edit.add_argument("--n", type=int, default=1)
-    edit.set_defaults(run=_edit)
-
-    extend = sub.add_parser("extend", help="extend an image's canvas, generating the new border (extend_image)")
-    extend.add_argument("image")
-    extend.add_argument("prompt", help="what the whole, larger picture shows")
-    for side in ("left", "right", "top", "bottom"):
-        extend.add_argument(f"--{side}", type=int, default=0, metavar="PX", help=f"pixels to add on the {side}")
-    _edit_flags(extend)
-    extend.add_argument("--n", type=int, default=1)
-    extend.set_defaults(run=_extend)
-
-    upscale = sub.add_parser("upscale", help="upscale an image 2x or 4x (upscale_image)")
-    upscale.add_argument("image")
-    upscale.add_argument("--scale", type=int, default=2, help="2 (default) or 4")
-    upscale.add_argument("--prompt", help="what the image shows, to guide the added detail")
-    upscale.add_argument("--strength", type=float, help="how much each tile may be redrawn (default 0.3)")
-    _edit_flags(upscale, rewrite=False)
-    upscale.set_defaults(run=_upscale)
-
-    cutout = sub.add_parser("cutout", help="cut the subject out: an RGBA PNG (remove_background)")
-    cutout.add_argument("image")
-    cutout.add_argument("--subject", help="what to keep, in words (default: the main subject)")
-    _common_flags(cutout)
-    cutout.add_argument("-o", "--output", metavar="PATH", help="also save the PNG here")
-    cutout.set_defaults(run=_cutout)
-
-    ask = sub.add_parser("ask", help="ask a vision-language model about an image (ask_about_image)")
-    ask.add_argument("image")
-    ask.add_argument("question")
-    ask.add_argument("--model")
-    ask.add_argument("--max-tokens", type=int, default=512)
-    ask.add_argument("--detail", choices=["auto", "low", "high"], default="auto")
-    _claims_flag(ask)
-    _common_flags(ask)
-    ask.set_defaults(run=_ask)
-
-    classify = sub.add_parser("classify", help="zero-shot labels for an image (classify_image)")
-    classify.add_argument("image")
-    classify.add_argument("labels", nargs="+", metavar="LABEL")
-    classify.add_argument("--model")
-    classify.add_argument("--template", default="a photo of {}")
-    classify.add_argument("--multi-label", action="store_true")
-    _common_flags(classify)
-    classify.set_defaults(run=_classify)
-
-    compare = sub.add_parser("compare", help="compare 2-8 images (compare_images)")
-    compare.add_argument("images", nargs="+", metavar="IMAGE")
-    compare.add_argument("--question")
-    compare.add_argument("--model")
-    _claims_flag(compare)
-    _common_flags(compare)
-    compare.set_defaults(run=_compare)
+    """One command per tool. Its positional arguments are declared here; every other argument of the tool becomes a
+    flag when the command runs (or shows its help), made from the tool's signature: the same names, types,
+    descriptions and choices, and no defaults of their own (a flag left out leaves the tool's default)."""
+    for command, (module, tool, description, positionals, left_out) in COMMANDS.items():
+        parser = sub.add_parser(command, help=description, description=description)
+        for name, nargs in positionals:
+            parser.add_argument(name, nargs=nargs, metavar=name.upper() if nargs else None)
+        if command == "generate":
+            parser.add_argument("--from", dest="source", metavar="ID_OR_PNG",
+                                help="re-run the parameters of a stored image (id, pixelmcp:// uri or PNG made by "
+                                     "pixelmcp)")
+        add_settings_flags(parser)
+        parser.add_argument("--json", action="store_true", help="print the structured result as JSON")
+        if command not in ("ask", "classify", "compare"):
+            parser.add_argument("-o", "--output", metavar="PATH",
+                                help="also save the image here (several images: PATH-1.png, PATH-2.png, ...)")
+        skip = {name for name, _ in positionals} | set(left_out)
+        parser.pending = functools.partial(_tool_flags, module=module, tool=tool, skip=skip)
+        parser.set_defaults(run=_generate if command == "generate" else _run, tool=tool,
+                            positionals=[name for name, _ in positionals])
 
 
-def _common_flags(parser: argparse.ArgumentParser) -> None:
-    add_settings_flags(parser)
-    parser.add_argument("--json", action="store_true", help="print the structured result as JSON")
+def _tool_flags(parser: argparse.ArgumentParser, *, module: str, tool: str, skip: set[str]) -> None:
+    """The flags of `tool`'s arguments, from its signature (see add_commands)."""
+    fn = getattr(importlib.import_module(f"pixelmcp.tools.{module}"), tool)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    flags = []
+    for name, parameter in inspect.signature(fn).parameters.items():
+        if name in NOT_FLAGS or name in skip:
+            continue
+        kind, choices, description, bounds = _described(hints[name])
+        default = parameter.default
+        shown = f" (default: {json.dumps(default)})" if default not in (None, inspect.Parameter.empty) else ""
+        text = (description or "") + (f" {bounds}." if bounds else "") + shown
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            if default is not True:
+                parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=text)
+            if default is not False:
+                parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_const", const=False,
+                                    default=None, help=None if default is not True else text)
+        elif kind == "choice":  # true, false or one of the named choices (rewrite, verify)
+            metavar = "|".join(["true", "false", *choices])
+            parser.add_argument(flag, dest=name, nargs="?", const=True, default=None, metavar=metavar,
+                                type=functools.partial(_choice, name=name, choices=choices), help=text)
+            parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_const", const=False,
+                                default=None, help=f"the same as {flag} false")
+        else:
+            extra = {"nargs": "+"} if kind is list else {"choices": choices} if choices else {"type": kind}
+            parser.add_argument(flag, *ALIASES.get(name, []), dest=name, default=None, help=text, **extra)
+        flags.append(name)
+    parser.set_defaults(flags=flags)
 
 
-def _image_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags every image-making command shares."""
-    _common_flags(parser)
-    parser.add_argument("-o", "--output", metavar="PATH",
-                        help="also save the image here (several images: PATH-1.png, PATH-2.png, ...)")
-    parser.add_argument("--model")
-    parser.add_argument("--negative-prompt")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--guidance-scale", "--guidance", dest="guidance_scale", type=float)
-    parser.add_argument("--seed", type=int)
+def _described(hint: Any) -> tuple[Any, tuple | None, str | None, str | None]:
+    """(the flag's kind: int, float, str, bool, list or "choice"; its choices; the argument's description; its
+    fixed bounds as words, e.g. "0..2")."""
+    description, bounds = None, {}
+    while typing.get_origin(hint) is typing.Annotated:
+        fields = [m for m in hint.__metadata__ if getattr(m, "description", None)]
+        description = description or (fields[0].description if fields else None)
+        hint = hint.__origin__
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if _is_union(hint) else [hint]
+    if len(args) > 1:  # bool | Literal["auto", ...]
+        literals = tuple(v for a in args if typing.get_origin(a) is typing.Literal for v in typing.get_args(a))
+        return "choice", literals, description, None
+    (hint,) = args
+    while typing.get_origin(hint) is typing.Annotated:
+        for field in hint.__metadata__:
+            for bound in getattr(field, "metadata", []):
+                bounds.update({k: getattr(bound, k) for k in ("ge", "gt", "le") if hasattr(bound, k)})
+        hint = hint.__origin__
+    words = None
+    if "gt" in bounds:
+        words = f"More than {bounds['gt']}" + (f", at most {bounds['le']}" if "le" in bounds else "")
+    elif "ge" in bounds:
+        words = f"{bounds['ge']}..{bounds['le']}" if "le" in bounds else f"At least {bounds['ge']}"
+    if typing.get_origin(hint) is typing.Literal:
+        return str, typing.get_args(hint), description, words
+    if typing.get_origin(hint) is list:
+        return list, None, description, words
+    return hint, None, description, words
 
 
-def _generation_flags(parser: argparse.ArgumentParser) -> None:
-    _image_flags(parser)
-    parser.add_argument("--width", type=int)
-    parser.add_argument("--height", type=int)
-    parser.add_argument("--n", type=int, default=1)
-    rewrite = parser.add_mutually_exclusive_group()
-    rewrite.add_argument("--rewrite", dest="rewrite", action="store_const", const=True, default="auto",
-                         help="always expand the prompt with the LLM first")
-    rewrite.add_argument("--no-rewrite", dest="rewrite", action="store_const", const=False,
-                         help="never rewrite (default: short prompts are rewritten)")
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)
 
 
-def _edit_flags(parser: argparse.ArgumentParser, rewrite: bool = True) -> None:
-    """The flags of the tools that start from an image (their size follows the image)."""
-    _image_flags(parser)
-    if rewrite:
-        parser.add_argument("--rewrite", action="store_true", help="expand the prompt with the LLM first")
+def _choice(value: str, *, name: str, choices: tuple[str, ...]):
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if value in choices:
+        return value
+    raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} takes true, false or {' or '.join(choices)}, "
+                                     f"not {value!r}")
 
 
-def _edit_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    return _present(image=_image(args.image), negative_prompt=args.negative_prompt, model=args.model,
-                    steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed,
-                    rewrite=getattr(args, "rewrite", None) or None, n=getattr(args, "n", None))
-
-
-def _generation_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    return _present(prompt=args.prompt, negative_prompt=args.negative_prompt, model=args.model, width=args.width,
-                    height=args.height, steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed,
-                    n=args.n, rewrite=args.rewrite)
-
-
-def _present(**values) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
+def _arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The tool's arguments: the positional ones, and the flags given."""
+    arguments = {}
+    for name in [*args.positionals, *args.flags]:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name in IMAGE_ARGUMENTS:
+            value = [_image(v) for v in value] if isinstance(value, list) else _image(value)
+        arguments[name] = value
+    return arguments
 
 
 # --------------------------------------------------------------------------- commands
+
+
+def _run(args: argparse.Namespace) -> None:
+    _call(args, args.tool, _arguments(args))
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -190,63 +188,7 @@ def _generate(args: argparse.Namespace) -> None:
         return
     if not args.prompt:
         fail("generate needs a prompt (or --from ID_OR_PNG to re-run a stored image)", 2)
-    _call(args, "generate_image", {**_generation_arguments(args), **_present(best_of=args.best_of)})
-
-
-def _control(args: argparse.Namespace) -> None:
-    _call(args, "controlnet_generate", {
-        **_generation_arguments(args), "image": _image(args.image), "control_type": args.control_type,
-        "preprocess": args.preprocess, "conditioning_scale": args.conditioning_scale,
-        "low_threshold": args.low_threshold, "high_threshold": args.high_threshold,
-        **_present(person_threshold=args.person_threshold, keypoint_threshold=args.keypoint_threshold),
-    })
-
-
-def _style(args: argparse.Namespace) -> None:
-    _call(args, "style_transfer", {
-        **_generation_arguments(args), "style_image": _image(args.style_image), "mode": args.mode,
-        **_present(image=_image(args.image) if args.image else None, scale=args.scale),
-    })
-
-
-def _edit(args: argparse.Namespace) -> None:
-    _call(args, "edit_image", {**_edit_arguments(args), "prompt": args.prompt, **_present(
-        mask=_image(args.mask) if args.mask else None, mask_prompt=args.mask_prompt, strength=args.strength)})
-
-
-def _extend(args: argparse.Namespace) -> None:
-    _call(args, "extend_image", {**_edit_arguments(args), "prompt": args.prompt, "left": args.left,
-                                 "right": args.right, "top": args.top, "bottom": args.bottom})
-
-
-def _upscale(args: argparse.Namespace) -> None:
-    _call(args, "upscale_image", {**_edit_arguments(args), "scale": args.scale,
-                                  **_present(prompt=args.prompt, strength=args.strength)})
-
-
-def _cutout(args: argparse.Namespace) -> None:
-    _call(args, "remove_background", _present(image=_image(args.image), subject=args.subject))
-
-
-def _claims_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-check-claims", dest="check_claims", action="store_const", const=False,
-                        help="skip checking the answer's claims against the image(s)")
-
-
-def _ask(args: argparse.Namespace) -> None:
-    _call(args, "ask_about_image", _present(image=_image(args.image), question=args.question, model=args.model,
-                                            max_tokens=args.max_tokens, detail=args.detail,
-                                            check_claims=args.check_claims))
-
-
-def _classify(args: argparse.Namespace) -> None:
-    _call(args, "classify_image", _present(image=_image(args.image), labels=args.labels, model=args.model,
-                                           template=args.template, multi_label=args.multi_label))
-
-
-def _compare(args: argparse.Namespace) -> None:
-    _call(args, "compare_images", _present(images=[_image(i) for i in args.images], question=args.question,
-                                           model=args.model, check_claims=args.check_claims))
+    _call(args, "generate_image", _arguments(args))
 
 
 def _image(value: str) -> str:
