@@ -170,11 +170,7 @@ def _edit_inputs(request: ImageRequest) -> tuple[Image.Image | None, Image.Image
     edit = request.edit
     if edit is None:
         return None, None
-    size = (request.width, request.height)
-    start = edit.image if edit.image.size == size else edit.image.resize(size, Image.Resampling.LANCZOS)
-    if edit.mask is None:
-        return start, None
-    return start, editing.model_mask(edit.mask, size, editing.feather_radius(size))
+    return editing.model_inputs(edit.image, edit.mask, (request.width, request.height))
 
 
 class LocalRewriter(CachedRewriter):

@@ -1,6 +1,9 @@
 """Pixel work around edits, with no model in it: masks, blending the original back, the canvas of an
 outpainting, tiles for upscaling, and cut-outs.
 
+Every change of a mask's shape is here: a user's mask fitted to its image, a segmenter's scores made a mask
+or an alpha, and the hard mask a model repaints at the size it works at (engine and providers alike).
+
 The rule every edit keeps: where the mask is black (0), the result's pixels are the original's,
 exactly. `composite` guarantees it by construction: the blend weight is the mask times its own
 blur, so it fades in inside the mask's edge and is exactly 0 wherever the mask is.
@@ -33,6 +36,43 @@ def coverage(mask: Image.Image) -> float:
     """The fraction of pixels the mask repaints (at the hard threshold)."""
     values = np.asarray(mask.convert("L"))
     return float((values >= MASK_LEVEL).mean())
+
+
+def fitted_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image | None:
+    """A user's mask at the image's size (luminance, white = repaint); None when no pixel is light enough to
+    repaint (MASK_LEVEL)."""
+    fitted = mask_at(mask, size)
+    return fitted if fitted.getextrema()[1] >= MASK_LEVEL else None
+
+
+def mask_from_scores(scores: Image.Image, level: float) -> Image.Image | None:
+    """A segmenter's scores (L, 0..255) as a mask: where it is at least `level` (0..1) sure, grown by the feather
+    width so the repainted area covers the thing's edges; None where it is that sure nowhere."""
+    threshold = round(level * 255)
+    hard = scores.point(lambda v: 255 if v >= threshold else 0)
+    if hard.getextrema()[1] == 0:
+        return None
+    return model_mask(hard, hard.size, feather_radius(hard.size))
+
+
+def alpha_from_scores(scores: Image.Image, ramp: tuple[float, float]) -> tuple[Image.Image, int]:
+    """A segmenter's scores as a cut-out's alpha: transparent below ramp[0], opaque above ramp[1], linear between;
+    and the alpha's highest level."""
+    low, high = (round(level * 255) for level in ramp)
+    alpha = scores.point(lambda v: 0 if v <= low else 255 if v >= high else round((v - low) * 255 / (high - low)))
+    return alpha, alpha.getextrema()[1]
+
+
+def model_inputs(image: Image.Image, mask: Image.Image | None, size: tuple[int, int],
+                 grow: int | None = None) -> tuple[Image.Image, Image.Image | None]:
+    """What a model edits, at the `size` it works at: the image (RGB), and its hard mask grown by `grow` px
+    (default: the feather radius, so the model also paints the band where the result fades into the original)."""
+    start = image.convert("RGB")
+    if start.size != size:
+        start = start.resize(size, Image.Resampling.LANCZOS)
+    if mask is None:
+        return start, None
+    return start, model_mask(mask, size, feather_radius(size) if grow is None else grow)
 
 
 def model_mask(mask: Image.Image, size: tuple[int, int], grow: int) -> Image.Image:

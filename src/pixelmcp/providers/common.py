@@ -257,15 +257,14 @@ def edit_instruction(request: ImageRequest, mask_as_image: bool) -> str:
 def edit_images(request: ImageRequest) -> tuple[Image.Image, Image.Image | None]:
     """The image to edit at the request's size, and its mask there in OpenAI's convention (RGBA, transparent =
     repaint), or None without a mask."""
-    from pixelmcp.media.editing import model_mask
+    from pixelmcp.media.editing import model_inputs
 
     size = (request.width, request.height)
-    edit = request.edit
-    image = edit.image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
-    if edit.mask is None:
+    image, mask = model_inputs(request.edit.image, request.edit.mask, size, grow=0)
+    if mask is None:
         return image, None
     transparent = Image.new("RGBA", size, (0, 0, 0, 255))
-    transparent.putalpha(model_mask(edit.mask, size, 0).point(lambda v: 255 - v))
+    transparent.putalpha(mask.point(lambda v: 255 - v))
     return image, transparent
 
 

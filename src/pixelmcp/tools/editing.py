@@ -366,8 +366,8 @@ def _check_output_size(app: AppState, size: tuple[int, int], argument: str, valu
 
 def _checked_mask(mask: Image.Image, source: Image.Image) -> Image.Image:
     """The mask at the image's size (luminance; white = repaint); an empty one is refused."""
-    fitted = editing.mask_at(mask, source.size)
-    if fitted.getextrema()[1] < editing.MASK_LEVEL:
+    fitted = editing.fitted_mask(mask, source.size)
+    if fitted is None:
         raise InvalidArgument(
             "mask", f"<{mask.width}x{mask.height} image>",
             f"is empty: no pixel is light enough to repaint (white, or at least {editing.MASK_LEVEL} of 255)",
@@ -377,25 +377,21 @@ def _checked_mask(mask: Image.Image, source: Image.Image) -> Image.Image:
 
 
 def _cutout_alpha(scores: Image.Image) -> tuple[Image.Image, int, int]:
-    """The segmenter's scores as alpha (transparent below CUTOUT_RAMP, opaque above, a linear ramp between), the
-    alpha's highest level and the scores' highest."""
-    low, high = (round(level * 255) for level in CUTOUT_RAMP)
-    alpha = scores.point(lambda v: 0 if v <= low else 255 if v >= high else round((v - low) * 255 / (high - low)))
-    return alpha, alpha.getextrema()[1], scores.getextrema()[1]
+    """The segmenter's scores as alpha (media/editing.py), the alpha's highest level and the scores' highest."""
+    alpha, highest = editing.alpha_from_scores(scores, CUTOUT_RAMP)
+    return alpha, highest, scores.getextrema()[1]
 
 
 def _mask_from_scores(scores: Image.Image, mask_prompt: str) -> Image.Image:
-    """The segmenter's scores as a mask: where it is at least MASK_PROMPT_LEVEL sure, grown by the feather width
-    so the repainted area covers the thing's edges."""
-    level = round(MASK_PROMPT_LEVEL * 255)
-    hard = scores.point(lambda v: 255 if v >= level else 0)
-    if hard.getextrema()[1] == 0:
+    """The segmenter's scores as a mask (media/editing.py); nothing sure enough is refused."""
+    mask = editing.mask_from_scores(scores, MASK_PROMPT_LEVEL)
+    if mask is None:
         raise InvalidArgument(
             "mask_prompt", mask_prompt, f"matched nothing in the image (the segmenter's highest score was "
             f"{scores.getextrema()[1] / 255:.2f}; {MASK_PROMPT_LEVEL} is needed)",
             "Name the area in other words (e.g. 'the sky', 'the red car'), or pass a mask image.",
         )
-    return editing.model_mask(hard, hard.size, editing.feather_radius(hard.size))
+    return mask
 
 
 # --------------------------------------------------------------------------- the request and the result
