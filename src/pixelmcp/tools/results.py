@@ -107,7 +107,7 @@ class ProgressReporter:
     the device") carry no step of their own; each is sent halfway between the last value and
     the next whole step, so the count increases and never overtakes the next real step.
 
-    A call that runs as a job (tools/jobs.py) records every report in the job; once the call has
+    A call that runs as a job (service/jobs.py) records every report in the job; once the call has
     answered with the job, reports are only recorded.
     """
 
