@@ -179,3 +179,10 @@ def test_the_serve_command_does_not_import_the_tools():
             "print(sorted(m for m in sys.modules if m.startswith('pixelmcp.tools')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity"])
+def test_a_number_flag_refuses_nan_and_infinities_naming_the_flag(value, tmp_path):
+    out = run_cli("generate", "a", f"--guidance-scale={value}", "--profile", "tiny", "--output-dir", str(tmp_path))
+    assert out.returncode == 2 and "--guidance-scale takes a finite number" in out.stderr and value in out.stderr
+    assert not list(tmp_path.iterdir())  # nothing was made

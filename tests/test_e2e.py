@@ -95,17 +95,18 @@ async def start_http(tiny_cache, tmp_path, *args: str, separate_stdout: bool = F
             return process, port
 
 
-async def test_http_token_is_required_on_every_request(tiny_cache, tmp_path):
+async def test_http_token_is_required_on_every_request_and_never_logged(tiny_cache, tmp_path):
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
-    process, port = await start_http(tiny_cache, tmp_path, PIXELMCP_HTTP_TOKEN="s3cret-token-0123456789")
+    process, port = await start_http(tiny_cache, tmp_path, PIXELMCP_HTTP_TOKEN="s3cret-token-0123456789",
+                                     PIXELMCP_LOG_LEVEL="DEBUG")  # every library's debug lines too
     url = f"http://127.0.0.1:{port}/mcp"
     try:
         async with httpx2.AsyncClient() as http:
             missing = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
             wrong = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                                    headers={"Authorization": "Bearer nope"})
+                                    headers={"Authorization": "Bearer wrong-guess-0123456789"})
         assert missing.status_code == wrong.status_code == 401
         assert "PIXELMCP_HTTP_TOKEN" in missing.text and "s3cret-token-0123456789" not in missing.text
         assert missing.headers["www-authenticate"].startswith("Bearer")
@@ -117,6 +118,8 @@ async def test_http_token_is_required_on_every_request(tiny_cache, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+    log = (tmp_path / f"server-{port}.log").read_text()
+    assert "DEBUG" in log and "s3cret-token-0123456789" not in log and "wrong-guess-0123456789" not in log
 
 
 def test_serving_a_non_loopback_address_needs_a_token(tiny_cache, tmp_path):
@@ -248,3 +251,25 @@ async def test_http_client_of_the_tasks_extension_follows_a_task_to_its_result(t
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_no_log_record_shows_a_secret_whoever_writes_it(make_settings, caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-abcdefghijklmnop")
+    from pixelmcp.server.app import build_server
+
+    build_server(make_settings(http_token="s3cret-token-0123456789"))
+    library = logging.getLogger("httpx")  # a library's debug lines, as any of them could write one
+    with caplog.at_level(logging.DEBUG):
+        library.debug("request headers: %s", {"authorization": "Bearer s3cret-token-0123456789"})
+        library.debug("provider key %s", "sk-live-abcdefghijklmnop")
+        library.debug("another credential: Authorization: Bearer abcdefgh12345678")
+        try:
+            raise RuntimeError("refused s3cret-token-0123456789")
+        except RuntimeError:
+            library.exception("a failure")
+    text = caplog.text
+    for secret in ("s3cret-token-0123456789", "sk-live-abcdefghijklmnop", "abcdefgh12345678"):
+        assert secret not in text
+    assert text.count("[redacted]") >= 4 and "a failure" in text and "RuntimeError" in text

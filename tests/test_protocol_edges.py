@@ -182,7 +182,8 @@ def test_every_float_argument_refuses_nan_and_infinities_sent_as_json_literals(r
     request_id = 100
     for tool in tools:
         for name, schema in tool["inputSchema"]["properties"].items():
-            types = {schema.get("type")} | {option.get("type") for option in schema.get("anyOf", [])}
+            types = {kind for option in [schema, *schema.get("anyOf", [])]
+                     for kind in (option.get("type") if isinstance(option.get("type"), list) else [option.get("type")])}
             if "number" not in types:
                 continue
             for literal in ("NaN", "Infinity", "-Infinity"):

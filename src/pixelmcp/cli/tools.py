@@ -14,6 +14,7 @@ import functools
 import importlib
 import inspect
 import json
+import math
 import os
 import shutil
 import sys
@@ -102,7 +103,8 @@ def _tool_flags(parser: argparse.ArgumentParser, *, module: str, tool: str, skip
             parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_const", const=False,
                                 default=None, help=f"the same as {flag} false")
         else:
-            extra = {"nargs": "+"} if kind is list else {"choices": choices} if choices else {"type": kind}
+            extra = {"nargs": "+"} if kind is list else {"choices": choices} if choices else {
+                "type": functools.partial(_finite, flag=flag) if kind is float else kind}
             parser.add_argument(flag, *ALIASES.get(name, []), dest=name, default=None, help=text, **extra)
         flags.append(name)
     parser.set_defaults(flags=flags)
@@ -150,6 +152,18 @@ def _choice(value: str, *, name: str, choices: tuple[str, ...]):
         return value
     raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} takes true, false or {' or '.join(choices)}, "
                                      f"not {value!r}")
+
+
+def _finite(value: str, *, flag: str) -> float:
+    """A number flag's value: NaN and infinities are refused here, naming the flag, as the tools refuse them."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{flag} takes a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{flag} takes a finite number, not {value!r} (NaN and infinities are "
+                                         "refused)")
+    return number
 
 
 def _arguments(args: argparse.Namespace) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,7 +26,7 @@ from pixelmcp.engine.pool import ModelPool
 from pixelmcp.errors import GenerationCancelled, PixelError, StoreError, first_line
 from pixelmcp.media.store import ImageStore, UnknownImageError
 from pixelmcp.prompts import templates
-from pixelmcp.registry import provider_infos
+from pixelmcp.registry import provider_infos, provider_rows
 from pixelmcp.router import Router
 from pixelmcp.server import apps, budget, tasks
 from pixelmcp.server.logs import configure_logging
@@ -99,7 +100,7 @@ async def _stop(state: AppState) -> None:
 def build_server(settings: Settings) -> MCPServer:
     """The pixelmcp MCP server for `settings` (nothing is loaded until a tool needs it)."""
 
-    configure_logging(settings.log_level)  # (before MCPServer, whose own set-up then leaves it as it is)
+    configure_logging(settings.log_level, _secrets(settings))  # (before MCPServer, whose own set-up keeps it)
     resources = _Resources(settings)
 
     @asynccontextmanager
@@ -183,6 +184,14 @@ def build_server(settings: Settings) -> MCPServer:
         return models.models_report(resources.current()).model_dump_json(indent=1)
 
     return server
+
+
+def _secrets(settings: Settings) -> list[str]:
+    """What the logs must never show: the HTTP bearer token, and every provider key in the environment."""
+    found = [settings.http_token.get_secret_value()] if settings.http_token is not None else []
+    for row in provider_rows(settings).values():
+        found += [os.environ[name] for name in row.key_env if os.environ.get(name)]
+    return found
 
 
 def _reported(fn):

@@ -20,6 +20,9 @@ from pixelmcp.errors import InvalidArgument
 
 
 class CheckedTool(Tool):
+    """A tool whose argument errors read like its own checks; `fixes(...)` (tools/arguments.py) on the tool's
+    function adds the fix an argument's error gives, where a generic one would miss the point."""
+
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
         try:
             return await super().run(arguments, context, convert_result)
@@ -27,12 +30,13 @@ class CheckedTool(Tool):
             if isinstance(e.__cause__, ValidationError):
                 # The signature's own schema: the published one states exclusive bounds as inclusive (schemas.py).
                 schema = self.fn_metadata.arg_model.model_json_schema()
-                raise ToolError(argument_errors(e.__cause__, schema)) from e.__cause__
+                fixes = getattr(self.fn, "argument_fixes", {})
+                raise ToolError(argument_errors(e.__cause__, schema, fixes)) from e.__cause__
             raise
 
 
-def argument_errors(error: ValidationError, schema: dict[str, Any]) -> str:
-    """One InvalidArgument line per argument that failed validation."""
+def argument_errors(error: ValidationError, schema: dict[str, Any], fixes: dict[str, str] | None = None) -> str:
+    """One InvalidArgument line per argument that failed validation; `fixes`: the tool's own fix per argument."""
     lines: dict[str, str] = {}
     for problem in error.errors():
         loc = problem.get("loc") or ("arguments",)
@@ -44,8 +48,11 @@ def argument_errors(error: ValidationError, schema: dict[str, Any]) -> str:
             continue
         prop = (schema.get("properties") or {}).get(name, {})
         where = "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
-        lines[name] = str(InvalidArgument(name + where, problem.get("input"), _problem(problem, prop),
-                                          _fix(name, prop, name in (schema.get("required") or ()))))
+        value = problem.get("input")
+        if problem["type"] in ("too_short", "too_long") and isinstance(value, list):
+            value = f"<{len(value)} items>"  # (not the items: images, each of them long)
+        fix = (fixes or {}).get(name) or _fix(name, prop, name in (schema.get("required") or ()))
+        lines[name] = str(InvalidArgument(name + where, value, _problem(problem, prop), fix))
     return "\n".join(lines.values())
 
 

@@ -54,6 +54,17 @@ def number(low: float | None = None, high: float | None = None, *, above: float 
     return Annotated[float, Field(ge=low, gt=above, le=high), BeforeValidator(_finite_input)]
 
 
+def fixes(**by_argument: str):
+    """A tool's own fix for an argument the schema refuses, where the generic "pass it within 2..8" misses the
+    point (server/validation.py reads it)."""
+
+    def mark(fn):
+        fn.argument_fixes = by_argument
+        return fn
+
+    return mark
+
+
 def integer(low: int | None = None, high: int | None = None):
     """An int argument within fixed bounds."""
     return Annotated[int, Field(ge=low, le=high)]

@@ -22,7 +22,7 @@ from pixelmcp.prompts.questions import (
 from pixelmcp.service import checks
 from pixelmcp.service.results import Timings
 from pixelmcp.service.state import AppState
-from pixelmcp.tools.arguments import ImageArg, ModelArg, integer
+from pixelmcp.tools.arguments import ImageArg, ModelArg, fixes, integer
 from pixelmcp.tools.claims import ClaimCheck, check_answer, claim_lines
 from pixelmcp.tools.context import AppContext, app_state
 from pixelmcp.tools.results import ProgressReporter, image_link
@@ -183,6 +183,7 @@ async def ask_about_image(
                           structured_content=result.model_dump(mode="json"))
 
 
+@fixes(images="Pass at least two images (and at most eight); for one image use ask_about_image.")
 async def compare_images(
     images: Annotated[list[str], Field(min_length=2, max_length=MAX_COMPARE_IMAGES,
                                        description="The images (any image form), in order.")],
