@@ -30,7 +30,11 @@ def hostile_images(tmp_path) -> list[tuple[str, str]]:
     (allowed / "escape.png").unlink(missing_ok=True)
     os.symlink(secret, allowed / "escape.png")
     truncated = base64.b64decode(b64(Image.new("RGB", (64, 64), "red")))[:60]
+    webp = base64.b64decode(b64(Image.new("RGB", (64, 64), "red"), "WEBP"))
+    (allowed / "folder.png").mkdir(exist_ok=True)  # a folder where an image file is expected
     return [
+        (str(allowed / "folder.png"), "is a folder, not an image file"),
+        (base64.b64encode(webp[: len(webp) // 2]).decode(), "unreadable image header"),  # a truncated WebP
         (b64(Image.new("L", (9000, 9000))), "pixels, over the"),  # decompression bomb (header only)
         (base64.b64encode(truncated).decode(), "truncated or corrupt"),
         (base64.b64encode(b"GIF89a" + b"\x00" * 20).decode(), "supported format"),

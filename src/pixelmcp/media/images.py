@@ -163,9 +163,12 @@ def read_bounded(path: Path, argument: str, shown: str, max_bytes: int) -> bytes
     except OSError as e:
         raise InvalidArgument(argument, shown, f"cannot open the file ({e.strerror})",
                               "Check that it exists and the server may read it.") from e
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # (checked before fdopen, which would refuse a folder with IsADirectoryError)
+        os.close(fd)
+        what = "is a folder, not an image file" if stat.S_ISDIR(mode) else "not a regular file"
+        raise InvalidArgument(argument, shown, what, "Pass the path of an image file.")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InvalidArgument(argument, shown, "not a regular file", "Pass the path of an image file.")
         try:
             data = f.read(max_bytes + 1)
         except OSError as e:
