@@ -216,3 +216,30 @@ async def test_an_invalid_request_over_http_gets_a_json_rpc_error(tiny_cache, tm
         process.terminate()
         process.wait(timeout=30)
     assert reply.status_code == 400 and "error" in reply.json()
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signal_during_a_call_drops_it_cleanly_and_exits_0(tiny_cache, tmp_path, signal_name):
+    import signal
+    import time
+
+    server = RawStdio(tiny_cache, tmp_path)
+    server.initialize()
+    server.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "generate_image", "_meta": {"progressToken": "p"},
+        "arguments": {"prompt": "a", "width": 256, "height": 256, "steps": 50, "rewrite": False}}})
+    while True:  # until the denoising runs
+        message = server.receive()
+        if (message.get("params") or {}).get("message", "").startswith("step "):
+            break
+    server.process.send_signal(getattr(signal, signal_name))
+    began = time.monotonic()
+    code = server.process.wait(timeout=30)
+    stopped_in = time.monotonic() - began
+    server.log.close()
+    log = (tmp_path / "stdio-server.log").read_text()
+    assert code == 0 and stopped_in < 15, (code, log[-2000:])
+    assert f"{signal_name}: stopping" in log and log.count("dropped a generate_image call") == 1, log[-2000:]
+    assert "did not stop within" not in log  # stopped at a step boundary, not by the deadline
+    out = tmp_path / "out"
+    assert not [p.name for p in out.rglob("*") if p.is_file() and p.suffix in (".png", ".json", ".tmp")]

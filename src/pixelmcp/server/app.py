@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,7 +29,7 @@ from pixelmcp.media.store import ImageStore, UnknownImageError
 from pixelmcp.prompts import templates
 from pixelmcp.registry import provider_infos, provider_rows
 from pixelmcp.router import Router
-from pixelmcp.server import apps, budget, tasks
+from pixelmcp.server import apps, budget, shutdown, tasks
 from pixelmcp.server.logs import configure_logging
 from pixelmcp.server.schemas import portable_schema
 from pixelmcp.server.validation import CheckedTool
@@ -200,8 +201,14 @@ def _reported(fn):
 
     @functools.wraps(fn)
     async def tool(*args, **kwargs):
+        started = time.monotonic()
         try:
             return await fn(*args, **kwargs)
+        except anyio.get_cancelled_exc_class():
+            if shutdown.stopping():
+                logger.warning("dropped a %s call after %.1f s: the server is stopping (%s); nothing of it is kept",
+                               fn.__name__, time.monotonic() - started, shutdown.stopping())
+            raise
         except (ToolError, MCPError, GenerationCancelled):
             raise
         except Exception as e:  # the tools' boundary: anything else is a fault of ours or a library's

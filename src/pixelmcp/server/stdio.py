@@ -10,6 +10,10 @@ The SDK's `stdio_server` still owns stdout (fd 1 points at stderr while serving,
 from libraries cannot corrupt the wire). It skips its stdin claim when given a stream, so stdin
 is claimed here the same way: the wire is read from a private duplicate and fd 0 points at the
 null device, so nothing else in the process can read requests.
+
+SIGTERM and SIGINT stop the server cleanly (server/shutdown.py). Lines are read in a worker thread
+that a stop abandons (a read blocked on an open stdin cannot be interrupted), so the process ends
+with `os._exit` once the lifespan has released everything.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from io import TextIOWrapper
 from typing import Any, BinaryIO
@@ -29,28 +35,73 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
+from pixelmcp.server import shutdown
+
 logger = logging.getLogger(__name__)
 
 
 def run_stdio(server: MCPServer) -> None:
-    """Serve `server` over this process's stdin and stdout until stdin closes."""
+    """Serve `server` over this process's stdin and stdout until stdin closes, or a signal stops it."""
     anyio.run(serve_stdio, server)
+    if shutdown.stopping():
+        _exit(0)  # (the abandoned stdin reader would keep the interpreter from exiting)
 
 
 async def serve_stdio(server: MCPServer) -> None:
     buffer, restore = _claim_stdin()
     text = _UnownedTextWrapper(buffer, encoding="utf-8", errors="replace")
     try:
-        lines = CheckedLines(anyio.wrap_file(text))
-        async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
-            lines.replies = write_stream
-            # MCPServer.run_stdio_async does exactly this with the SDK's own reader.
-            lowlevel = server._lowlevel_server
-            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+        lines = CheckedLines(_lines_of(text))
+        async with anyio.create_task_group() as group:
+            group.start_soon(_stop_on_signal, group.cancel_scope)
+            async with stdio_server(stdin=lines) as (read_stream, write_stream):  # type: ignore[arg-type]
+                lines.replies = write_stream
+                # MCPServer.run_stdio_async does exactly this with the SDK's own reader.
+                lowlevel = server._lowlevel_server
+                await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+            group.cancel_scope.cancel()  # stdin closed: no signal to wait for
     finally:
-        text.close()
-        if restore is not None:
-            restore()
+        if not shutdown.stopping():  # (stopped: the abandoned reader holds the stream's lock; the process exits)
+            text.close()
+            if restore is not None:
+                restore()
+
+
+async def _stop_on_signal(serving: anyio.CancelScope) -> None:
+    """On SIGTERM or SIGINT: stop reading requests and cancel what runs (see server/shutdown.py)."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for number in signals:
+            shutdown.reason = signal.Signals(number).name
+            logger.warning("%s: stopping; calls in progress are cancelled at their next step", shutdown.reason)
+            timer = threading.Timer(shutdown.STOP_DEADLINE_S, _late)
+            timer.daemon = True
+            timer.start()
+            serving.cancel()
+            return
+
+
+def _late() -> None:
+    logger.error("work did not stop within %g s of %s; exiting now", shutdown.STOP_DEADLINE_S, shutdown.reason)
+    _exit(0)
+
+
+def _exit(code: int) -> None:
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+async def _lines_of(text: TextIOWrapper) -> AsyncIterator[str]:
+    """The lines of the wire, each read in a worker thread that a stop may abandon."""
+    while True:
+        line = await anyio.to_thread.run_sync(text.readline, abandon_on_cancel=True)
+        if not line:
+            return
+        yield line
 
 
 class CheckedLines:
