@@ -273,3 +273,45 @@ def test_no_log_record_shows_a_secret_whoever_writes_it(make_settings, caplog, m
     for secret in ("s3cret-token-0123456789", "sk-live-abcdefghijklmnop", "abcdefgh12345678"):
         assert secret not in text
     assert text.count("[redacted]") >= 4 and "a failure" in text and "RuntimeError" in text
+
+
+async def test_sigterm_stops_an_http_server_dropping_its_call_cleanly(tiny_cache, tmp_path):
+    import signal
+    import time
+
+    process, port = await start_http(tiny_cache, tmp_path)
+    step = anyio.Event()
+
+    async def on_progress(progress, total, message):
+        if message and message.startswith("step "):
+            step.set()
+
+    async def call() -> None:
+        from mcp.shared.exceptions import MCPError
+
+        try:
+            with anyio.move_on_after(60):
+                async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=60) as client:
+                    await client.call_tool("generate_image", {"prompt": "a", "width": 256, "height": 256,
+                                                              "steps": 50, "rewrite": False},
+                                           progress_callback=on_progress)
+        except* (MCPError, OSError):  # the server goes away mid-call
+            pass
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            with anyio.fail_after(120):
+                await step.wait()
+            process.send_signal(signal.SIGTERM)
+            began = time.monotonic()
+            code = await anyio.to_thread.run_sync(lambda: process.wait(timeout=30))
+            stopped_in = time.monotonic() - began
+            tg.cancel_scope.cancel()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    log = (tmp_path / f"server-{port}.log").read_text()
+    assert code == 0 and stopped_in < 15, (code, log[-2000:])
+    assert "dropped a generate_image call" in log and "the server is stopping (SIGTERM)" in log, log[-2000:]
+    assert not [p.name for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix in (".png", ".tmp")]

@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
 
 from pixelmcp.cli.common import add_settings_flags, fail, load
 
@@ -66,6 +67,18 @@ def _serve(args: argparse.Namespace) -> None:
         gated = isinstance(app, BearerTokenGate)
         logger.info("pixelmcp listening on http://%s:%d/mcp (%s)", args.host, args.port,
                     "bearer token required" if gated else "no token: loopback only" if not remote else "NO TOKEN")
+        from pixelmcp.server import shutdown
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame) -> None:  # SIGTERM / SIGINT: dropped calls are logged as such
+                shutdown.reason = signal.Signals(sig).name
+                super().handle_exit(sig, frame)
+                # uvicorn raises the signal again once it has shut down (so the process "dies" of it, exit code
+                # -15); a stop that went as asked is exit code 0, as on stdio.
+                self._captured_signals.clear()
+
         # log_config=None: uvicorn's access and error lines go through pixelmcp's stderr handler, not to stdout.
-        uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
-                                      log_level=settings.log_level.lower())).run()
+        # A stop waits half of STOP_DEADLINE_S for calls in progress to finish, then cancels them at their next step.
+        Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
+                              log_level=settings.log_level.lower(),
+                              timeout_graceful_shutdown=int(shutdown.STOP_DEADLINE_S // 2))).run()
