@@ -315,3 +315,32 @@ async def test_sigterm_stops_an_http_server_dropping_its_call_cleanly(tiny_cache
     assert code == 0 and stopped_in < 15, (code, log[-2000:])
     assert "dropped a generate_image call" in log and "the server is stopping (SIGTERM)" in log, log[-2000:]
     assert not [p.name for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix in (".png", ".tmp")]
+
+
+async def test_http_refuses_rebinding_hosts_foreign_origins_cross_site_reads_and_large_bodies(tiny_cache, tmp_path):
+    import httpx2
+
+    process, port = await start_http(tiny_cache, tmp_path, PIXELMCP_HTTP_MAX_BODY_MB="1")
+    url = f"http://127.0.0.1:{port}/mcp"
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    accept = {"Accept": "application/json, text/event-stream"}
+    try:
+        async with httpx2.AsyncClient(timeout=60) as http:
+            rebound = await http.post(url, json=ping, headers={**accept, "Host": "attacker.example"})
+            foreign = await http.post(url, json=ping, headers={**accept, "Origin": "http://attacker.example"})
+            preflight = await http.options(url, headers={"Origin": "http://attacker.example",
+                                                         "Access-Control-Request-Method": "POST"})
+            large = await http.post(url, content=b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "x": "'
+                                    + b"A" * (2 * 1024 * 1024) + b'"}', headers={**accept,
+                                                                                "Content-Type": "application/json"})
+            local = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}},
+                headers={**accept, "Origin": f"http://127.0.0.1:{port}"})
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert rebound.status_code in (400, 421) and foreign.status_code == 403  # DNS rebinding: the SDK's checks
+    for response in (rebound, foreign, preflight, large, local):  # no page of another site may read an answer
+        assert "access-control-allow-origin" not in response.headers, response.headers
+    assert large.status_code == 413 and "PIXELMCP_HTTP_MAX_BODY_MB" in large.text
+    assert local.status_code == 200  # the server's own origin is welcome

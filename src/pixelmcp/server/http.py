@@ -43,6 +43,30 @@ class BearerTokenGate:
         await self.app(scope, receive, send)
 
 
+class DeclaredBodyLimit:
+    """ASGI middleware: a request whose Content-Length is over the limit gets 413 saying what to do, before any
+    of its body is read (the SDK's own limit, which also counts chunked bodies as they arrive, answers only
+    "Request body too large")."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            declared = next((value for name, value in scope["headers"] if name == b"content-length"), b"")
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                text = (f"The request body is {int(declared):,} bytes, over this server's limit of "
+                        f"{self.max_bytes:,} (PIXELMCP_HTTP_MAX_BODY_MB). Send large images by path or pixelmcp:// "
+                        "uri instead of base64, or raise the limit.")
+                body = json.dumps({"error": "request_too_large", "error_description": text}).encode()
+                await send({"type": "http.response.start", "status": 413, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def security_for(host: str, settings: Settings) -> TransportSecuritySettings | None:
     """None lets the SDK protect loopback binds itself; other binds check the configured hosts."""
     if host in ("127.0.0.1", "localhost", "::1"):
@@ -62,11 +86,12 @@ def security_for(host: str, settings: Settings) -> TransportSecuritySettings | N
 
 def http_app(server: MCPServer, settings: Settings, host: str) -> Any:
     """The ASGI app serving MCP at /mcp, with the body limit and (when configured) the token gate."""
-    app = server.streamable_http_app(
+    limit = int(settings.http_max_body_mb * 2**20)
+    app = DeclaredBodyLimit(server.streamable_http_app(
         host=host,
         transport_security=security_for(host, settings),
-        max_request_body_size=int(settings.http_max_body_mb * 2**20),
-    )
+        max_request_body_size=limit,
+    ), limit)
     # Settings turn an empty or blank token into None and refuse weak ones, so "a token is set" and
     # "the gate is installed" are the same condition.
     if settings.http_token is None:
