@@ -50,14 +50,15 @@ async def test_openai_agents_converts_every_schema_to_strict_and_invokes_a_tool(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_langchain_mcp_adapters_in_one_session_with_links_left_out(serve, transport):
+async def test_langchain_mcp_adapters_in_one_session_on_the_defaults(serve, transport):
     from langchain_core.utils.function_calling import convert_to_openai_tool
     from langchain_mcp_adapters.client import MultiServerMCPClient
     from langchain_mcp_adapters.tools import load_mcp_tools
 
     # The adapters turn a resource_link to an image into an image block with its pixelmcp:// URL, which no model
-    # API can fetch: this setting leaves the links out (the uri stays in the text).
-    with serve(transport, resource_links="false") as served:
+    # API can fetch: by default the server sends this client (the 1.x SDK's unnamed default) no links, and the
+    # uri stays in the text.
+    with serve(transport) as served:
         connection = ({"transport": "stdio", "command": served.command, "args": served.args, "env": served.env}
                       if transport == "stdio" else {"transport": "streamable_http", "url": served.url})
         client = MultiServerMCPClient({"pixelmcp": connection})
@@ -135,10 +136,11 @@ async def test_google_genai_passes_the_mcp_session_as_a_tool(serve, transport):
     _FakeGemini.bodies = []
     client = genai.Client(api_key="test-key", http_options=types.HttpOptions(
         base_url=f"http://127.0.0.1:{gemini.server_address[1]}/", timeout=TIMEOUT_S * 1000))
-    # google-genai JSON-dumps the whole MCP result into its request, and a resource_link's pydantic URL is not
-    # JSON-serialisable there: the links are left out (the uri stays in the text and structured content).
+    # google-genai JSON-dumps the whole MCP result into its request, and a 1.x resource_link's pydantic URL is not
+    # JSON-serialisable there: by default the server sends this client (the SDK's unnamed default) no links, and
+    # the uri stays in the text and structured content.
     try:
-        with serve(transport, resource_links="false") as served:
+        with serve(transport) as served:
             if transport == "stdio":
                 streams = stdio_client(StdioServerParameters(command=served.command, args=served.args, env=served.env))
             else:

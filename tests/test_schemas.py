@@ -118,6 +118,25 @@ async def test_resource_links_can_be_left_out_keeping_the_uri_in_text_and_struct
     assert "pixelmcp://images/" in compared.content[0].text
 
 
+async def test_by_default_links_go_to_every_client_but_the_sdk1_default_one_that_frameworks_use(server):
+    from mcp_types import Implementation
+
+    kite = {"prompt": "a kite", "seed": 1, "rewrite": False}
+    # The 1.x Python SDK speaks the handshake protocols and, unless its program names itself, says "mcp".
+    async with Client(server, mode="legacy") as framework:
+        bare = await framework.call_tool("generate_image", kite)
+        cut = await framework.call_tool("remove_background", {"image": ok(bare)["uri"]})
+    async with Client(server, mode="legacy", client_info=Implementation(name="claude-ai", version="1")) as host:
+        named = await host.call_tool("generate_image", kite)
+    async with Client(server) as modern:  # the 2.x SDK (protocol 2026-07-28), whose links are plain strings
+        current = await modern.call_tool("generate_image", kite)
+    for result in (bare, cut):
+        assert "resource_link" not in [block.type for block in result.content]
+        assert ok(result)["uri"] in result.content[-1].text  # the uri stays in the text and structured content
+    for result in (named, current):
+        assert [block.type for block in result.content] == ["image", "resource_link", "text"]
+
+
 async def test_list_models_filters_by_task_so_no_tool_has_an_argument_free_open_object(server, tools):
     assert all(tool.input_schema.get("properties") for tool in tools)  # (openai-agents refuses those in strict mode)
     async with Client(server) as client:

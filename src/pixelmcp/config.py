@@ -203,9 +203,10 @@ class Settings(BaseSettings):
         600_000, ge=16_000, description="byte budget for all inline previews of one result (base64 adds 1/3)"
     )
     preview_format: Literal["webp", "jpeg"] = "webp"
-    resource_links: bool = Field(
-        True, description="send a resource_link block to each stored image; false for agent frameworks that fail on "
-                           "them (the pixelmcp:// uri stays in the text and structured content)",
+    resource_links: bool | Literal["auto"] = Field(
+        "auto", description="send a resource_link block to each stored image: true, false, or auto (all clients but "
+                            "the 1.x MCP Python SDK's unnamed default client, which agent frameworks use and whose "
+                            "resource_link handling fails; the pixelmcp:// uri stays in the text and structured content)",
     )
     png_compress_level: int = Field(
         1, ge=0, le=9,

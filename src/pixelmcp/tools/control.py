@@ -132,7 +132,7 @@ async def controlnet_generate(
     result = ControlNetResult(**done.fields, control_type=control_type, conditioning_scale=conditioning_scale,
                               preprocess=preprocess, control_map=done.ref("control_map"), people=people)
     shows = f" ({people} {'person' if people == 1 else 'people'})" if people is not None else ""
-    return await answer(app, result, done, lines=[f"Control map ({control_type}){shows}: {done.kept['control_map'].uri}"])
+    return await answer(ctx, result, done, lines=[f"Control map ({control_type}){shows}: {done.kept['control_map'].uri}"])
 
 
 async def style_transfer(
@@ -211,7 +211,7 @@ async def style_transfer(
                                                                          else ")")]
     if result.control_map:
         lines.append(f"Control map (canny): {result.control_map.uri}")
-    return await answer(app, result, done, lines=lines)
+    return await answer(ctx, result, done, lines=lines)
 
 
 # --------------------------------------------------------------------------- checks

@@ -42,7 +42,7 @@ from pixelmcp.tools.arguments import (
     number,
 )
 from pixelmcp.tools.context import AppContext, app_state
-from pixelmcp.tools.results import ProgressReporter, answer, image_blocks
+from pixelmcp.tools.results import ProgressReporter, answer, image_blocks, wants_links
 from pixelmcp.tools.rewriting import RevisedPromptArg, SampledArg
 
 UPSCALE_FACTORS = (2, 4)
@@ -173,7 +173,7 @@ async def edit_image(
     mask_line = (f" within the mask {result.mask.uri}" if result.mask else "") + (
         f" (made from {mask_prompt!r}, {coverage:.0%} of the image)" if mask_prompt else "")
     strength_line = f"; strength {request.edit.strength}." if request.edit.strength is not None else "."
-    return await answer(app, result, done, lines=[f"Edited {result.source_image.uri}{mask_line}{strength_line}"],
+    return await answer(ctx, result, done, lines=[f"Edited {result.source_image.uri}{mask_line}{strength_line}"],
                         verb="Edited")
 
 
@@ -222,7 +222,7 @@ async def extend_image(
     ), ProgressReporter(ctx))
     result = ExtendImageResult(**done.fields, **sides, source_image=done.ref("source_image"), mask=done.ref("mask"))
     added = ", ".join(f"{name} +{value}" for name, value in sides.items() if value)
-    return await answer(app, result, done, verb="Extended", lines=[
+    return await answer(ctx, result, done, verb="Extended", lines=[
         f"Extended {result.source_image.uri} ({source.width}x{source.height}; {added}); new border: {result.mask.uri}"])
 
 
@@ -273,7 +273,7 @@ async def upscale_image(
     result = UpscaleImageResult(**done.fields, scale=scale, strength=strength, source_image=done.ref("source_image"))
     line = (f"Upscaled {result.source_image.uri} {scale}x ({source.width}x{source.height} -> {size[0]}x{size[1]}), "
             f"strength {strength}.")
-    return await answer(app, result, done, lines=[line], verb="Upscaled")
+    return await answer(ctx, result, done, lines=[line], verb="Upscaled")
 
 
 async def remove_background(
@@ -313,7 +313,8 @@ async def remove_background(
         **record.ref().model_dump(), model=spec.alias, subject=subject, coverage=coverage,
         source_image=source_record.ref(), timings=Timings(total_s=time.perf_counter() - started),
     )
-    blocks = await anyio.to_thread.run_sync(image_blocks, [record], [preview], app.settings, limiter=app.encoders)
+    blocks = await anyio.to_thread.run_sync(image_blocks, [record], [preview], app.settings, wants_links(ctx),
+                                            limiter=app.encoders)
     text = (f"Cut out {subject!r} from {source_record.uri} with {spec.alias}: {record.uri} saved at {record.path} "
             f"({record.width}x{record.height} RGBA, {result.coverage:.0%} opaque; the preview shows it over a "
             "checkerboard).")

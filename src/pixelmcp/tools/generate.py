@@ -77,7 +77,7 @@ async def generate_image(
         "generate_image", request, generator, started, rewrite=rewrite, revised_prompt=revised_prompt,
         sampled=sampled, verify=verify, best_of=best_of,
     ), ProgressReporter(ctx))
-    return await answer(app, GenerateImageResult(**done.fields), done)
+    return await answer(ctx, GenerateImageResult(**done.fields), done)
 
 
 def _check_best_of(settings, best_of: int, n: int) -> None:

@@ -19,19 +19,41 @@ from pixelmcp.service.images import MadeImages
 from pixelmcp.service.jobs import current_job
 from pixelmcp.service.results import GenerateImageResult
 from pixelmcp.service.state import AppState
-from pixelmcp.tools.context import AppContext
+from pixelmcp.tools.context import AppContext, app_state
+
+#: The protocol versions the 1.x MCP Python SDK speaks. Its ResourceLink's `uri` is a pydantic AnyUrl, which
+#: frameworks built on it cannot pass on: google-genai JSON-dumps tool results into its next request ("Object of
+#: type AnyUrl is not JSON serializable", google/adk-python#1540), and langchain-mcp-adapters turns an image link
+#: into an image block whose url (pixelmcp://...) langchain-openai and langchain-anthropic send to the provider.
+SDK1_PROTOCOLS = frozenset({"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"})
+#: The clientInfo name the MCP Python SDK sends when the program using it names none: a framework, not a host.
+SDK_DEFAULT_CLIENT = "mcp"
 
 
-async def answer(app: AppState, result: GenerateImageResult, done: MadeImages, *, lines: list[str] = (),
+def wants_links(ctx: AppContext) -> bool:
+    """Whether this call's answer carries resource_link blocks (PIXELMCP_RESOURCE_LINKS). "auto": every client but
+    the 1.x Python SDK's unnamed default one, which agent frameworks use as it comes; hosts (Claude, VS Code,
+    Cursor, the Inspector) name themselves, and the 2.x SDK's links are plain strings."""
+    setting = app_state(ctx).settings.resource_links
+    if setting != "auto":
+        return setting
+    session = ctx.request_context.session
+    params = session.client_params
+    name = params.client_info.name if params is not None and params.client_info is not None else None
+    return not (name == SDK_DEFAULT_CLIENT and session.protocol_version in SDK1_PROTOCOLS)
+
+
+async def answer(ctx: AppContext, result: GenerateImageResult, done: MadeImages, *, lines: list[str] = (),
                  verb: str = "Generated") -> CallToolResult:
     """An image tool's answer for `done`: the tool's own `lines`, then the checks' (and best_of's)."""
-    return await tool_result(app, result, done.records, done.images, lines=[*lines, *done.lines], links=done.links,
-                             verb=verb)
+    return await tool_result(app_state(ctx), result, done.records, done.images, lines=[*lines, *done.lines],
+                             links=done.links, verb=verb, resource_links=wants_links(ctx))
 
 
 async def tool_result(app: AppState, result: GenerateImageResult, records: list[StoredImage],
                       images: list[Image.Image], *, lines: list[str] = (),
-                      links: list[tuple[StoredImage, str]] = (), verb: str = "Generated") -> CallToolResult:
+                      links: list[tuple[StoredImage, str]] = (), verb: str = "Generated",
+                      resource_links: bool = True) -> CallToolResult:
     """Previews and links for the client, a short summary for the model, structured content for programs: a
     formatter, which runs no model (the service checks the images first).
 
@@ -56,8 +78,9 @@ async def tool_result(app: AppState, result: GenerateImageResult, records: list[
         summary.append(f"Note: {result.rewrite_note}")
     if result.rewrite_error:
         summary.append(f"Prompt not rewritten: {result.rewrite_error}")
-    blocks = await anyio.to_thread.run_sync(image_blocks, records, images, app.settings, limiter=app.encoders)
-    if app.settings.resource_links:
+    blocks = await anyio.to_thread.run_sync(image_blocks, records, images, app.settings, resource_links,
+                                            limiter=app.encoders)
+    if resource_links:
         blocks += [image_link(r, f"{title} ({r.width}x{r.height})", f"The {title} used for this result.")
                    for r, title in links]
     return CallToolResult(
@@ -66,7 +89,8 @@ async def tool_result(app: AppState, result: GenerateImageResult, records: list[
     )
 
 
-def image_blocks(records: list[StoredImage], images: list[Image.Image], settings: Settings) -> list[ContentBlock]:
+def image_blocks(records: list[StoredImage], images: list[Image.Image], settings: Settings,
+                 resource_links: bool = True) -> list[ContentBlock]:
     """For each image: an inline preview within the byte budget, and a link to the full PNG.
 
     The budget is shared by all previews of one result, so n images never exceed what
@@ -79,7 +103,7 @@ def image_blocks(records: list[StoredImage], images: list[Image.Image], settings
             image, max_side=settings.preview_max_side, max_bytes=per_image, fmt=settings.preview_format
         )
         blocks.append(ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime))
-        if settings.resource_links:
+        if resource_links:
             blocks.append(image_link(
                 record, f"{record.width}x{record.height} PNG (seed {record.params.get('seed')})",
                 "Full-resolution PNG; pass this uri as an image argument to other tools.", size=_file_size(record.path),

@@ -25,7 +25,7 @@ from pixelmcp.service.state import AppState
 from pixelmcp.tools.arguments import ImageArg, ModelArg, fixes, integer
 from pixelmcp.tools.claims import ClaimCheck, check_answer, claim_lines
 from pixelmcp.tools.context import AppContext, app_state
-from pixelmcp.tools.results import ProgressReporter, image_link
+from pixelmcp.tools.results import ProgressReporter, image_link, wants_links
 
 ClaimsArg = Annotated[
     bool | None,
@@ -217,7 +217,7 @@ async def compare_images(
         images=[_shown(value) for value in images], pairs=pairs, claim_check=checked,
         timings=Timings(**answer.timings, total_s=time.perf_counter() - started),
     )
-    return CallToolResult(content=_compare_content(result, app.settings.resource_links),
+    return CallToolResult(content=_compare_content(result, wants_links(ctx)),
                           structured_content=result.model_dump(mode="json"))
 
 
