@@ -285,3 +285,8 @@ def test_edit_extend_upscale_and_cutout_commands_chain_and_reproduce(cli, tmp_pa
     for saved in ("big.png",):  # (the last of the chain: its input is the stored extend, whose input the edit)
         again = json.loads(cli("generate", "--from", saved, "--json").stdout)
         assert pixels(Path(again["path"])) == pixels(tmp_path / saved), saved
+    # A variation of the edit, image 2 of 2, is made again exactly from its stored seed and parent.
+    varied = json.loads(cli("vary", edited["uri"], "--n", "2", "--seed", "8", "--strength", "0.5", "--json").stdout)
+    assert varied["source_image"]["uri"] == edited["uri"] and varied["strength"] == 0.5
+    again = json.loads(cli("generate", "--from", varied["images"][1]["uri"], "--json").stdout)
+    assert pixels(Path(again["path"])) == pixels(Path(varied["images"][1]["path"]))

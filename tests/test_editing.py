@@ -327,3 +327,41 @@ async def test_words_that_match_nothing_are_a_clear_error_for_mask_prompt_and_su
                                                                       "subject": "a unicorn"}))
     assert "mask_prompt" in edit and "a unicorn" in edit and "matched nothing" in edit and "0.16" in edit
     assert "subject" in cut and "was not found" in cut and "0.16" in cut
+
+
+# --------------------------------------------------------------------------- vary_image
+
+
+async def test_variations_reuse_the_parents_prompt_and_settings_with_new_seeds_and_record_their_parent(server):
+    from helpers import pixels
+
+    async with Client(server) as client:
+        parent = await generated(client, negative_prompt="blur", steps=8, guidance_scale=6.0)
+        varied = ok(await client.call_tool("vary_image", {"image": parent["uri"], "n": 2, "seed": 11}))
+        again = ok(await client.call_tool("vary_image", {"image": parent["uri"], "n": 2, "seed": 11}))
+        closer = ok(await client.call_tool("vary_image", {"image": parent["uri"], "n": 1, "seed": 11,
+                                                          "strength": 0.2}))
+    assert varied["source_image"]["uri"] == parent["uri"] and varied["strength"] == 0.35  # the default: close takes
+    assert (varied["prompt"], varied["negative_prompt"], varied["model"]) == ("a house", "blur", parent["model"])
+    assert (varied["steps"], varied["guidance_scale"], varied["width"]) == (8, 6.0, parent["width"])
+    first, second = (pixels(image["path"]) for image in varied["images"])
+    assert len({first, second, pixels(parent["path"])}) == 3  # new takes, each its own
+    assert [pixels(image["path"]) for image in again["images"]] == [first, second]  # same seed: same pixels
+    assert pixels(closer["path"]) != first  # strength changes how far it strays
+    import json
+    from pathlib import Path
+
+    stored = json.loads(Path(varied["path"]).with_suffix(".json").read_text())["params"]  # the sidecar
+    assert stored["tool"] == "vary_image" and stored["source_image"] == parent["uri"] and stored["seed"] == 11
+
+
+async def test_only_images_this_server_generated_can_be_varied(server):
+    async with Client(server) as client:
+        parent = await generated(client)
+        control = ok(await client.call_tool("controlnet_generate", {"prompt": "a", "image": parent["uri"], **QUIET}))
+        pasted = error_text(await client.call_tool("vary_image", {"image": data_uri(shapes())}))
+        a_map = error_text(await client.call_tool("vary_image", {"image": control["control_map"]["uri"]}))
+        missing = error_text(await client.call_tool("vary_image", {"image": "pixelmcp://images/20990101-000000-ab"}))
+    assert "Invalid image=" in pasted and "not a pixelmcp:// uri" in pasted and "edit_image" in pasted
+    assert "Invalid image=" in a_map and "not made by a generation tool (control map)" in a_map
+    assert "Invalid image=" in missing

@@ -27,7 +27,7 @@ from pixelmcp.media.store import URI_PREFIX, ImageStore, UnknownImageError, is_v
 
 _SHARED = ("negative_prompt", "model", "steps", "guidance_scale", "seed")
 #: The tools that start from an image: their own arguments, as stored (the image is `source_image`).
-_EDITS = {"edit_image": ("mask", "strength"), "extend_image": ("left", "right", "top", "bottom"),
+_EDITS = {"vary_image": ("strength",), "edit_image": ("mask", "strength"), "extend_image": ("left", "right", "top", "bottom"),
           "upscale_image": ("scale", "strength")}
 _TOOLS = ("generate_image", "controlnet_generate", "style_transfer", *_EDITS)
 _MAX_PNG_BYTES = 512 * 2**20
@@ -106,6 +106,8 @@ def replay_of(source: str, settings) -> Replay:
             arguments.update(style_image=params["style_image"], scale=params["scale"], mode=params["mode"])
             if params.get("structure_image"):
                 arguments["image"] = params["structure_image"]
+        if tool == "vary_image":  # its prompt and settings are its parent's: only these are its own
+            arguments = {key: arguments[key] for key in ("image", "n", "seed", "strength") if key in arguments}
     except KeyError as e:
         raise InvalidArgument("--from", source, f"its parameters lack {e.args[0]!r}",
                               "Pass an image made by this version of pixelmcp.") from e

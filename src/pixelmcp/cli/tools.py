@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str, str, tuple[tuple[str, str | None], ...], tup
     "extend": ("editing", "extend_image", "extend an image's canvas, generating the new border (extend_image)",
                (("image", None), ("prompt", None)), ()),
     "upscale": ("editing", "upscale_image", "upscale an image 2x or 4x (upscale_image)", (("image", None),), ()),
+    "vary": ("editing", "vary_image", ("new takes of an image pixelmcp made, with its prompt and settings "
+             "(vary_image)"), (("image", None),), ()),
     "cutout": ("editing", "remove_background", "cut the subject out: an RGBA PNG (remove_background)",
                (("image", None),), ()),
     "ask": ("understanding", "ask_about_image", "ask a vision-language model about an image (ask_about_image)",

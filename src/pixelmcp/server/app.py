@@ -140,6 +140,7 @@ def build_server(settings: Settings) -> MCPServer:
         (editing.edit_image, "Edit image", makes_images),
         (editing.extend_image, "Extend image", makes_images),
         (editing.upscale_image, "Upscale image", {**makes_images, "open_world_hint": False}),
+        (editing.vary_image, "Vary image", makes_images),
         (editing.remove_background, "Remove background", {**makes_images, "open_world_hint": False}),
         (understanding.classify_image, "Classify image", {**reads_only, "open_world_hint": False}),
         (understanding.ask_about_image, "Ask about image", reads_only),

@@ -20,7 +20,7 @@ from pixelmcp.tools.check import status_result
 #: The tools whose calls may outlive the budget (every tool that runs a model).
 SLOW_TOOLS = frozenset({"generate_image", "rewrite_prompt", "controlnet_generate", "style_transfer",
                         "classify_image", "ask_about_image", "compare_images", "edit_image", "extend_image",
-                        "upscale_image", "remove_background"})
+                        "upscale_image", "vary_image", "remove_background"})
 
 
 class CallBudget(Extension):

@@ -1,4 +1,4 @@
-"""edit_image, extend_image, upscale_image and remove_background: the tools that start from an image.
+"""edit_image, extend_image, upscale_image, vary_image and remove_background: the tools that start from an image.
 
 Each takes any image argument (a pixelmcp:// uri, a data URI, base64, an allowed path, a URL when
 enabled), works on it at a size its model accepts, and answers at the image's own size (extend
@@ -23,7 +23,7 @@ from pixelmcp.backends import EditRequest, ImageRequest
 from pixelmcp.catalog import ModelSpec
 from pixelmcp.errors import InvalidArgument
 from pixelmcp.media import editing
-from pixelmcp.media.store import ImageRef, StoredImage
+from pixelmcp.media.store import URI_PREFIX, ImageRef, StoredImage, UnknownImageError
 from pixelmcp.service import checks
 from pixelmcp.service.images import ImageRun, Keep, make_images, reference_record
 from pixelmcp.service.results import GenerateImageResult, Timings
@@ -46,6 +46,11 @@ from pixelmcp.tools.results import ProgressReporter, answer, image_blocks, wants
 from pixelmcp.tools.rewriting import RevisedPromptArg, SampledArg
 
 UPSCALE_FACTORS = (2, 4)
+#: vary_image's strength when none is given: close variations.
+DEFAULT_VARIATION = 0.35
+#: The tools whose images vary_image can vary (they store a prompt, a model and settings).
+VARIABLE_TOOLS = frozenset({"generate_image", "controlnet_generate", "style_transfer", "edit_image", "extend_image",
+                            "upscale_image", "vary_image"})
 DEFAULT_UPSCALE_STRENGTH = 0.3
 #: What upscaling asks the model for when no prompt is given: detail that fits what is already there.
 DEFAULT_UPSCALE_PROMPT = "high quality, sharp focus, fine detail"
@@ -84,6 +89,11 @@ class ExtendImageResult(GenerateImageResult):
     bottom: int
     source_image: ImageRef = Field(description="the image that was extended (placed unchanged in the result)")
     mask: ImageRef = Field(description="the new border that was generated (white)")
+
+
+class VaryImageResult(GenerateImageResult):
+    strength: float | None = Field(description="how far each could stray from the parent (null: the provider decided)")
+    source_image: ImageRef = Field(description="the parent: the image these are variations of")
 
 
 class UpscaleImageResult(GenerateImageResult):
@@ -276,6 +286,41 @@ async def upscale_image(
     return await answer(ctx, result, done, lines=[line], verb="Upscaled")
 
 
+async def vary_image(
+    image: Annotated[str, Field(description="A pixelmcp:// uri of an image this server made.")],
+    ctx: AppContext,
+    n: NArg = 4,
+    strength: Annotated[
+        number(above=0, high=1) | None, Field(description=f"How far each may stray; default {DEFAULT_VARIATION}.")
+    ] = None,
+    seed: SeedArg = None,
+    verify: VerifyArg = "auto",
+) -> Annotated[CallToolResult, VaryImageResult]:
+    """New takes of an image this server made: its prompt, model and settings with new seeds, each changed by up to
+    strength; each records its parent."""
+    app = app_state(ctx)
+    started = time.perf_counter()
+    parent = _parent_of(app, image)
+    made_with = parent.params
+    spec, generator = await app.router.generator(made_with["model"])
+    _check_edits(spec, "vary_image")
+    strength = _check_strength(DEFAULT_VARIATION if strength is None and not spec.remote else strength, spec,
+                               inpaint=False)
+    source = await app.load_image(image, "image")
+    request = _edit_request(app, spec, source, None, prompt=made_with["prompt"], seed=seed, n=n, strength=strength,
+                            negative_prompt=made_with.get("negative_prompt"), steps=made_with.get("steps"),
+                            guidance_scale=made_with.get("guidance_scale"))
+    done = await make_images(app, ImageRun(
+        "vary_image", request, generator, started, revised_prompt=made_with.get("revised_prompt"), verify=verify,
+        original=source, params=dict(width=source.width, height=source.height, strength=strength),
+        keep=[Keep("source_image", "source image", source, given=image, title="parent")],
+    ), ProgressReporter(ctx))
+    result = VaryImageResult(**done.fields, strength=strength, source_image=done.ref("source_image"))
+    how = f", strength {strength}" if strength is not None else ""
+    return await answer(ctx, result, done, verb="Varied", lines=[
+        f"Variations of {parent.uri} with its prompt and {spec.alias}{how}."])
+
+
 async def remove_background(
     image: ImageArg,
     ctx: AppContext,
@@ -323,6 +368,25 @@ async def remove_background(
 
 
 # --------------------------------------------------------------------------- checks
+
+
+def _parent_of(app: AppState, image: str):
+    """The stored record of the image to vary: one this server made with a generation tool."""
+    value = image.strip()
+    if not value.startswith(URI_PREFIX):
+        raise InvalidArgument("image", image, "is not a pixelmcp:// uri: a variation reuses the prompt, model and "
+                              "settings stored with an image this server made",
+                              "Pass the uri a tool result gave; for an image of your own, use edit_image.")
+    try:
+        record = app.store.get(app.store.id_from_uri(value))
+    except UnknownImageError as e:
+        raise InvalidArgument("image", image, str(e), "Use a uri exactly as an earlier tool result gave it.") from e
+    if record.params.get("tool") not in VARIABLE_TOOLS:
+        what = record.params.get("tool") or record.params.get("role") or "unknown"
+        raise InvalidArgument("image", image, f"was not made by a generation tool ({what}), so it has no prompt and "
+                              "settings to reuse", "Pass an image generate_image or an edit made; for other "
+                              "images, use edit_image with a prompt.")
+    return record
 
 
 def _check_edits(spec: ModelSpec, tool: str) -> None:

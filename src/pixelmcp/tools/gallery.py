@@ -22,7 +22,7 @@ STUDIO_URI = "ui://pixelmcp/studio.html"
 APP_HOSTS = ("Claude (web and desktop)", "ChatGPT", "VS Code", "Cursor", "Goose")
 #: The tools whose results open in the app.
 UI_TOOLS = ("generate_image", "controlnet_generate", "style_transfer", "edit_image", "extend_image", "upscale_image",
-            "remove_background", "list_images")
+            "vary_image", "remove_background", "list_images")
 MAX_PAGE = 48
 THUMBNAIL_SIDE = 160
 
