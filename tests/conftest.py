@@ -20,6 +20,15 @@ from pixelmcp.config import Settings, load_settings
 from pixelmcp.server.app import build_server
 
 
+#: Most test workers `-n auto` starts: each imports torch and holds its own tiny models, and the suite's CPU work is
+#: mostly torch's own threads, so more workers than this only add memory.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config):
+    return max(2, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
 @pytest.fixture
 def anyio_backend():
     return "asyncio"

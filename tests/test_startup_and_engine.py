@@ -40,7 +40,7 @@ def test_building_the_server_and_listing_tools_imports_no_model_library(tmp_path
     tools_line, heavy_line = out.stdout.strip().splitlines()[-2:]
     assert tools_line == ("['ask_about_image', 'check_job', 'classify_image', 'compare_images', 'controlnet_generate', "
                           "'edit_image', 'extend_image', 'generate_image', 'list_images', 'list_models', 'remove_background', "
-                          "'rewrite_prompt', 'style_transfer', 'upscale_image']")
+                          "'rewrite_prompt', 'style_transfer', 'upscale_image', 'vary_image']")
     assert heavy_line == "[]"
 
 
