@@ -19,7 +19,6 @@ import pytest
 from pixelmcp.config import Settings, load_settings
 from pixelmcp.server.app import build_server
 
-
 #: Most test workers `-n auto` starts: each imports torch and holds its own tiny models, and the suite's CPU work is
 #: mostly torch's own threads, so more workers than this only add memory.
 MAX_WORKERS = 4
