@@ -48,7 +48,10 @@ class Redacted(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self.clean(record.exc_text)
+            cleaned = self.clean(record.exc_text)
+            if cleaned != record.exc_text:
+                # Rich draws a traceback from exc_info itself, secrets and all: it gets the cleaned text instead.
+                record.exc_text, record.exc_info = cleaned, None
         if record.stack_info:
             record.stack_info = self.clean(record.stack_info)
         return True
