@@ -66,6 +66,14 @@ def test_generate_saves_the_image_and_prints_json(cli_process, tmp_path):
     assert out.stderr.count("INFO") == 0  # a terminal command prints the result, not the server's logs
 
 
+def test_a_sweep_from_the_command_line_saves_every_cell_and_a_cell_is_made_again_alone(cli, tmp_path):
+    data = json.loads(cli("generate", "a kite", "--sweep-steps", "2", "3", "--seed", "4", "--no-rewrite",
+                          "-o", "kite.png", "--json").stdout)
+    assert data["axes"] == {"steps": [2, 3]} and data["saved"] == ["kite-1.png", "kite-2.png"]
+    again = json.loads(cli("generate", "--from", "kite-2.png", "--json").stdout)
+    assert again["steps"] == 3 and pixels(Path(again["path"])) == pixels(tmp_path / "kite-2.png")
+
+
 def test_generate_from_a_png_or_an_id_gives_the_same_pixels(cli, tmp_path):
     first = json.loads(cli("generate", "a lantern", "--seed", "9", "-o", "first.png", "--json").stdout)
     assert first["revised_prompt"]  # rewritten: --from must reuse the revised prompt

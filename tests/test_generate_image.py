@@ -205,3 +205,41 @@ async def test_the_server_answers_normally_after_errors(server):
     async with Client(server) as client:
         error_text(await client.call_tool("generate_image", {"prompt": "a", "width": 3}))
         ok(await client.call_tool("generate_image", {"prompt": "a", **NO_REWRITE}))
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+async def test_a_sweep_makes_one_image_per_cell_each_as_a_plain_call_would_with_a_labelled_contact_sheet(server):
+    sweep = {"prompt": "a kite", "steps": 4, **NO_REWRITE, "sweep_guidance_scale": [2, 7], "sweep_seed": [1, 2]}
+    async with Client(server) as client:
+        swept = await client.call_tool("generate_image", sweep)
+        alone = ok(await client.call_tool("generate_image", {"prompt": "a kite", "steps": 4, **NO_REWRITE,
+                                                             "guidance_scale": 7, "seed": 2}))
+    data = ok(swept)
+    assert data["axes"] == {"guidance_scale": [2.0, 7.0], "seed": [1, 2]}
+    assert [cell["values"] for cell in data["cells"]] == [{"guidance_scale": 2.0, "seed": 1}, {"guidance_scale": 2.0,
+                                                          "seed": 2}, {"guidance_scale": 7.0, "seed": 1},
+                                                          {"guidance_scale": 7.0, "seed": 2}]
+    assert [block.type for block in swept.content] == ["image", "resource_link", *["resource_link"] * 4, "text"]
+    sheet = data["contact_sheet"]
+    assert swept.content[1].uri == sheet["uri"] and (sheet["width"], sheet["height"]) == (2 * 64, 2 * (64 + 18))
+    assert {block.uri for block in swept.content[2:6]} == {cell["image"]["uri"] for cell in data["cells"]}
+    assert "cfg 7  seed 2" in swept.content[-1].text
+    # Each cell is the image a plain call with its values makes (batched cells: the same picture within rounding).
+    assert_same_picture(data["cells"][3]["image"]["path"], alone["path"])
+
+
+@pytest.mark.parametrize(("arguments", "named", "words"), [
+    ({"seed": 3, "sweep_seed": [1, 2]}, "seed", "together with sweep_seed"),
+    ({"sweep_seed": [1, 2], "sweep_steps": [2, 3], "sweep_guidance_scale": [2, 3]}, "sweep_seed", "at most two"),
+    ({"sweep_seed": list(range(5)), "sweep_steps": [2, 3, 4, 5]}, "sweep_seed", "20 images, over the limit of 16"),
+    ({"sweep_seed": [1, 1]}, "sweep_seed", "each once"),
+    ({"sweep_seed": [1, 2], "n": 2}, "n", "sweep makes one image per cell"),
+    ({"sweep_steps": [4, 500]}, "steps", "out of range"),  # every cell is checked before any work
+])
+async def test_bad_sweeps_are_refused_before_any_work(server, settings, arguments, named, words):
+    async with Client(server) as client:
+        message = error_text(await client.call_tool("generate_image", {"prompt": "a", **NO_REWRITE, **arguments}))
+    assert f"Invalid {named}=" in message and words in message, message
+    assert stored_files(settings) == []

@@ -105,16 +105,19 @@ def _tool_flags(parser: argparse.ArgumentParser, *, module: str, tool: str, skip
             parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_const", const=False,
                                 default=None, help=f"the same as {flag} false")
         else:
-            extra = {"nargs": "+"} if kind is list else {"choices": choices} if choices else {
-                "type": functools.partial(_finite, flag=flag) if kind is float else kind}
+            number_type = functools.partial(_finite, flag=flag)
+            if kind is list:  # (for a list, `choices` is its items' type)
+                extra = {"nargs": "+", "type": number_type if choices is float else choices}
+            else:
+                extra = {"choices": choices} if choices else {"type": number_type if kind is float else kind}
             parser.add_argument(flag, *ALIASES.get(name, []), dest=name, default=None, help=text, **extra)
         flags.append(name)
     parser.set_defaults(flags=flags)
 
 
 def _described(hint: Any) -> tuple[Any, tuple | None, str | None, str | None]:
-    """(the flag's kind: int, float, str, bool, list or "choice"; its choices; the argument's description; its
-    fixed bounds as words, e.g. "0..2")."""
+    """(the flag's kind: int, float, str, bool, list or "choice"; its choices, or for a list its items' type; the
+    argument's description; its fixed bounds as words, e.g. "0..2")."""
     description, bounds = None, {}
     while typing.get_origin(hint) is typing.Annotated:
         fields = [m for m in hint.__metadata__ if getattr(m, "description", None)]
@@ -138,7 +141,10 @@ def _described(hint: Any) -> tuple[Any, tuple | None, str | None, str | None]:
     if typing.get_origin(hint) is typing.Literal:
         return str, typing.get_args(hint), description, words
     if typing.get_origin(hint) is list:
-        return list, None, description, words
+        (item,) = typing.get_args(hint)
+        while typing.get_origin(item) is typing.Annotated:
+            item = item.__origin__
+        return list, item, description, words
     return hint, None, description, words
 
 

@@ -27,9 +27,10 @@ class CheckedTool(Tool):
         try:
             return await super().run(arguments, context, convert_result)
         except ToolError as e:
-            if isinstance(e.__cause__, ValidationError):
+            model = self.fn_metadata.arg_model
+            if isinstance(e.__cause__, ValidationError) and e.__cause__.title == model.__name__:  # (the arguments')
                 # The signature's own schema: the published one states exclusive bounds as inclusive (schemas.py).
-                schema = self.fn_metadata.arg_model.model_json_schema()
+                schema = model.model_json_schema()
                 fixes = getattr(self.fn, "argument_fixes", {})
                 raise ToolError(argument_errors(e.__cause__, schema, fixes)) from e.__cause__
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated
 
@@ -11,10 +12,13 @@ from pydantic import BaseModel, Field
 
 from pixelmcp.backends import RewriteFailed
 from pixelmcp.errors import InvalidArgument, PixelError
+from pixelmcp.media.store import ImageRef
 from pixelmcp.service import checks
+from pixelmcp.service.checks import MAX_SEED
 from pixelmcp.service.images import ImageRun, make_images
-from pixelmcp.service.results import GenerateImageResult
+from pixelmcp.service.results import GenerateImageResult, ImageInfo
 from pixelmcp.service.rewriting import run_rewriter
+from pixelmcp.service.sweeps import MAX_CELLS, SweptImages, grid, make_sweep
 from pixelmcp.tools.arguments import (
     GuidanceArg,
     HeightArg,
@@ -28,9 +32,10 @@ from pixelmcp.tools.arguments import (
     VerifyArg,
     WidthArg,
     integer,
+    number,
 )
 from pixelmcp.tools.context import AppContext, app_state
-from pixelmcp.tools.results import ProgressReporter, answer
+from pixelmcp.tools.results import ProgressReporter, answer, sweep_answer
 from pixelmcp.tools.rewriting import RevisedPromptArg, SampledArg, sample_rewrite
 
 MAX_BEST_OF = 4
@@ -61,13 +66,28 @@ async def generate_image(
     ] = 1,
     verify: VerifyArg = "auto",
     revised_prompt: RevisedPromptArg = None,
+    sweep_guidance_scale: Annotated[
+        list[number(0)] | None, Field(description="Sweep: one image per value (with another sweep_*: a grid).")
+    ] = None,
+    sweep_steps: Annotated[list[integer(1)] | None, Field(description="Sweep: one image per step count.")] = None,
+    sweep_seed: Annotated[list[integer(0, MAX_SEED)] | None, Field(description="Sweep: one image per seed.")] = None,
     sampled: SampledArg = None,
-) -> Annotated[CallToolResult, GenerateImageResult]:
+) -> Annotated[CallToolResult, GenerateImageResult]:  # (a sweep's SweepResult extends it)
     """Generate images from a prompt (local GPU, or provider:model): previews and pixelmcp:// links, each scored
-    against the prompt; a short prompt may be expanded first (revised_prompt)."""
+    against the prompt; a short prompt may be expanded first (revised_prompt). sweep_*: a labelled grid."""
     app = app_state(ctx)
     started = time.perf_counter()
     spec, generator = await app.router.generator(model)
+    axes = _sweep_axes(dict(guidance_scale=sweep_guidance_scale, steps=sweep_steps, seed=sweep_seed),
+                       dict(guidance_scale=guidance_scale, steps=steps, seed=seed), n, best_of)
+    if axes:
+        base = dict(prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+                    guidance_scale=guidance_scale, seed=seed, n=1)
+        runs = [ImageRun("generate_image", checks.check_image_request(app.settings, app.store, spec, **{**base, **cell}),
+                         generator, started, rewrite=rewrite, revised_prompt=revised_prompt, sampled=sampled,
+                         verify=verify, params=dict(sweep=axes)) for cell in grid(axes)]
+        swept = await make_sweep(app, runs, axes, ProgressReporter(ctx))
+        return await sweep_answer(ctx, SweepResult.of(swept, axes), swept)
     _check_best_of(app.settings, best_of, n)
     request = checks.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
@@ -78,6 +98,47 @@ async def generate_image(
         sampled=sampled, verify=verify, best_of=best_of,
     ), ProgressReporter(ctx))
     return await answer(ctx, GenerateImageResult(**done.fields), done)
+
+
+class SweepCell(BaseModel):
+    values: dict[str, float | int] = Field(description="this cell's values of the swept arguments")
+    image: ImageInfo
+
+
+class SweepResult(GenerateImageResult):
+    axes: dict[str, list[float | int]] = Field(description="the swept arguments and their values, in grid order")
+    cells: list[SweepCell]
+    contact_sheet: ImageRef = Field(description="every cell in one labelled grid (the preview)")
+
+    @classmethod
+    def of(cls, swept: SweptImages, axes: dict[str, list]) -> SweepResult:
+        first = swept.runs[0].fields
+        infos = [run.fields["images"][0] for run in swept.runs]
+        return cls(**{**first, "images": infos}, axes=axes, contact_sheet=swept.sheet.ref(),
+                   cells=[SweepCell(values=cell, image=info) for cell, info in zip(swept.cells, infos, strict=True)])
+
+
+def _sweep_axes(sweeps: dict[str, list | None], given: dict[str, object], n: int, best_of: int) -> dict[str, list]:
+    """The swept arguments and their values, checked: at most two, none also given alone, at most MAX_CELLS."""
+    axes = {name: values for name, values in sweeps.items() if values is not None}
+    for name, values in axes.items():
+        argument = f"sweep_{name}"
+        if given[name] is not None:
+            raise InvalidArgument(name, given[name], f"was given together with {argument}, which sets it per image",
+                                  f"Omit {name}, or omit {argument}.")
+        if not values or len(set(values)) != len(values):
+            raise InvalidArgument(argument, values, "needs one or more values, each once", "Pass e.g. [5, 7, 9].")
+    if len(axes) > 2:
+        raise InvalidArgument(f"sweep_{list(axes)[2]}", axes[list(axes)[2]], "a sweep varies at most two arguments",
+                              "Sweep one or two of guidance_scale, steps and seed.")
+    cells = math.prod(len(values) for values in axes.values()) if axes else 0
+    if cells > MAX_CELLS:
+        raise InvalidArgument(f"sweep_{list(axes)[-1]}", axes[list(axes)[-1]], f"makes a grid of {cells} images, over "
+                              f"the limit of {MAX_CELLS}", "Pass fewer values.")
+    if axes and (n != 1 or best_of != 1):
+        raise InvalidArgument("n" if n != 1 else "best_of", n if n != 1 else best_of, "applies to one image, and a "
+                              "sweep makes one image per cell", "Omit it when sweeping.")
+    return axes
 
 
 def _check_best_of(settings, best_of: int, n: int) -> None:

@@ -19,6 +19,7 @@ from pixelmcp.service.images import MadeImages
 from pixelmcp.service.jobs import current_job
 from pixelmcp.service.results import GenerateImageResult
 from pixelmcp.service.state import AppState
+from pixelmcp.service.sweeps import SweptImages, label
 from pixelmcp.tools.context import AppContext, app_state
 
 #: The protocol versions the 1.x MCP Python SDK speaks. Its ResourceLink's `uri` is a pydantic AnyUrl, which
@@ -48,6 +49,22 @@ async def answer(ctx: AppContext, result: GenerateImageResult, done: MadeImages,
     """An image tool's answer for `done`: the tool's own `lines`, then the checks' (and best_of's)."""
     return await tool_result(app_state(ctx), result, done.records, done.images, lines=[*lines, *done.lines],
                              links=done.links, verb=verb, resource_links=wants_links(ctx))
+
+
+async def sweep_answer(ctx: AppContext, result: GenerateImageResult, swept: SweptImages) -> CallToolResult:
+    """A sweep's answer: its contact sheet as the preview, each cell's PNG linked, one summary line per cell."""
+    grid = " x ".join(f"{name} {values}" for name, values in result.axes.items())
+    lines = [f"Sweep of {grid}: contact sheet {swept.sheet.uri}"]
+    for cell, run in zip(swept.cells, swept.runs, strict=True):
+        info = run.fields["images"][0]
+        scored = f" (alignment {info.alignment.score:.2f})" if info.alignment is not None else ""
+        lines.append(f"- {label(cell)}: {info.uri}{scored}" + (f": {info.caption}" if info.caption else ""))
+    # The checks' own lines say the same per cell; only what went otherwise (a check that could not run) stays.
+    checks = list(dict.fromkeys(line for run in swept.runs for line in run.lines
+                                if not line.startswith(("Alignment with the prompt", "Caption of"))))
+    links = [(run.records[0], f"cell {label(cell)}") for cell, run in zip(swept.cells, swept.runs, strict=True)]
+    return await tool_result(app_state(ctx), result, [swept.sheet], [swept.sheet_image], lines=lines + checks,
+                             links=links, resource_links=wants_links(ctx))
 
 
 async def tool_result(app: AppState, result: GenerateImageResult, records: list[StoredImage],
