@@ -87,7 +87,7 @@ def _tool_flags(parser: argparse.ArgumentParser, *, module: str, tool: str, skip
     for name, parameter in inspect.signature(fn).parameters.items():
         if name in NOT_FLAGS or name in skip:
             continue
-        kind, choices, description, bounds = _described(hints[name])
+        kind, choices, description, bounds, many = _described(hints[name])
         default = parameter.default
         shown = f" (default: {json.dumps(default)})" if default not in (None, inspect.Parameter.empty) else ""
         text = (description or "") + (f" {bounds}." if bounds else "") + shown
@@ -105,19 +105,18 @@ def _tool_flags(parser: argparse.ArgumentParser, *, module: str, tool: str, skip
             parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_const", const=False,
                                 default=None, help=f"the same as {flag} false")
         else:
-            number_type = functools.partial(_finite, flag=flag)
-            if kind is list:  # (for a list, `choices` is its items' type)
-                extra = {"nargs": "+", "type": number_type if choices is float else choices}
-            else:
-                extra = {"choices": choices} if choices else {"type": number_type if kind is float else kind}
+            extra = {"choices": choices} if choices else {
+                "type": functools.partial(_finite, flag=flag) if kind is float else kind}
+            if many:
+                extra["nargs"] = "+"
             parser.add_argument(flag, *ALIASES.get(name, []), dest=name, default=None, help=text, **extra)
         flags.append(name)
     parser.set_defaults(flags=flags)
 
 
-def _described(hint: Any) -> tuple[Any, tuple | None, str | None, str | None]:
-    """(the flag's kind: int, float, str, bool, list or "choice"; its choices, or for a list its items' type; the
-    argument's description; its fixed bounds as words, e.g. "0..2")."""
+def _described(hint: Any) -> tuple[Any, tuple | None, str | None, str | None, bool]:
+    """(the flag's kind: int, float, str, bool or "choice" (for a list: its items'); its choices; the argument's
+    description; its fixed bounds as words, e.g. "0..2"; whether it takes a list)."""
     description, bounds = None, {}
     while typing.get_origin(hint) is typing.Annotated:
         fields = [m for m in hint.__metadata__ if getattr(m, "description", None)]
@@ -126,7 +125,7 @@ def _described(hint: Any) -> tuple[Any, tuple | None, str | None, str | None]:
     args = [a for a in typing.get_args(hint) if a is not type(None)] if _is_union(hint) else [hint]
     if len(args) > 1:  # bool | Literal["auto", ...]
         literals = tuple(v for a in args if typing.get_origin(a) is typing.Literal for v in typing.get_args(a))
-        return "choice", literals, description, None
+        return "choice", literals, description, None, False
     (hint,) = args
     while typing.get_origin(hint) is typing.Annotated:
         for field in hint.__metadata__:
@@ -139,13 +138,13 @@ def _described(hint: Any) -> tuple[Any, tuple | None, str | None, str | None]:
     elif "ge" in bounds:
         words = f"{bounds['ge']}..{bounds['le']}" if "le" in bounds else f"At least {bounds['ge']}"
     if typing.get_origin(hint) is typing.Literal:
-        return str, typing.get_args(hint), description, words
+        return str, typing.get_args(hint), description, words, False
     if typing.get_origin(hint) is list:
         (item,) = typing.get_args(hint)
         while typing.get_origin(item) is typing.Annotated:
             item = item.__origin__
-        return list, item, description, words
-    return hint, None, description, words
+        return item, None, description, words, True
+    return hint, None, description, words, False
 
 
 def _is_union(hint: Any) -> bool:
