@@ -104,3 +104,14 @@ def run_cli(args: tuple[str, ...] | list[str], env: dict[str, str], cwd) -> subp
     thread.join(300)
     assert not thread.is_alive(), f"pixelmcp {' '.join(args)} did not end within 300 s"
     return subprocess.CompletedProcess(list(args), ended["code"], out.getvalue(), err.getvalue())
+
+
+def cli_env(tiny_cache, tmp_path) -> dict[str, str]:
+    """The environment of a `pixelmcp` command in a test: the tiny profile, offline, no provider keys."""
+    import os
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIXELMCP_", "OPENAI_", "GEMINI_", "GOOGLE_", "HF_TOKEN"))}
+    env.update(PIXELMCP_PROFILE="tiny", PIXELMCP_OUTPUT_DIR=str(tmp_path / "out"), PIXELMCP_CACHE_DIR=str(tiny_cache),
+               HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
+    return env

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import zlib
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import cli_env, run_cli
 from mcp import Client
 from PIL import Image
-
-
-def cli_env(tiny_cache, tmp_path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIXELMCP_", "OPENAI_", "GEMINI_", "GOOGLE_", "HF_TOKEN"))}
-    env.update(PIXELMCP_PROFILE="tiny", PIXELMCP_OUTPUT_DIR=str(tmp_path / "out"), PIXELMCP_CACHE_DIR=str(tiny_cache),
-               HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
-    return env
 
 
 @pytest.fixture

@@ -40,9 +40,8 @@ def openai_strict_problems(schema, path="$") -> list[str]:
         for key, value in schema.items():
             if key == "properties":
                 problems += [p for name, sub in value.items() for p in openai_strict_problems(sub, f"{path}.{name}")]
-            elif key in ("items", "anyOf", "$defs"):
-                subs = value.items() if isinstance(value, dict) else enumerate(value if isinstance(value, list)
-                                                                                else [value])
+            elif key in ("items", "anyOf", "$defs"):  # one schema, a list of them, or named ones
+                subs = (value.items() if key == "$defs" else enumerate(value if isinstance(value, list) else [value]))
                 problems += [p for name, sub in subs for p in openai_strict_problems(sub, f"{path}.{key}[{name}]")]
     return problems
 
@@ -146,11 +145,12 @@ async def test_list_models_filters_by_task_so_no_tool_has_an_argument_free_open_
     assert len(everything["catalog"]) > 10
 
 
-async def test_the_tools_cost_an_assistant_at_most_1200_characters_each_on_average(tools):
+async def test_the_tools_cost_an_assistant_at_most_1300_characters_each_on_average(tools):
     # Every tool's description and input schema is sent with every turn of a conversation: prose belongs in the
-    # README, and the arguments' names explain themselves.
+    # README, and the arguments' names explain themselves. (1200 before `loras`: a list of {name, weight} objects
+    # with the weight's bounds is about 270 characters, on six tools.)
     sizes = {tool.name: len(tool.description or "") + len(json.dumps(tool.input_schema)) for tool in tools}
-    assert sum(sizes.values()) / len(sizes) <= 1200, sizes
+    assert sum(sizes.values()) / len(sizes) <= 1300, sizes
     for tool in tools:  # no pydantic titles repeating the names, no "default": null saying nothing
         text = json.dumps(tool.input_schema)
         assert '"title"' not in text and '"default": null' not in text, tool.name

@@ -64,6 +64,20 @@ class EditRequest:
 
 
 @dataclass(frozen=True)
+class LoraUse:
+    """One LoRA of a request: its entry (a catalog alias, or one made for a .safetensors file) and its weight."""
+
+    spec: ModelSpec  # kind lora: source (repo or folder) and weight_name; `alias` is the name the caller gave
+    weight: float
+    key: str  # the adapter's name in the model: the same file (and, for a file, the same size and mtime) -> same key
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """As stored with the image and replayed by `generate --from`."""
+        return {"name": self.spec.alias, "weight": self.weight}
+
+
+@dataclass(frozen=True)
 class ImageRequest:
     """A validated image request, checked against `spec` before any work; `seeds[i]` makes image i.
 
@@ -84,6 +98,7 @@ class ImageRequest:
     control: ControlRequest | None = None
     style: StyleRequest | None = None
     edit: EditRequest | None = None
+    loras: tuple[LoraUse, ...] = ()  # local diffusion models only, in the order given
 
     @property
     def seeds(self) -> tuple[int | None, ...]:

@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "chat-llm", "depth", "semantic", "pose", "detector", "clip",
+ModelKind = Literal["sd15", "sdxl", "sd3", "flux", "lora", "chat-llm", "depth", "semantic", "pose", "detector", "clip",
                     "siglip", "vlm", "segmenter",
                     "remote-image", "remote-chat", "remote-vision"]
-Task = Literal["generate", "rewrite", "preprocess", "classify", "answer", "segment"]
+Task = Literal["generate", "lora", "rewrite", "preprocess", "classify", "answer", "segment"]
+ImageFamily = Literal["sd15", "sdxl", "sd3", "flux"]
 VLMFamily = Literal["qwen2-vl", "qwen2.5-vl", "llava", "llava-next", "idefics3", "internvl"]
 
 #: Sources with this prefix are built locally with tiny random weights (engine/tiny.py).
@@ -32,7 +33,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 #: Pipeline kinds that make images.
 IMAGE_KINDS: frozenset[str] = frozenset(FAMILIES)
-_TASKS: dict[str, Task] = {"chat-llm": "rewrite", "depth": "preprocess", "semantic": "preprocess", "pose": "preprocess",
+_TASKS: dict[str, Task] = {"lora": "lora", "chat-llm": "rewrite", "depth": "preprocess", "semantic": "preprocess", "pose": "preprocess",
                            "detector": "preprocess",
                            "clip": "classify", "siglip": "classify",
                            "vlm": "answer", "segmenter": "segment", "remote-image": "generate",
@@ -90,6 +91,15 @@ class ModelSpec(BaseModel):
         None, description="InstantStyle per-block IP-Adapter scales for style-only transfer (1.0 = the scale argument)"
     )
     family: VLMFamily | None = Field(None, description="vision-language model family (kind vlm)")
+    # LoRAs only (kind lora).
+    base: ImageFamily | None = Field(
+        None, description="a LoRA: the image family it was trained for (unset: checked when it loads)"
+    )
+    weight_name: str | None = Field(
+        None, description="a LoRA: its .safetensors file inside source (a repo or folder)"
+    )
+    default_weight: float = Field(1.0, ge=-4.0, le=4.0, description="a LoRA: its weight when a call gives none")
+    trigger_words: tuple[str, ...] = Field((), description="a LoRA: words its training tied to its effect")
     alignment_range: tuple[float, float] = Field(
         (0.15, 0.35), description="a CLIP model's prompt-image cosine similarities that map to alignment 0 and 1 "
                                   "(SigLIP scores with its own sigmoid)"
@@ -122,6 +132,13 @@ class ModelSpec(BaseModel):
         if isinstance(data, dict) and data.get("kind") in FAMILIES:
             return {**FAMILIES[data["kind"]], **data}
         return data
+
+    @model_validator(mode="after")
+    def _lora_fields(self) -> ModelSpec:
+        if self.kind == "lora" and not self.weight_name:
+            raise ValueError(f"LoRA {self.alias!r} needs weight_name (its .safetensors file inside source) and should "
+                             "say its base (the image family it was trained for: sd15, sdxl, sd3 or flux)")
+        return self
 
     @property
     def remote(self) -> bool:
@@ -164,6 +181,8 @@ class ModelSpec(BaseModel):
         inpainting entry reads the UNet of its checkpoint."""
         if self.component is not None:
             return (self.component,)
+        if self.kind == "lora":
+            return (self.weight_name,)
         adapter = self.ip_adapter
         if adapter is None or adapter.source != self.source:
             return None
@@ -276,6 +295,12 @@ DEFAULT_CATALOG: tuple[ModelSpec, ...] = (
         description="InternVL3 8B (-hf): strong open VLM for documents, charts and multi-image; ~16 GB in bf16."),
     _sd("smolvlm", "HuggingFaceTB/SmolVLM-Instruct", kind="vlm", family="idefics3", licence="Apache-2.0",
         description="SmolVLM 2B (Idefics3 architecture): small, multi-image."),
+    _sd("pixel-art-xl", "nerijs/pixel-art-xl", kind="lora", base="sdxl", weight_name="pixel-art-xl.safetensors",
+        default_weight=1.0, trigger_words=("pixel art",), licence="CreativeML Open RAIL-M",
+        description="SDXL LoRA: pixel art (works best at 1024 px, downscaled 8x with nearest-neighbour)."),
+    _sd("toy-face", "CiroN2022/toy-face", kind="lora", base="sdxl", weight_name="toy_face_sdxl.safetensors",
+        default_weight=0.9, trigger_words=("toy_face",),
+        description="SDXL LoRA: faces as 3D toy figures (its hub page states its licence)."),
 )
 
 _TINY_IMAGE = dict(default_width=64, default_height=64, min_side=16, max_side=512, default_steps=4, max_steps=50)
@@ -300,6 +325,13 @@ TINY_CATALOG: tuple[ModelSpec, ...] = (
         multiple_of=16, default_guidance=7.0, **_TINY_IMAGE),
     _sd("tiny-flux", "tiny:flux", kind="flux", description="Tiny random-weight FLUX.1-schnell architecture.",
         multiple_of=16, default_guidance=0.0, max_guidance=0.0, negative_prompt=False, **_TINY_IMAGE),
+    _sd("tiny-lora-a", "tiny:sd15-lora-a", kind="lora", base="sd15", weight_name="pytorch_lora_weights.safetensors",
+        description="Tiny random LoRA for tiny-sd15: UNet attention layers (diffusers' saving, peft layout)."),
+    _sd("tiny-lora-b", "tiny:sd15-lora-b", kind="lora", base="sd15", weight_name="pytorch_lora_weights.safetensors",
+        default_weight=0.8, trigger_words=("tinyb",),
+        description="Tiny random LoRA for tiny-sd15: UNet and text encoder."),
+    _sd("tiny-lora-xl", "tiny:sdxl-lora", kind="lora", base="sdxl", weight_name="pytorch_lora_weights.safetensors",
+        description="Tiny random LoRA for tiny-sdxl: UNet attention layers."),
     _sd("tiny-llm", "tiny:chat-llm", kind="chat-llm",
         description="Tiny random-weight Qwen2 chat LM (rewrites into gibberish; for tests)."),
     _sd("tiny-depth", "tiny:depth-anything", kind="depth", description="Tiny random-weight Depth Anything."),

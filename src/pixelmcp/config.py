@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     allowed_dirs: list[Path] = Field(
         default_factory=list, description="extra folders image paths may be read from (output dir always allowed)"
     )
+    lora_dirs: list[Path] = Field(
+        default_factory=list, description="folders of LoRA .safetensors files, used by file name in `loras` (JSON list)"
+    )
     allow_cwd: bool = Field(
         True, description="allow reading image paths inside the working directory (never when it is / or the home folder)"
     )
@@ -223,6 +226,10 @@ class Settings(BaseSettings):
     )
     cpu_tier: bool = Field(True, description="keep models evicted from the GPU in CPU RAM when RAM allows")
     max_queue: int = Field(16, ge=0, description="requests that may wait for a busy device before 'busy' errors")
+    lora_cache: int = Field(
+        8, ge=1, le=64, description="LoRA adapters each model keeps loaded for quick switching (more: the least "
+                                    "recently used is deleted; a call's own LoRAs always stay)"
+    )
     keep_alive_s: float = Field(0, ge=0, description="unload models unused this long (0: keep until evicted)")
     call_budget_s: float = Field(
         40, ge=0, description="longest a tool call blocks; slower work continues as a job the caller collects with "
@@ -373,7 +380,7 @@ def _build_catalog(settings: Settings) -> dict[str, ModelSpec]:
             if missing:
                 raise ValueError(
                     f"models.{alias} is a new model, so it needs {' and '.join(missing)} "
-                    f"(kind is one of sd15, sdxl, sd3, flux, chat-llm, depth, clip, siglip, vlm)"
+                    f"(kind is one of sd15, sdxl, sd3, flux, lora, chat-llm, depth, clip, siglip, vlm)"
                 )
             catalog[alias] = ModelSpec(alias=alias, **changes)
     return catalog

@@ -25,7 +25,7 @@ from pixelmcp.errors import InvalidArgument
 from pixelmcp.media.images import read_bounded
 from pixelmcp.media.store import URI_PREFIX, ImageStore, UnknownImageError, is_valid_id
 
-_SHARED = ("negative_prompt", "model", "steps", "guidance_scale", "seed")
+_SHARED = ("negative_prompt", "model", "steps", "guidance_scale", "seed", "loras")
 #: The tools that start from an image: their own arguments, as stored (the image is `source_image`).
 _EDITS = {"vary_image": ("strength",), "edit_image": ("mask", "strength"), "extend_image": ("left", "right", "top", "bottom"),
           "upscale_image": ("scale", "strength")}

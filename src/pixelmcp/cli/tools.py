@@ -54,6 +54,10 @@ IMAGE_ARGUMENTS = frozenset({"image", "style_image", "mask", "images"})
 #: Arguments no command sets: the MCP context, and the client's LLM's rewrite (MCP sampling).
 NOT_FLAGS = frozenset({"ctx", "sampled"})
 ALIASES = {"guidance_scale": ["--guidance"]}
+#: Arguments whose items are objects: one flag per item, repeatable, in a short form of their own.
+REPEATED = {"loras": ("--lora", "NAME[:WEIGHT]", ("a LoRA (list_models, task lora) or a .safetensors path, with "
+                                                  "its weight after a colon (default: the LoRA's own); repeat for "
+                                                  "several"))}
 
 
 def add_commands(sub) -> None:
@@ -92,7 +96,11 @@ def _tool_flags(parser: argparse.ArgumentParser, *, module: str, tool: str, skip
         shown = f" (default: {json.dumps(default)})" if default not in (None, inspect.Parameter.empty) else ""
         text = (description or "") + (f" {bounds}." if bounds else "") + shown
         flag = "--" + name.replace("_", "-")
-        if kind is bool:
+        if name in REPEATED:
+            flag, metavar, help_text = REPEATED[name]
+            parser.add_argument(flag, dest=name, action="append", default=None, metavar=metavar, help=help_text,
+                                type=functools.partial(_lora, flag=flag))
+        elif kind is bool:
             if default is not True:
                 parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=text)
             if default is not False:
@@ -171,6 +179,21 @@ def _finite(value: str, *, flag: str) -> float:
         raise argparse.ArgumentTypeError(f"{flag} takes a finite number, not {value!r} (NaN and infinities are "
                                          "refused)")
     return number
+
+
+def _lora(value: str, *, flag: str) -> dict[str, Any]:
+    """NAME or NAME:WEIGHT: the text after the last colon is the weight when it reads as a number (so a Windows path
+    keeps its drive's colon), and NaN or an infinity there is refused as every number flag refuses it."""
+    name, _, weight = value.rpartition(":")
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"{flag} takes NAME or NAME:WEIGHT, not an empty value")
+    try:
+        float(weight)
+    except ValueError:
+        return {"name": value}
+    if not name:
+        raise argparse.ArgumentTypeError(f"{flag} takes NAME or NAME:WEIGHT, not {value!r}")
+    return {"name": name, "weight": _finite(weight, flag=flag)}
 
 
 def _arguments(args: argparse.Namespace) -> dict[str, Any]:

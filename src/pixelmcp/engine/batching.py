@@ -1,4 +1,4 @@
-"""Micro-batching: concurrent text-to-image requests that agree on model, size, steps, guidance and
+"""Micro-batching: concurrent text-to-image requests that agree on model, LoRAs, size, steps, guidance and
 negative prompt run as one pipeline call, with one generator per image.
 
 The loop is flat: requests gather into a batch -> one job makes every image (`make`, given by the
@@ -89,8 +89,10 @@ class PendingBatch:
 
 
 def batch_key(request: ImageRequest) -> tuple:
+    """What members of one pipeline call share: the model, its LoRAs and their weights (the adapters are set once
+    per call), and every argument but prompt and seeds."""
     return (request.spec.alias, request.width, request.height, request.steps, request.guidance_scale,
-            request.negative_prompt)
+            request.negative_prompt, tuple((use.key, use.weight) for use in request.loras))
 
 
 class MicroBatcher:

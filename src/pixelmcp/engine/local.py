@@ -40,7 +40,7 @@ class LocalImageGenerator:
     async def generate(self, request: ImageRequest, progress: Progress) -> GeneratedImages:
         control, style = request.control, request.style
         models = [request.spec, control and control.controlnet, *_map_models(control), style and style.adapter,
-                  _inpaint_unet(request)]
+                  _inpaint_unet(request), *(use.spec for use in request.loras)]
         if self.batcher.takes(request):
             await self.pool.ready(models, progress)  # each member's own download, before it joins a batch
             return await self.batcher.generate(request, progress)
@@ -71,7 +71,11 @@ class LocalImageGenerator:
             # InstantStyle: in style mode, the reference acts only in the blocks that carry style.
             ip_scale = control.ip_adapter_scale(first.style.mode, first.style.scale, spec.style_blocks)
 
-        # 2. Denoise: from noise, from the image to edit, or tile by tile.
+        # 2. The requests' LoRAs on the model, every other adapter it holds off (one set: the batcher's key).
+        if first.loras or self.pool.loras.holds_any(pipe):
+            self.pool.loras.activate(pipe, first.loras, self._lora_folders(first, job), unet=unet, model=spec.alias)
+
+        # 3. Denoise: from noise, from the image to edit, or tile by tile.
         started = time.perf_counter()
         if first.edit is not None and first.edit.tile:
             images, scheduler = self._tiles(pipe, first, job)
@@ -79,7 +83,9 @@ class LocalImageGenerator:
             start, mask = _edit_inputs(first)
             call = diffusion.DiffusionCall.of(requests, control_image=control_map, ip_scale=ip_scale, image=start,
                                               mask=mask)
-            plain = first.edit is None and controlnet is None and ip_adapter is None  # what a compiled graph fits
+            # What a compiled graph fits: no edit, ControlNet, IP-Adapter, or LoRA layers in the denoiser.
+            plain = (first.edit is None and controlnet is None and ip_adapter is None
+                     and not self.pool.loras.holds_any(pipe))
             compiler = self.pool.compiler
             compiled = compiler.denoiser_for(pipe, call, spec.alias) if compiler is not None and plain else None
             images, scheduler = diffusion.denoise(
@@ -88,7 +94,7 @@ class LocalImageGenerator:
             )
         timings = {"load_s": job.load_seconds, "run_s": time.perf_counter() - started}
 
-        # 3. Each request's images, in seed order.
+        # 4. Each request's images, in seed order.
         results, offset = [], 0
         for request in requests:
             results.append(GeneratedImages(
@@ -97,6 +103,17 @@ class LocalImageGenerator:
             ))
             offset += request.n
         return results
+
+    def _lora_folders(self, request: ImageRequest, job: Job) -> dict[str, str]:
+        """Each LoRA's folder on local disk (a hub LoRA was downloaded before the job queued, like any model)."""
+        from pixelmcp.engine.loading import loading
+
+        folders = {}
+        for use in request.loras:
+            with loading(use.spec, self.pool.source_of(use.spec), paths=use.spec.weight_paths) as fetched:
+                folders[use.key] = str(fetched.folder)
+        job.check()
+        return folders
 
     def _tiles(self, pipe, request: ImageRequest, job: Job) -> tuple[list[Image.Image], str]:
         """Image-to-image over overlapping tiles of `request.edit.image` (upscaling): each tile one pipeline call

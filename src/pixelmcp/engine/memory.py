@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,7 +176,7 @@ def _loaded_bytes(path: Path, dtype_bytes: int) -> int:
     are sized by their length: half precision when the name says so (fp16, bf16), else fp32.
     """
     if path.suffix == ".safetensors":
-        header = _safetensors_header(path)
+        header = weights.safetensors_header(path)
         if header is not None:
             total = 0
             for name, info in header.items():
@@ -189,19 +188,6 @@ def _loaded_bytes(path: Path, dtype_bytes: int) -> int:
             return total
     stored_bytes = 2 if weights.variant_of(path.name) in ("fp16", "bf16") else 4
     return int(path.stat().st_size * dtype_bytes / stored_bytes)
-
-
-def _safetensors_header(path: Path) -> dict | None:
-    """The JSON header of a .safetensors file, or None when it is not a readable one."""
-    try:
-        with open(path, "rb") as f:
-            length = int.from_bytes(f.read(8), "little")
-            if not 0 < length <= 100 * 2**20:
-                return None
-            header = json.loads(f.read(length))
-    except (OSError, ValueError):
-        return None
-    return header if isinstance(header, dict) else None
 
 
 def _hub_snapshot(repo_id: str) -> Path | None:

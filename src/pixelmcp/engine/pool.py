@@ -18,6 +18,8 @@ first, to CPU RAM when there is an accelerator and RAM to spare (the next use is
 not a disk read), else freed. A job that runs out of device memory anyway is retried once after
 every model not in use is freed.
 
+LoRAs: adapters loaded into a model are its parameters, counted in its bytes (engine/loras.py).
+
 Dtypes: a model keeps the dtypes it was loaded with. After each job the pool checks; a part that a
 library cast behind its back is cast back, logged as a bug and counted (`dtype_repairs`; the tests
 hold it at 0). A library's exception inside a job becomes an EngineFailure naming the models, the
@@ -41,6 +43,7 @@ from pixelmcp.engine import devices, memory, weights
 from pixelmcp.engine.compiling import BackgroundCompiler
 from pixelmcp.engine.downloads import Downloads
 from pixelmcp.engine.loading import quiet_libraries
+from pixelmcp.engine.loras import LoraBank, adapters_of
 from pixelmcp.engine.queue import DeviceQueue, Job, QueueStats
 from pixelmcp.errors import EngineFailure, GenerationCancelled, ModelLoadError, OutOfMemory, PixelError, first_line
 
@@ -79,6 +82,8 @@ class PoolStats(QueueStats):
     evictions: int = 0
     oom_retries: int = 0
     dtype_repairs: int = 0  # jobs after which a model's dtypes were not the ones it was loaded with (a bug)
+    lora_loads: int = 0  # LoRAs loaded into a model (a switch between loaded ones loads nothing)
+    lora_evictions: int = 0  # adapters deleted to stay within PIXELMCP_LORA_CACHE
 
 
 class ModelPool:
@@ -95,6 +100,8 @@ class ModelPool:
         self._accelerator_gb: float | None = None
         #: Compiled denoisers, made in the background (PIXELMCP_COMPILE; engine/compiling.py).
         self.compiler = BackgroundCompiler(settings.compile_backend, settings.cache_dir) if settings.compile else None
+        #: LoRA adapters loaded into the pooled models (engine/loras.py).
+        self.loras = LoraBank(settings.lora_cache, self.stats)
         #: Task groups that outlive single requests (lent by the server's lifespan); micro-batches run in them.
         self.background_groups: list[Any] = []
 
@@ -338,7 +345,7 @@ class ModelPool:
                 dict(alias=m.spec.alias, kind=m.spec.kind, tier=m.tier, device=m.device if m.tier == "device" else "cpu",
                      dtype=m.dtype, dtypes=m.dtypes, loaded_dtypes=m.loaded_dtypes,
                      bytes=m.bytes, in_use=m.pins > 0, uses=m.uses, idle_seconds=round(now - m.last_used, 1),
-                     load_seconds=round(m.load_seconds, 3))
+                     load_seconds=round(m.load_seconds, 3), loras=adapters_of(m.value) if m.value is not None else [])
                 for m in self._models.values()
             ]
             budget = sum(self.budget_for(d) for d in chosen) if chosen else None

@@ -441,6 +441,29 @@ def _build_ip_adapter(path: Path, unet_factory: Callable, subfolder: str, weight
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / weight_name))
 
 
+def _build_lora(path: Path, pipeline: str, unet_factory: Callable, seed: int, *, text_encoder: bool = False) -> None:
+    """A LoRA in diffusers' own file format (`pytorch_lora_weights.safetensors`, the peft key layout that
+    `save_lora_weights` writes) for the family's UNet attention projections, and with `text_encoder` for the
+    CLIP text encoder's too. The up projections are random, not peft's zeros, so the LoRA changes the image."""
+    import diffusers
+    import torch
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from transformers import CLIPTextModel
+
+    _seeded()
+    torch.manual_seed(seed)
+    config = dict(r=4, lora_alpha=4, init_lora_weights=False)
+    unet = unet_factory()
+    unet.add_adapter(LoraConfig(**config, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    layers = {"unet_lora_layers": get_peft_model_state_dict(unet)}
+    if text_encoder:
+        encoder = CLIPTextModel(_clip_text_config(clip_tokenizer())).eval()
+        encoder.add_adapter(LoraConfig(**config, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]))
+        layers["text_encoder_lora_layers"] = get_peft_model_state_dict(encoder)
+    getattr(diffusers, pipeline).save_lora_weights(path, weight_name="pytorch_lora_weights.safetensors", **layers)
+
+
 def build_depth_anything(path: Path) -> None:
     """Depth Anything (DINOv2 backbone + DPT head) with its image processor."""
     from transformers import (
@@ -838,6 +861,10 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "sd15-ip-adapter": lambda p: _build_ip_adapter(p, sd15_unet, "models", "ip-adapter_sd15.safetensors"),
     "sdxl-ip-adapter": lambda p: _build_ip_adapter(p, sdxl_unet, "sdxl_models", "ip-adapter_sdxl.safetensors"),
 }
+BUILDERS["sd15-lora-a"] = partial(_build_lora, pipeline="StableDiffusionPipeline", unet_factory=sd15_unet, seed=301)
+BUILDERS["sd15-lora-b"] = partial(_build_lora, pipeline="StableDiffusionPipeline", unet_factory=sd15_unet, seed=302,
+                                  text_encoder=True)
+BUILDERS["sdxl-lora"] = partial(_build_lora, pipeline="StableDiffusionXLPipeline", unet_factory=sdxl_unet, seed=303)
 for _index, _control in enumerate(("canny", "depth", "pose", "segmentation")):
     BUILDERS[f"sd15-controlnet-{_control}"] = partial(_build_controlnet, unet_factory=sd15_unet, seed=100 + _index)
     BUILDERS[f"sdxl-controlnet-{_control}"] = partial(_build_controlnet, unet_factory=sdxl_unet, seed=200 + _index)

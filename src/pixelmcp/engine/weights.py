@@ -135,3 +135,16 @@ def folder_plan(folder: Path, *, preferred_variant: str | None = None, paths: tu
     """`plan` for a model folder on disk."""
     return plan(folder_listing(folder), model_index=read_model_index(folder), preferred_variant=preferred_variant,
                 paths=paths)
+
+
+def safetensors_header(path: Path) -> dict | None:
+    """The JSON header of a .safetensors file, or None when it is not a readable one."""
+    try:
+        with open(path, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if not 0 < length <= 100 * 2**20:
+                return None
+            header = json.loads(f.read(length))
+    except (OSError, ValueError):
+        return None
+    return header if isinstance(header, dict) else None

@@ -101,7 +101,11 @@ def a1111_parameters(params: dict[str, Any]) -> str:
 
     Every value is cleaned (`clean_text`): the only line breaks are the format's own.
     """
-    lines = [clean_text(params.get("revised_prompt") or params.get("prompt", ""))]
+    prompt = clean_text(params.get("revised_prompt") or params.get("prompt", ""))
+    # LoRAs as A1111 writes them into its prompt, `<lora:NAME:WEIGHT>` (a file: its name without the suffix).
+    tags = [f"<lora:{clean_text(_lora_label(entry.get('name', '')))}:{clean_text(entry.get('weight'))}>"
+            for entry in params.get("loras") or [] if isinstance(entry, dict)]
+    lines = [" ".join([prompt, *tags]) if tags else prompt]
     if params.get("negative_prompt"):
         lines.append(f"Negative prompt: {clean_text(params['negative_prompt'])}")
     fields = {
@@ -115,6 +119,11 @@ def a1111_parameters(params: dict[str, Any]) -> str:
     }
     lines.append(", ".join(f"{k}: {clean_text(v)}" for k, v in fields.items() if v is not None))
     return "\n".join(lines)
+
+
+def _lora_label(name: str) -> str:
+    stem = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return stem.removesuffix(".safetensors")
 
 
 class ImageStore:

@@ -13,6 +13,8 @@ habits are outside what some dialects take:
   refuses the bound itself, saying "more than 0".
 - `anyOf: [{"type": T, ...}, {"type": "null"}]` for every optional argument: `"type": [T, "null"]` says the
   same in a quarter of the characters, and every dialect tested reads it (Gemini as `nullable`).
+- `$defs` / `$ref` for an argument whose items are objects (loras' {name, weight}): some converters resolve
+  no references. Each is written out in place.
 - `title` on every property and on the schema (pydantic's "Negative Prompt" for negative_prompt): it repeats
   the argument's name, and every tool's schema is sent with every turn of a conversation. Dropped.
 `additionalProperties: false`, which OpenAI's strict mode wants on every object, is deliberately
@@ -30,7 +32,23 @@ from typing import Any
 
 def portable_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """A copy of a tool's input schema in the portable shape (see the module docstring)."""
-    return _portable(json.loads(json.dumps(schema)))
+    copied = json.loads(json.dumps(schema))
+    definitions = copied.pop("$defs", {})
+    return _portable(_inlined(copied, definitions))
+
+
+def _inlined(node: Any, definitions: dict[str, Any]) -> Any:
+    """`node` with every `{"$ref": "#/$defs/NAME"}` replaced by that definition (the tools' argument models do not
+    refer to themselves)."""
+    if isinstance(node, list):
+        return [_inlined(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and ref.removeprefix("#/$defs/") in definitions:
+        extra = {key: value for key, value in node.items() if key != "$ref"}
+        return _inlined({**definitions[ref.removeprefix("#/$defs/")], **extra}, definitions)
+    return {key: _inlined(value, definitions) for key, value in node.items()}
 
 
 def _portable(node: Any) -> Any:

@@ -37,30 +37,63 @@ class CheckedTool(Tool):
 
 
 def argument_errors(error: ValidationError, schema: dict[str, Any], fixes: dict[str, str] | None = None) -> str:
-    """One InvalidArgument line per argument that failed validation; `fixes`: the tool's own fix per argument."""
+    """One InvalidArgument line per argument (or item field, e.g. loras[0].weight) that failed validation; `fixes`:
+    the tool's own fix per argument."""
     lines: dict[str, str] = {}
     for problem in error.errors():
         loc = problem.get("loc") or ("arguments",)
         name = str(loc[0])
-        if name in lines:
+        label = name + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
+        if label in lines:
             continue
-        if problem["type"] == "finite_number":  # our own validator's message (tools/arguments.py) says it all
-            lines[name] = problem["msg"]
+        if problem["type"] == "finite_number" and problem["msg"].startswith("Invalid "):
+            lines[label] = problem["msg"]  # our own validator's message (tools/arguments.py) says it all
             continue
-        prop = (schema.get("properties") or {}).get(name, {})
-        where = "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
+        prop = property_at(schema, loc)
         value = problem.get("input")
         if problem["type"] in ("too_short", "too_long") and isinstance(value, list):
             value = f"<{len(value)} items>"  # (not the items: images, each of them long)
-        fix = (fixes or {}).get(name) or _fix(name, prop, name in (schema.get("required") or ()))
-        lines[name] = str(InvalidArgument(name + where, value, _problem(problem, prop), fix))
+        required = len(loc) == 1 and name in (schema.get("required") or ())
+        fix = (fixes or {}).get(name) or _fix(label, prop, required)
+        lines[label] = str(InvalidArgument(label, value, _problem(problem, prop), fix))
     return "\n".join(lines.values())
+
+
+def property_at(schema: dict[str, Any], loc: tuple) -> dict[str, Any]:
+    """The schema of the value at `loc` (an argument, an item of a list argument, a field of an item), through the
+    schema's $defs."""
+    node = (schema.get("properties") or {}).get(str(loc[0]), {})
+    for part in loc[1:]:
+        key = "items" if isinstance(part, int) else "properties"
+        holder = _with(_resolved(schema, node), key, schema)
+        node = holder.get("items", {}) if isinstance(part, int) else (holder.get("properties") or {}).get(part, {})
+    return _resolved(schema, node)
+
+
+def _resolved(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref") if isinstance(node, dict) else None
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return (schema.get("$defs") or {}).get(ref.removeprefix("#/$defs/"), {})
+    return node if isinstance(node, dict) else {}
+
+
+def _with(node: dict[str, Any], key: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """`node`, or the branch of its anyOf that has `key` (a list or an object beside null)."""
+    if key in node:
+        return node
+    for branch in node.get("anyOf", []):
+        branch = _resolved(schema, branch)
+        if key in branch:
+            return branch
+    return {}
 
 
 def _problem(problem: dict[str, Any], prop: dict[str, Any]) -> str:
     kind, value = problem["type"], problem.get("input")
     if kind == "missing":
         return "is required"
+    if kind == "finite_number":
+        return "is not a finite number (NaN and infinities are refused)"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         if _not_finite(value):
             return "is not a finite number (NaN and infinities are refused)"

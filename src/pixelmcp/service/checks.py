@@ -14,6 +14,7 @@ from pixelmcp.catalog import ModelSpec
 from pixelmcp.config import Settings
 from pixelmcp.errors import InvalidArgument
 from pixelmcp.media.store import ImageStore
+from pixelmcp.service.loras import LoraChoice, resolve_loras
 
 MAX_SEED = 2**32 - 1
 #: Explicit width/height may differ from an input image's aspect ratio by this much at most.
@@ -34,6 +35,7 @@ def check_image_request(
     seed: int | None,
     n: int,
     default_size: tuple[int, int] | None = None,
+    loras: list[LoraChoice] | None = None,
 ) -> ImageRequest:
     """Check every argument an image tool shares, against `spec`, before any work. `default_size` overrides the
     model's (e.g. to follow a control image)."""
@@ -56,6 +58,7 @@ def check_image_request(
         guidance_scale=guidance,
         n=n,
         seed=check_seed(seed) if spec.takes_seed else None,
+        loras=resolve_loras(settings, spec, loras),
     )
 
 

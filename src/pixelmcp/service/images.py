@@ -155,6 +155,8 @@ def store_images(app: AppState, tool: str, request: ImageRequest, made: Generate
         pixelmcp_version=__version__,
     ), **extra}  # (an edit's extra says its own size: the image's, not the size the model worked at)
     params["batch_size"] = made.batch_size  # >1: made in one pipeline call with other requests
+    if request.loras:
+        params["loras"] = [use.record for use in request.loras]
     if made.people is not None:
         params["people"] = made.people  # a pose map made from a photo: the people it shows
     records: list[StoredImage] = []
@@ -194,7 +196,7 @@ def result_fields(request: ImageRequest, rewrite: RewriteOutcome, made: Generate
         steps=request.steps, guidance_scale=request.guidance_scale, scheduler=made.scheduler, prompt=request.prompt,
         revised_prompt=made.revised_prompt or request.revised_prompt, negative_prompt=request.negative_prompt,
         rewriter=rewriter, rewrite_note=rewrite.note, rewrite_error=rewrite.error, batch_size=made.batch_size,
-        timings=timings,
+        loras=[use.record for use in request.loras], timings=timings,
     )
 
 

@@ -39,6 +39,11 @@ class GenerationTimings(Timings):
     rewrite_s: float = 0.0
 
 
+class LoraApplied(BaseModel):
+    name: str = Field(description="as given: a LoRA alias, or a file's path")
+    weight: float
+
+
 class GenerateImageResult(BaseModel):
     id: str = Field(description="id of the first image (same as images[0].id)")
     uri: str
@@ -59,6 +64,7 @@ class GenerateImageResult(BaseModel):
     rewrite_note: str | None = Field(None, description="e.g. why another rewriter than the configured one answered")
     rewrite_error: str | None = Field(None, description="why a requested rewrite did not happen")
     batch_size: int = Field(1, description="requests whose images were made in the same pipeline call")
+    loras: list[LoraApplied] = Field(default_factory=list, description="the LoRAs applied, in order")
     timings: GenerationTimings
     candidates: list[ImageInfo] = Field(
         default_factory=list, description="best_of: the images not chosen, with their alignment (stored and linked)"

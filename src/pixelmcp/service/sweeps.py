@@ -1,8 +1,9 @@
-"""Parameter sweeps: one generation per cell of a grid over one or two of guidance_scale, steps and seed.
+"""Parameter sweeps: one generation per cell of a grid over one or two of guidance_scale, steps, seed and the
+weight of a LoRA.
 
 The prompt is rewritten once (the first cell's run) and every other cell receives that revised
 prompt; the other cells then run together, so the pool batches those it can (cells that differ
-only in seed share a pipeline call). A labelled contact sheet of all cells is stored with them.
+only in seed share a pipeline call; cells with another LoRA weight switch the adapter's scale, not reload it). A labelled contact sheet of all cells is stored with them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pixelmcp.service.images import ImageRun, MadeImages, make_images, store_ref
 from pixelmcp.service.state import AppState
 
 #: The arguments a sweep may vary, and the most cells (images) one sweep makes.
-SWEEPABLE = ("guidance_scale", "steps", "seed")
+SWEEPABLE = ("guidance_scale", "steps", "seed", "lora_weight")
 MAX_CELLS = 16
 
 
@@ -40,7 +41,7 @@ def grid(axes: dict[str, list]) -> list[dict[str, Any]]:
 
 
 def label(values: dict[str, Any]) -> str:
-    short = {"guidance_scale": "cfg", "steps": "steps", "seed": "seed"}
+    short = {"guidance_scale": "cfg", "steps": "steps", "seed": "seed", "lora_weight": "lora"}
     return "  ".join(f"{short[name]} {value:g}" if isinstance(value, float) else f"{short[name]} {value}"
                      for name, value in values.items())
 

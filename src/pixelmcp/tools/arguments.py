@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from pixelmcp.service.checks import MAX_SEED
+from pixelmcp.service.loras import LoraChoice
 from pixelmcp.service.rewriting import RewriteChoice
 
 
@@ -85,5 +86,9 @@ ImageArg = Annotated[str, Field(description="A pixelmcp:// uri, data: uri, base6
 VerifyArg = Annotated[
     bool | Literal["auto", "caption"],
     Field(description="'caption'/true: the vision model describes each image; 'auto': when cheap."),
+]
+LorasArg = Annotated[
+    list[LoraChoice] | None,
+    Field(description="LoRAs: name from list_models (or a .safetensors path), weight (default: the LoRA's)."),
 ]
 RewriteArg = Annotated[RewriteChoice, Field(description="Expand the prompt with an LLM first ('auto': if short).")]

@@ -19,6 +19,7 @@ from pixelmcp.tools.arguments import (
     GuidanceArg,
     HeightArg,
     ImageArg,
+    LorasArg,
     ModelArg,
     NArg,
     NegativePromptArg,
@@ -82,6 +83,7 @@ async def controlnet_generate(
     guidance_scale: GuidanceArg = None,
     seed: SeedArg = None,
     n: NArg = 1,
+    loras: LorasArg = None,
     rewrite: RewriteArg = "auto",
     verify: VerifyArg = "auto",
     low_threshold: Annotated[integer(0, 1000), Field(description="Canny: lower threshold.")] = 100,
@@ -115,7 +117,7 @@ async def controlnet_generate(
     )
     request = replace(checks.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
-        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n,
+        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n, loras=loras,
         default_size=checks.size_following(source, width, height, spec, "image"),
     ), control=control)
     pose = (dict(person_threshold=person_threshold, keypoint_threshold=keypoint_threshold)
@@ -157,6 +159,7 @@ async def style_transfer(
     guidance_scale: GuidanceArg = None,
     seed: SeedArg = None,
     n: NArg = 1,
+    loras: LorasArg = None,
     rewrite: RewriteArg = "auto",
     verify: VerifyArg = "auto",
     revised_prompt: RevisedPromptArg = None,
@@ -195,7 +198,7 @@ async def style_transfer(
                                  conditioning_scale=1.0)
     request = replace(checks.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
-        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n, default_size=default_size,
+        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n, loras=loras, default_size=default_size,
     ), control=control, style=style)
     done = await make_images(app, ImageRun(
         "style_transfer", request, generator, started, rewrite=rewrite, revised_prompt=revised_prompt,

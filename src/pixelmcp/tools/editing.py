@@ -26,12 +26,14 @@ from pixelmcp.media import editing
 from pixelmcp.media.store import URI_PREFIX, ImageRef, StoredImage, UnknownImageError
 from pixelmcp.service import checks
 from pixelmcp.service.images import ImageRun, Keep, make_images, reference_record
+from pixelmcp.service.loras import LoraChoice
 from pixelmcp.service.results import GenerateImageResult, Timings
 from pixelmcp.service.rewriting import RewriteChoice
 from pixelmcp.service.state import AppState
 from pixelmcp.tools.arguments import (
     GuidanceArg,
     ImageArg,
+    LorasArg,
     ModelArg,
     NArg,
     NegativePromptArg,
@@ -135,6 +137,7 @@ async def edit_image(
     guidance_scale: GuidanceArg = None,
     seed: SeedArg = None,
     n: NArg = 1,
+    loras: LorasArg = None,
     rewrite: EditRewriteArg = False,
     verify: VerifyArg = "auto",
     revised_prompt: RevisedPromptArg = None,
@@ -161,7 +164,7 @@ async def edit_image(
     mask_image = (await anyio.to_thread.run_sync(_checked_mask, await app.load_image(mask, "mask"), source)
                   if mask is not None else None)
     request = _edit_request(app, spec, source, mask_image, prompt=prompt, negative_prompt=negative_prompt,
-                            steps=steps, guidance_scale=guidance_scale, seed=seed, n=n,
+                            steps=steps, guidance_scale=guidance_scale, seed=seed, n=n, loras=loras,
                             strength=_check_strength(strength, spec, inpaint))
     progress = ProgressReporter(ctx)
     if segmenter is not None:  # the mask from words
@@ -201,6 +204,7 @@ async def extend_image(
     guidance_scale: GuidanceArg = None,
     seed: SeedArg = None,
     n: NArg = 1,
+    loras: LorasArg = None,
     rewrite: EditRewriteArg = False,
     verify: VerifyArg = "auto",
     revised_prompt: RevisedPromptArg = None,
@@ -223,7 +227,8 @@ async def extend_image(
     _check_output_size(app, size, widest, sides[widest], "Add fewer pixels, or extend a smaller image")
     canvas, border = await anyio.to_thread.run_sync(editing.extended_canvas, source, left, right, top, bottom)
     request = _edit_request(app, spec, canvas, border, prompt=prompt, negative_prompt=negative_prompt, steps=steps,
-                            guidance_scale=guidance_scale, seed=seed, n=n, strength=None if spec.remote else 1.0)
+                            guidance_scale=guidance_scale, seed=seed, n=n, strength=None if spec.remote else 1.0,
+                            loras=loras)
     done = await make_images(app, ImageRun(
         "extend_image", request, generator, started, rewrite=rewrite, revised_prompt=revised_prompt, sampled=sampled,
         verify=verify, original=canvas, mask=border, params=dict(width=size[0], height=size[1], **sides),
@@ -252,6 +257,7 @@ async def upscale_image(
     steps: StepsArg = None,
     guidance_scale: GuidanceArg = None,
     seed: SeedArg = None,
+    loras: LorasArg = None,
 ) -> Annotated[CallToolResult, UpscaleImageResult]:
     """Upscale an image exactly 2x or 4x: enlarged, then refined tile by tile by a local diffusion model."""
     app = app_state(ctx)
@@ -274,7 +280,7 @@ async def upscale_image(
     enlarged = await anyio.to_thread.run_sync(source.resize, size, Image.Resampling.LANCZOS)
     request = _edit_request(app, spec, enlarged, None, prompt=prompt or DEFAULT_UPSCALE_PROMPT,
                             negative_prompt=negative_prompt, steps=steps, guidance_scale=guidance_scale, seed=seed,
-                            n=1, strength=strength, tile=spec.default_width)
+                            n=1, strength=strength, tile=spec.default_width, loras=loras)
     done = await make_images(app, ImageRun(
         "upscale_image", request, generator, started, original=enlarged, align=prompt is not None,
         params=dict(width=size[0], height=size[1], scale=scale, strength=strength),
@@ -309,7 +315,7 @@ async def vary_image(
     source = await app.load_image(image, "image")
     request = _edit_request(app, spec, source, None, prompt=made_with["prompt"], seed=seed, n=n, strength=strength,
                             negative_prompt=made_with.get("negative_prompt"), steps=made_with.get("steps"),
-                            guidance_scale=made_with.get("guidance_scale"))
+                            guidance_scale=made_with.get("guidance_scale"), loras=_parent_loras(made_with))
     done = await make_images(app, ImageRun(
         "vary_image", request, generator, started, revised_prompt=made_with.get("revised_prompt"), verify=verify,
         original=source, params=dict(width=source.width, height=source.height, strength=strength),
@@ -389,6 +395,12 @@ def _parent_of(app: AppState, image: str):
     return record
 
 
+def _parent_loras(params: dict) -> list[LoraChoice] | None:
+    """The LoRAs an image was made with, as its variations apply them again."""
+    stored = params.get("loras") or []
+    return [LoraChoice(name=entry["name"], weight=entry["weight"]) for entry in stored] or None
+
+
 def _check_edits(spec: ModelSpec, tool: str) -> None:
     """Local diffusion models all edit; of the providers' models, those that edit given images."""
     if spec.remote and not spec.takes_reference:
@@ -464,7 +476,8 @@ def _mask_from_scores(scores: Image.Image, mask_prompt: str) -> Image.Image:
 
 def _edit_request(app: AppState, spec: ModelSpec, image: Image.Image, mask: Image.Image | None, *, prompt: str,
                   negative_prompt: str | None, steps: int | None, guidance_scale: float | None, seed: int | None,
-                  n: int, strength: float | None, tile: int | None = None) -> ImageRequest:
+                  n: int, strength: float | None, tile: int | None = None,
+                  loras: list[LoraChoice] | None = None) -> ImageRequest:
     """The ImageRequest of an edit of `image`: the size the model works at follows the image (tiles: the image's
     own size), and every shared argument is checked as generate_image checks it."""
     if tile is not None:
@@ -475,7 +488,7 @@ def _edit_request(app: AppState, spec: ModelSpec, image: Image.Image, mask: Imag
         work = checks.size_following(image, None, None, spec, "image")
     request = checks.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=None, height=None,
-        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n, default_size=work,
+        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n, default_size=work, loras=loras,
     )
     request = replace(request, edit=EditRequest(image=image, mask=mask, strength=strength, tile=tile))
     _check_steps_run(request)

@@ -16,12 +16,14 @@ from pixelmcp.media.store import ImageRef
 from pixelmcp.service import checks
 from pixelmcp.service.checks import MAX_SEED
 from pixelmcp.service.images import ImageRun, make_images
+from pixelmcp.service.loras import MAX_WEIGHT, MIN_WEIGHT, LoraChoice
 from pixelmcp.service.results import GenerateImageResult, ImageInfo
 from pixelmcp.service.rewriting import run_rewriter
 from pixelmcp.service.sweeps import MAX_CELLS, SweptImages, grid, make_sweep
 from pixelmcp.tools.arguments import (
     GuidanceArg,
     HeightArg,
+    LorasArg,
     ModelArg,
     NArg,
     NegativePromptArg,
@@ -59,6 +61,7 @@ async def generate_image(
     guidance_scale: GuidanceArg = None,
     seed: SeedArg = None,
     n: NArg = 1,
+    loras: LorasArg = None,
     rewrite: RewriteArg = "auto",
     best_of: Annotated[
         integer(1, MAX_BEST_OF), Field(description="Candidates per image; the best by alignment is returned, the "
@@ -71,6 +74,9 @@ async def generate_image(
     ] = None,
     sweep_steps: Annotated[list[integer(1)] | None, Field(description="Sweep: one image per step count.")] = None,
     sweep_seed: Annotated[list[integer(0, MAX_SEED)] | None, Field(description="Sweep: one image per seed.")] = None,
+    sweep_lora_weight: Annotated[
+        list[number(MIN_WEIGHT, MAX_WEIGHT)] | None, Field(description="Sweep: weights of the one LoRA.")
+    ] = None,
     sampled: SampledArg = None,
 ) -> Annotated[CallToolResult, GenerateImageResult]:  # (a sweep's SweepResult extends it)
     """Generate images from a prompt (local GPU, or provider:model): previews and pixelmcp:// links, each scored
@@ -78,12 +84,14 @@ async def generate_image(
     app = app_state(ctx)
     started = time.perf_counter()
     spec, generator = await app.router.generator(model)
-    axes = _sweep_axes(dict(guidance_scale=sweep_guidance_scale, steps=sweep_steps, seed=sweep_seed),
-                       dict(guidance_scale=guidance_scale, steps=steps, seed=seed), n, best_of)
+    axes = _sweep_axes(dict(guidance_scale=sweep_guidance_scale, steps=sweep_steps, seed=sweep_seed,
+                            lora_weight=sweep_lora_weight),
+                       dict(guidance_scale=guidance_scale, steps=steps, seed=seed), n, best_of, loras)
     if axes:
         base = dict(prompt=prompt, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
-                    guidance_scale=guidance_scale, seed=seed, n=1)
-        runs = [ImageRun("generate_image", checks.check_image_request(app.settings, app.store, spec, **{**base, **cell}),
+                    guidance_scale=guidance_scale, seed=seed, n=1, loras=loras)
+        runs = [ImageRun("generate_image", checks.check_image_request(app.settings, app.store, spec,
+                                                                      **{**base, **_cell_arguments(cell, loras)}),
                          generator, started, rewrite=rewrite, revised_prompt=revised_prompt, sampled=sampled,
                          verify=verify, params=dict(sweep=axes)) for cell in grid(axes)]
         swept = await make_sweep(app, runs, axes, ProgressReporter(ctx))
@@ -91,7 +99,7 @@ async def generate_image(
     _check_best_of(app.settings, best_of, n)
     request = checks.check_image_request(
         app.settings, app.store, spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
-        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n * best_of,
+        steps=steps, guidance_scale=guidance_scale, seed=seed, n=n * best_of, loras=loras,
     )
     done = await make_images(app, ImageRun(
         "generate_image", request, generator, started, rewrite=rewrite, revised_prompt=revised_prompt,
@@ -118,19 +126,26 @@ class SweepResult(GenerateImageResult):
                    cells=[SweepCell(values=cell, image=info) for cell, info in zip(swept.cells, infos, strict=True)])
 
 
-def _sweep_axes(sweeps: dict[str, list | None], given: dict[str, object], n: int, best_of: int) -> dict[str, list]:
+def _sweep_axes(sweeps: dict[str, list | None], given: dict[str, object], n: int, best_of: int,
+                loras: list[LoraChoice] | None) -> dict[str, list]:
     """The swept arguments and their values, checked: at most two, none also given alone, at most MAX_CELLS."""
     axes = {name: values for name, values in sweeps.items() if values is not None}
+    if "lora_weight" in axes:
+        if len(loras or []) != 1:
+            raise InvalidArgument("sweep_lora_weight", axes["lora_weight"], f"sweeps the weight of one LoRA, and loras "
+                                  f"has {len(loras or [])}", "Pass exactly one LoRA in loras, without its weight.")
+        given = {**given, "lora_weight": loras[0].weight}
     for name, values in axes.items():
         argument = f"sweep_{name}"
         if given[name] is not None:
-            raise InvalidArgument(name, given[name], f"was given together with {argument}, which sets it per image",
-                                  f"Omit {name}, or omit {argument}.")
+            shown = "loras[0].weight" if name == "lora_weight" else name
+            raise InvalidArgument(shown, given[name], f"was given together with {argument}, which sets it per image",
+                                  f"Omit {shown}, or omit {argument}.")
         if not values or len(set(values)) != len(values):
             raise InvalidArgument(argument, values, "needs one or more values, each once", "Pass e.g. [5, 7, 9].")
     if len(axes) > 2:
         raise InvalidArgument(f"sweep_{list(axes)[2]}", axes[list(axes)[2]], "a sweep varies at most two arguments",
-                              "Sweep one or two of guidance_scale, steps and seed.")
+                              "Sweep one or two of guidance_scale, steps, seed and lora_weight.")
     cells = math.prod(len(values) for values in axes.values()) if axes else 0
     if cells > MAX_CELLS:
         raise InvalidArgument(f"sweep_{list(axes)[-1]}", axes[list(axes)[-1]], f"makes a grid of {cells} images, over "
@@ -139,6 +154,14 @@ def _sweep_axes(sweeps: dict[str, list | None], given: dict[str, object], n: int
         raise InvalidArgument("n" if n != 1 else "best_of", n if n != 1 else best_of, "applies to one image, and a "
                               "sweep makes one image per cell", "Omit it when sweeping.")
     return axes
+
+
+def _cell_arguments(cell: dict[str, object], loras: list[LoraChoice] | None) -> dict[str, object]:
+    """A cell's values as check_image_request's arguments: a LoRA weight is its one LoRA's weight."""
+    if "lora_weight" not in cell:
+        return cell
+    values = {name: value for name, value in cell.items() if name != "lora_weight"}
+    return {**values, "loras": [LoraChoice(name=loras[0].name, weight=cell["lora_weight"])]}
 
 
 def _check_best_of(settings, best_of: int, n: int) -> None:

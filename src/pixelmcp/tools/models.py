@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from pixelmcp.catalog import IMAGE_KINDS, ModelSpec, Task
 from pixelmcp.registry import ProviderInfo, provider_infos
+from pixelmcp.service.loras import folder_loras
 from pixelmcp.service.state import AppState
 from pixelmcp.tools.context import AppContext, app_state
 from pixelmcp.tools.gallery import APP_HOSTS, STUDIO_URI, UI_TOOLS
@@ -15,7 +16,7 @@ from pixelmcp.tools.gallery import APP_HOSTS, STUDIO_URI, UI_TOOLS
 
 class CatalogEntry(BaseModel):
     alias: str
-    task: str = Field(description="generate, rewrite, preprocess, classify, answer or segment")
+    task: str = Field(description="generate, lora, rewrite, preprocess, classify, answer or segment")
     kind: str
     source: str
     description: str
@@ -27,6 +28,9 @@ class CatalogEntry(BaseModel):
         None, description="how it inpaints: with a dedicated inpainting UNet, or with the base model itself"
     )
     detector: str | None = Field(None, description="a pose model's person detector (repo id or folder)")
+    base: str | None = Field(None, description="a LoRA: the image family it was trained for (its models: kind)")
+    default_weight: float | None = Field(None, description="a LoRA: its weight when a call gives none")
+    trigger_words: list[str] = Field(default_factory=list, description="a LoRA: words to put in the prompt")
     tools: list[str] = Field(default_factory=list, description="the tools this model can serve")
 
 
@@ -44,6 +48,8 @@ class LoadedEntry(BaseModel):
     uses: int
     idle_seconds: float
     load_seconds: float
+    loras: list[str] = Field(default_factory=list, description="LoRA adapters it holds (switched per call, not "
+                                                               "reloaded)")
 
 
 class DownloadEntry(BaseModel):
@@ -102,8 +108,8 @@ def models_report(app: AppState, task: str | None = None) -> ModelsReport:
                      licence=s.licence,
                      loaded=s.alias in resident, controlnets=sorted(s.controlnets), ip_adapter=s.ip_adapter is not None,
                      inpaint=("dedicated" if s.inpaint else "base") if s.kind in IMAGE_KINDS else None,
-                     detector=s.detector, tools=tools_of(s))
-        for s in app.settings.catalog.values() if task is None or s.task == task
+                     detector=s.detector, tools=tools_of(s), **_lora_fields(s))
+        for s in [*app.settings.catalog.values(), *folder_loras(app.settings)] if task is None or s.task == task
     ]
     return ModelsReport(profile=app.settings.profile, device=snapshot["device"], budget_bytes=snapshot["budget_bytes"],
                         used_bytes=snapshot["used_bytes"], devices=[DeviceEntry(**d) for d in snapshot["devices"]],
@@ -115,8 +121,16 @@ def models_report(app: AppState, task: str | None = None) -> ModelsReport:
                         app=AppInfo(uri=STUDIO_URI, shown_by=list(APP_HOSTS), tools=list(UI_TOOLS)))
 
 
+def _lora_fields(spec: ModelSpec) -> dict[str, Any]:
+    if spec.kind != "lora":
+        return {}
+    return dict(base=spec.base, default_weight=spec.default_weight, trigger_words=list(spec.trigger_words))
+
+
 #: The tools each task's models serve (image models: also by their ControlNets and IP-Adapter).
 _TOOLS = {"generate": ["generate_image", "edit_image", "extend_image", "upscale_image"],
+          "lora": ["generate_image", "edit_image", "extend_image", "upscale_image", "controlnet_generate",
+                   "style_transfer"],
           "rewrite": ["rewrite_prompt"], "preprocess": ["controlnet_generate"],
           "classify": ["classify_image", "compare_images"], "answer": ["ask_about_image", "compare_images"],
           "segment": ["edit_image", "remove_background"]}
