@@ -46,3 +46,15 @@ def test_served_benchmark_runs_at_tiny_size_on_cpu():
     assert any(line.startswith("4 SD 1.5 requests: ") and "throughput ratio" in line for line in lines)
     assert lines[-1].startswith("median ratio served/direct: ")
     float(lines[-1].rsplit(" ", 1)[1])
+
+
+def test_lora_benchmark_runs_and_prints_its_switch_ratio(tmp_path, tiny_cache):
+    script = SCRIPT.with_name("bench_loras.py")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXELMCP_CACHE_DIR": str(tiny_cache)}
+    out = subprocess.run([sys.executable, str(script), "2"], capture_output=True, text=True, timeout=300, env=env,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert "LoRA loads 2" in lines[-2]
+    assert lines[-1].startswith("switch ") and "ratio" in lines[-1]
+    float(lines[-1].rsplit(" ", 1)[1])

@@ -259,3 +259,53 @@ def test_generate_takes_lora_flags_and_from_replays_them(tmp_path, tiny_cache):
     assert pixels(second["path"]) == pixels(first["path"])
     bad = run_cli(["generate", "a", "--lora", "tiny-lora-a:nan"], env, tmp_path)
     assert bad.returncode == 2 and "--lora takes a finite number, not 'nan'" in bad.stderr
+
+
+def header_only(path: Path, shapes: dict[str, list[int]]) -> Path:
+    """A .safetensors file's header (what the family guess reads) for tensors of these shapes."""
+    header, offset = {}, 0
+    for key, shape in shapes.items():
+        size = 2 * shape[0] * shape[1]
+        header[key] = {"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    data = json.dumps(header).encode()
+    path.write_bytes(len(data).to_bytes(8, "little") + data + b"\0" * offset)
+    return path
+
+
+def test_a_lora_files_family_is_read_from_its_header(tmp_path):
+    from pixelmcp.engine.loras import guess_family
+
+    attn = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight"
+    kohya = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight"
+    cases = {
+        "sd15": {attn: [8, 768]},
+        "sdxl": {kohya: [8, 2048]},
+        "sdxl ": {"lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": [8, 1280]},
+        "flux": {"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": [16, 3072]},
+        "sd3": {"transformer.joint_blocks.0.context_block.attn.qkv.lora_A.weight": [16, 1536]},
+        None: {attn: [8, 32]},  # a width no real model has (the tiny ones): checked when it loads
+    }
+    for index, (family, tensors) in enumerate(cases.items()):
+        path = header_only(tmp_path / f"{index}.safetensors", tensors)
+        assert guess_family(path) == (family.strip() if family else None), tensors
+    (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
+    assert guess_family(tmp_path / "broken.safetensors") is None
+
+
+async def test_a_lora_added_in_the_config_file_is_listed_and_applied(make_settings, tmp_path):
+    settings = make_settings()
+    folder = tmp_path / "my-style"
+    lora_copy(settings, "sd15-lora-a", folder, "my_style.safetensors")
+    settings = make_settings(models={"my-style": {"kind": "lora", "source": str(folder), "base": "sd15",
+                                                  "weight_name": "my_style.safetensors", "default_weight": 0.7,
+                                                  "trigger_words": ["mystyle"]}})
+    async with Client(build_server(settings)) as client:
+        listed = ok(await client.call_tool("list_models", {"task": "lora"}))
+        made = ok(await client.call_tool("generate_image", {**PLAIN, "loras": [{"name": "my-style"}]}))
+        refused = error_text(await client.call_tool("generate_image", {**PLAIN, "model": "tiny-sdxl",
+                                                                       "loras": [{"name": "my-style"}]}))
+    entry = next(e for e in listed["catalog"] if e["alias"] == "my-style")
+    assert entry["base"] == "sd15" and entry["trigger_words"] == ["mystyle"] and entry["source"] == str(folder)
+    assert made["loras"] == [{"name": "my-style", "weight": 0.7}]
+    assert "was trained for SD 1.5 (sd15)" in refused

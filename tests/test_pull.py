@@ -160,6 +160,12 @@ REPOS.update({
         **shards("", "model", [4_980 * MB, 4_960 * MB, 4_180 * MB]),
         **{f"pytorch_model-{i:05d}-of-00003.bin": 4_900 * MB for i in (1, 2, 3)}}),
     "llava-hf/llava-v1.6-mistral-7b-hf": transformers_repo(shards("", "model", [3_900 * MB] * 3 + [3_400 * MB])),
+    # LoRA repos (a stand-in layout, not their published listings): the catalog's weight file beside another LoRA
+    # file and sample images, of which only the named file is a LoRA's load.
+    "nerijs/pixel-art-xl": {".gitattributes": 1_500, "README.md": 2_000, "pixel-art-xl.safetensors": 171 * MB,
+                            "pixel-art-xl-v1.1.safetensors": 171 * MB, "1.png": 1_200_000},
+    "CiroN2022/toy-face": {".gitattributes": 1_500, "README.md": 2_000, "toy_face_sdxl.safetensors": 171 * MB,
+                           "image_0.png": 1_100_000},
 })
 INDEXES = {("stable-diffusion-v1-5/stable-diffusion-v1-5", "model_index.json"): json.dumps(SD15_INDEX).encode(),
            ("stabilityai/stable-diffusion-xl-base-1.0", "model_index.json"): json.dumps(SDXL_INDEX).encode(),
@@ -198,6 +204,8 @@ EXPECTED_WEIGHTS = {
         "diffusers/controlnet-canny-sdxl-1.0",
         "diffusers/controlnet-depth-sdxl-1.0")},
     "thibaud/controlnet-openpose-sdxl-1.0": {"diffusion_pytorch_model.bin"},
+    "nerijs/pixel-art-xl": {"pixel-art-xl.safetensors"},
+    "CiroN2022/toy-face": {"toy_face_sdxl.safetensors"},
     **{repo: {"unet/diffusion_pytorch_model.fp16.safetensors"} for repo in (
         "stable-diffusion-v1-5/stable-diffusion-inpainting", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1")},
     "CIDAS/clipseg-rd64-refined": {"pytorch_model.bin"},
@@ -352,6 +360,13 @@ def test_every_default_alias_plans_exactly_the_weights_its_loaders_read(hub, pix
         assert weights == expected, (entry, repo)
         assert not any(name.endswith((".onnx", ".onnx_data", ".msgpack", ".h5")) for name in files), repo
     assert float(out.stdout.splitlines()[-1].split()[1]) > 0
+
+
+def test_pull_of_a_lora_fetches_its_one_weight_file(hub, pixelmcp):
+    out = pixelmcp("pull", "pixel-art-xl")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert hub.files_of("nerijs/pixel-art-xl") == {"pixel-art-xl.safetensors"}
+    assert "pixel-art-xl: nerijs/pixel-art-xl ready (1 file" in out.stdout
 
 
 def test_large_tokenizers_are_fetched_and_large_sample_media_are_not():
