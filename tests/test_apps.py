@@ -202,3 +202,61 @@ async def test_a_generated_image_opens_in_the_viewer_and_a_painted_mask_makes_an
                 assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors
     finally:
         process.terminate()
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed")
+async def test_the_viewer_shows_loras_a_variations_parent_and_a_sweep_cells_values(server, screenshots):
+    from playwright.async_api import async_playwright
+
+    assert CHROMIUM, "CI installs Debian's chromium (.ci/run): the app must be proven in a real browser there"
+    quiet = {"rewrite": False, "verify": False}
+    with anyio.fail_after(180):
+        async with Client(server) as client, async_playwright() as playwright:
+            async def mcp_request(method: str, params: dict) -> dict:
+                if method == "resources/read":
+                    return _dump(await client.read_resource(params["uri"]))
+                if method == "tools/call":
+                    return _dump(await client.call_tool(params["name"], params.get("arguments") or {}))
+                raise ValueError(f"the test host does not forward {method}")
+
+            parent_args = {"prompt": "a kite", "seed": 2, "loras": [{"name": "tiny-lora-a", "weight": 0.6}], **quiet}
+            parent = ok(await client.call_tool("generate_image", parent_args))
+            vary_args = {"image": parent["uri"], "n": 1, "seed": 9, "verify": False}
+            varied = await client.call_tool("vary_image", vary_args)
+            sweep_args = {"prompt": "a kite", "seed": 2, "sweep_steps": [2, 3], **quiet}
+            swept = await client.call_tool("generate_image", sweep_args)
+            html = (await client.read_resource(STUDIO_URI)).contents[0].text
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = await browser.new_page(viewport={"width": 900, "height": 1000})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            await page.expose_function("mcpRequest", mcp_request)
+            await page.set_content(HOST_PAGE.read_text())
+            await page.evaluate("([html, name, args, result]) => openApp(html, name, args, result, 'light')",
+                                [html, "vary_image", vary_args, _dump(varied)])
+            app = page.frame_locator("#app")
+            await app.locator('dd[data-field="parent"]').wait_for()
+            assert await app.locator('dd[data-field="parent"]').text_content() == parent["uri"]
+            assert await app.locator('dd[data-field="loras"]').text_content() == "tiny-lora-a 0.6"
+            assert await app.locator('dd[data-field="strength"]').text_content() == "0.35"
+            await page.screenshot(path=str(screenshots / "6-variation.png"))
+
+            await page.evaluate("([html, name, args, result]) => openApp(html, name, args, result, 'light')",
+                                [html, "generate_image", sweep_args, _dump(swept)])
+            app = page.frame_locator("#app")
+            await app.locator('dd[data-field="sweep"]').wait_for()
+            assert await app.locator('dd[data-field="sweep"]').text_content() == "steps 2"
+            await app.locator("#siblings .thumb").nth(1).click()
+            await app.locator('dd[data-field="sweep"]', has_text="steps 3").wait_for()
+            await page.screenshot(path=str(screenshots / "7-sweep.png"))
+
+            # The gallery shows the same for an image opened from list_images.
+            await app.locator("#tab-gallery").click()
+            await app.locator("#grid .thumb").first.wait_for()
+            await app.locator("#grid .thumb").nth(0).click()  # newest first: a sweep cell (no LoRAs, no parent)
+            await app.locator("#tab-gallery").click()
+            count = await app.locator("#grid .thumb").count()
+            await app.locator("#grid .thumb").nth(count - 1).click()  # the oldest: the parent, made with a LoRA
+            await app.locator('dd[data-field="loras"]', has_text="tiny-lora-a 0.6").wait_for()
+            await browser.close()
+            assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors

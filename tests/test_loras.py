@@ -309,3 +309,14 @@ async def test_a_lora_added_in_the_config_file_is_listed_and_applied(make_settin
     assert entry["base"] == "sd15" and entry["trigger_words"] == ["mystyle"] and entry["source"] == str(folder)
     assert made["loras"] == [{"name": "my-style", "weight": 0.7}]
     assert "was trained for SD 1.5 (sd15)" in refused
+
+
+def test_the_readmes_family_refusal_is_the_one_users_get(make_settings):
+    from pixelmcp.errors import InvalidArgument
+    from pixelmcp.service.loras import LoraChoice, resolve_loras
+
+    settings = make_settings(profile="default")
+    with pytest.raises(InvalidArgument) as refused:
+        resolve_loras(settings, settings.catalog["sd15"], [LoraChoice(name="pixel-art-xl")])
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert " ".join(str(refused.value).split()) in readme

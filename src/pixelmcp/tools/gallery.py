@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from pixelmcp.errors import InvalidArgument
 from pixelmcp.media.images import encode_preview
 from pixelmcp.media.store import StoredImage
+from pixelmcp.service.results import LoraApplied
 from pixelmcp.tools.context import AppContext, app_state
 
 #: The MCP Apps interface (viewer, gallery, mask painter) the image tools point at.
@@ -37,6 +38,9 @@ class GalleryImage(BaseModel):
     prompt: str | None = None
     model: str | None = None
     seed: int | None = None
+    loras: list[LoraApplied] = Field(default_factory=list)
+    strength: float | None = Field(None, description="an edit's or variation's strength")
+    source_image: str | None = Field(None, description="the image it was made from (a variation's parent)")
     thumbnail: str = Field(description=f"a preview at most {THUMBNAIL_SIDE} px, as a data: uri")
 
 
@@ -74,6 +78,22 @@ async def list_images(
                           structured_content=listed.model_dump(mode="json"))
 
 
+def _loras(params: dict[str, Any]) -> list[LoraApplied]:
+    """The LoRAs a sidecar records (a hand-edited or older sidecar's odd entries are left out, never fatal)."""
+    entries = params.get("loras")
+    return [LoraApplied(name=e["name"], weight=e["weight"]) for e in entries if isinstance(e, dict)
+            and isinstance(e.get("name"), str) and isinstance(e.get("weight"), int | float)] \
+        if isinstance(entries, list) else []
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _entry(record: StoredImage) -> GalleryImage:
     params: dict[str, Any] = record.params
     with Image.open(record.path) as image:
@@ -81,5 +101,6 @@ def _entry(record: StoredImage) -> GalleryImage:
     seed = params.get("seed")
     return GalleryImage(id=record.id, uri=record.uri, width=record.width, height=record.height, created=record.created,
                         tool=params.get("tool") or params.get("role"), prompt=params.get("prompt"), model=params.get("model"),
-                        seed=seed if isinstance(seed, int) else None,
+                        seed=seed if isinstance(seed, int) else None, loras=_loras(params),
+                        strength=_number(params.get("strength")), source_image=_text(params.get("source_image")),
                         thumbnail=f"data:{mime};base64,{base64.b64encode(data).decode()}")
