@@ -10,6 +10,11 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # a hub id must fail at once, never try the network
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # (before torch starts its thread pool)
+    # The cores shared out between the workers: torch's default of one thread per core in every worker makes the
+    # OpenMP pools of two workers fight over the same cores, which slows both many times over.
+    _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
 
 import threading
 from pathlib import Path

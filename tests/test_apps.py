@@ -91,6 +91,18 @@ def _dump(result) -> dict:
     return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+async def open_host(playwright, mcp_request):
+    """Chromium showing the test host page (tests/apps/host.html), which forwards the app's requests to
+    `mcp_request`; (browser, page, the console's errors)."""
+    browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    page = await browser.new_page(viewport={"width": 900, "height": 1000})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    await page.expose_function("mcpRequest", mcp_request)
+    await page.set_content(HOST_PAGE.read_text())
+    return browser, page, errors
+
+
 @pytest.fixture
 def screenshots(tmp_path) -> Path:
     folder = Path(os.environ.get("PIXELMCP_SCREENSHOT_DIR") or tmp_path / "screenshots")
@@ -119,12 +131,7 @@ async def test_a_generated_image_opens_in_the_viewer_and_a_painted_mask_makes_an
                         return {}
                     raise ValueError(f"the test host does not forward {method}")
 
-                browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-                page = await browser.new_page(viewport={"width": 900, "height": 1000})
-                errors: list[str] = []
-                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-                await page.expose_function("mcpRequest", mcp_request)
-                await page.set_content(HOST_PAGE.read_text())
+                browser, page, errors = await open_host(playwright, mcp_request)
                 html = (await client.read_resource(STUDIO_URI)).contents[0].text
                 arguments = {"prompt": "a red kite over the sea", "seed": 3, "n": 2, "rewrite": False,
                              "width": 128, "height": 96}
@@ -226,12 +233,7 @@ async def test_the_viewer_shows_loras_a_variations_parent_and_a_sweep_cells_valu
             sweep_args = {"prompt": "a kite", "seed": 2, "sweep_steps": [2, 3], **quiet}
             swept = await client.call_tool("generate_image", sweep_args)
             html = (await client.read_resource(STUDIO_URI)).contents[0].text
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = await browser.new_page(viewport={"width": 900, "height": 1000})
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            await page.expose_function("mcpRequest", mcp_request)
-            await page.set_content(HOST_PAGE.read_text())
+            browser, page, errors = await open_host(playwright, mcp_request)
             await page.evaluate("([html, name, args, result]) => openApp(html, name, args, result, 'light')",
                                 [html, "vary_image", vary_args, _dump(varied)])
             app = page.frame_locator("#app")

@@ -86,7 +86,8 @@ def test_models_command_lists_the_catalog_as_json():
                        "tiny-upernet": "preprocess", "tiny-vitpose": "preprocess",
                        "tiny-clip": "classify", "tiny-siglip": "classify", "tiny-qwen2-vl": "answer",
                        "tiny-qwen2.5-vl": "answer", "tiny-llava": "answer", "tiny-llava-next": "answer",
-                       "tiny-idefics3": "answer", "tiny-internvl": "answer", "tiny-clipseg": "segment"}
+                       "tiny-idefics3": "answer", "tiny-internvl": "answer", "tiny-clipseg": "segment",
+                       "tiny-lora-a": "lora", "tiny-lora-b": "lora", "tiny-lora-xl": "lora"}
 
 
 def test_models_command_prints_a_table_for_people():

@@ -72,8 +72,7 @@ class LocalImageGenerator:
             ip_scale = control.ip_adapter_scale(first.style.mode, first.style.scale, spec.style_blocks)
 
         # 2. The requests' LoRAs on the model, every other adapter it holds off (one set: the batcher's key).
-        if first.loras or self.pool.loras.holds_any(pipe):
-            self.pool.loras.activate(pipe, first.loras, self._lora_folders(first, job), unet=unet, model=spec.alias)
+        self.pool.loras.activate(pipe, first.loras, self._lora_folders(first, job), unet=unet, model=spec.alias)
 
         # 3. Denoise: from noise, from the image to edit, or tile by tile.
         started = time.perf_counter()

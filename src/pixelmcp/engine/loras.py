@@ -138,8 +138,8 @@ class LoraBank:
         of `uses` loaded (from `folders[key]`) and active at their weights, every other adapter off. `model` names
         the model in errors."""
         wanted = {use.key for use in uses}
-        for owner in (pipe, unet):
-            if owner is None or (not uses and not self._holds(owner)):
+        for owner in (pipe, unet) if uses else ():
+            if owner is None:
                 continue
             for use in uses:
                 self._ensure(owner, use, folders[use.key], wanted, pipe, model)
