@@ -44,7 +44,10 @@ async def test_a_lora_changes_the_pixels_at_its_weight_and_weight_zero_gives_the
         full = ok(await client.call_tool("generate_image", {**PLAIN, "loras": [A]}))
         half = ok(await client.call_tool("generate_image", {**PLAIN, "loras": [{**A, "weight": 0.5}]}))
         zero = ok(await client.call_tool("generate_image", {**PLAIN, "loras": [{**A, "weight": 0}]}))
-        both = ok(await client.call_tool("generate_image", {**PLAIN, "loras": [A, B]}))
+        made = await client.call_tool("generate_image", {**PLAIN, "loras": [A, B]})
+        both = ok(made)
+    summary = next(block.text for block in made.content if block.type == "text")
+    assert summary.startswith("Generated 1 image(s) with tiny-sd15 and LoRAs tiny-lora-a 1, tiny-lora-b 0.8: ")
     assert pixels(zero["path"]) == pixels(plain["path"])  # the adapter adds exactly 0
     assert len({pixels(r["path"]) for r in (plain, full, half, both)}) == 4
     assert plain["loras"] == [] and full["loras"] == [A]
@@ -320,3 +323,15 @@ def test_the_readmes_family_refusal_is_the_one_users_get(make_settings):
         resolve_loras(settings, settings.catalog["sd15"], [LoraChoice(name="pixel-art-xl")])
     readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
     assert " ".join(str(refused.value).split()) in readme
+
+
+def test_the_models_command_lists_lora_files_with_their_own_size(tmp_path, tiny_cache, make_settings):
+    copied = lora_copy(make_settings(), "sd15-lora-a", tmp_path / "loras", "ink.safetensors")
+    (tmp_path / "loras" / "notes.bin").write_bytes(b"\0" * 4096)  # the folder's other files are not the LoRA's
+    env = {**cli_env(tiny_cache, tmp_path), "PIXELMCP_LORA_DIRS": json.dumps([str(tmp_path / "loras")])}
+    out = run_cli(["models", "--json"], env, tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {row["alias"]: row for row in json.loads(out.stdout)}
+    assert rows["ink"]["task"] == "lora" and rows["ink"]["cached"] is True
+    assert rows["ink"]["bytes_on_disk"] == copied.stat().st_size
+    assert rows["tiny-lora-a"]["task"] == "lora"

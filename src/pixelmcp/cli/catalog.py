@@ -99,9 +99,15 @@ def _models(args: argparse.Namespace) -> None:
     if args.server:
         _served_models(args)
         return
+    from pixelmcp.service.loras import folder_loras
+
     rows = []
-    for spec in settings.catalog.values():
-        cached, size = disk_state(spec.source, settings)
+    for spec in [*settings.catalog.values(), *folder_loras(settings)]:
+        if spec.kind == "lora" and Path(spec.source).is_dir():  # a file of its own: its size, not its folder's
+            path = Path(spec.source) / (spec.weight_name or "")
+            cached, size = path.is_file(), path.stat().st_size if path.is_file() else 0
+        else:
+            cached, size = disk_state(spec.source, settings)
         rows.append(dict(alias=spec.alias, task=spec.task, kind=spec.kind, source=spec.source, cached=cached,
                          bytes_on_disk=size, description=spec.description, licence=spec.licence, tiny=spec.tiny,
                          controlnets=sorted(spec.controlnets), ip_adapter=spec.ip_adapter is not None))

@@ -85,6 +85,8 @@ async def tool_result(app: AppState, result: GenerateImageResult, records: list[
     if result.seed is not None:
         made.append(f"seed {result.seed}")
     where = f" ({result.provider})" if result.provider != "local" else ""
+    if result.loras:
+        where += (" and LoRA " if len(result.loras) == 1 else " and LoRAs ") + ", ".join(f"{lora.name} {lora.weight:g}" for lora in result.loras)
     summary = [f"{verb} {len(result.images)} image(s) with {result.model}{where}: {', '.join(made)}."]
     summary += [f"- {image.uri}" + (f" (seed {image.seed})" if image.seed is not None else "")
                 + f" saved at {image.path}" for image in result.images]
