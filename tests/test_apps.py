@@ -212,7 +212,8 @@ async def test_a_generated_image_opens_in_the_viewer_and_a_painted_mask_makes_an
 
 
 @pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="Debian's chromium is not installed")
-async def test_the_viewer_shows_loras_a_variations_parent_and_a_sweep_cells_values(server, screenshots):
+async def test_the_viewer_shows_loras_a_variations_parent_and_a_sweep_cells_values(screenshots, server):
+    # (screenshots first: the server fixture clears PIXELMCP_* variables, PIXELMCP_SCREENSHOT_DIR among them)
     from playwright.async_api import async_playwright
 
     assert CHROMIUM, "CI installs Debian's chromium (.ci/run): the app must be proven in a real browser there"
@@ -230,6 +231,7 @@ async def test_the_viewer_shows_loras_a_variations_parent_and_a_sweep_cells_valu
             parent = ok(await client.call_tool("generate_image", parent_args))
             vary_args = {"image": parent["uri"], "n": 1, "seed": 9, "verify": False}
             varied = await client.call_tool("vary_image", vary_args)
+            varied_uri = ok(varied)["uri"]
             sweep_args = {"prompt": "a kite", "seed": 2, "sweep_steps": [2, 3], **quiet}
             swept = await client.call_tool("generate_image", sweep_args)
             html = (await client.read_resource(STUDIO_URI)).contents[0].text
@@ -252,13 +254,12 @@ async def test_the_viewer_shows_loras_a_variations_parent_and_a_sweep_cells_valu
             await app.locator('dd[data-field="sweep"]', has_text="steps 3").wait_for()
             await page.screenshot(path=str(screenshots / "7-sweep.png"))
 
-            # The gallery shows the same for an image opened from list_images.
+            # The gallery shows the same for an image opened from list_images (its order, as the app pages it).
+            listed = [image["uri"] for image in ok(await client.call_tool("list_images", {"limit": 12}))["images"]]
             await app.locator("#tab-gallery").click()
-            await app.locator("#grid .thumb").first.wait_for()
-            await app.locator("#grid .thumb").nth(0).click()  # newest first: a sweep cell (no LoRAs, no parent)
-            await app.locator("#tab-gallery").click()
-            count = await app.locator("#grid .thumb").count()
-            await app.locator("#grid .thumb").nth(count - 1).click()  # the oldest: the parent, made with a LoRA
-            await app.locator('dd[data-field="loras"]', has_text="tiny-lora-a 0.6").wait_for()
+            await app.locator("#grid .thumb").nth(len(listed) - 1).wait_for()
+            await app.locator("#grid .thumb").nth(listed.index(varied_uri)).click()
+            await app.locator('dd[data-field="parent"]', has_text=parent["uri"]).wait_for()
+            assert await app.locator('dd[data-field="loras"]').text_content() == "tiny-lora-a 0.6"
             await browser.close()
             assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors
